@@ -1,0 +1,40 @@
+# The README's quick start: `make dev` runs the relay locally, `make test` runs every check.
+PYTHON_VERSION := 3.12
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := layers/relay:functions/chat:.
+
+# The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
+BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: dev test lint unit invoke build validate clean
+
+$(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
+	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
+	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+dev: $(VENV)/.installed
+	$(PY) -m devtools.local_run
+
+test: lint unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/cfn-lint template.yaml
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+EVENT ?= events/chat-stream.json
+invoke: $(VENV)/.installed
+	$(PY) -m devtools.invoke $(EVENT) $(if $(URL),--url $(URL))
+
+# sam pins its own boto3, so it lives in a virtual environment of its own.
+build:
+	@test -x .venv-sam/bin/sam || { $(BASE_PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli; }
+	PATH="$$(dirname $(BASE_PYTHON)):$$PATH" .venv-sam/bin/sam build
+
+clean:
+	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .ruff_cache

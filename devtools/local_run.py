@@ -1,0 +1,127 @@
+"""The whole relay on loopback with no Docker and no keys: embedded DynamoDB, simulated provider, the app.
+
+``python -m devtools.local_run`` (what ``make dev`` runs) serves the app on ``PORT`` (default 3000) in the
+foreground. Tests and ``devtools.invoke`` start the same stack on free ports with ``LocalRun(port=0).start()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from devtools.servers import DynamoDBThread, UvicornThread, create_table
+from devtools.simulated_provider import Scenario, SimulatedProvider
+
+DEFAULT_PORT = 3000
+TABLE_NAME = "chat-relay-local"
+# A fixed session that exists from the start, so the README's curl example and events/*.json work as they are.
+DEMO_SESSION_ID = "01HZY00000000000000000DEM0"
+DEMO_MODEL = "sim"
+
+LOCAL_ENVIRONMENT = {
+    # Credentials and region for the embedded DynamoDB only; nothing here reaches AWS.
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "TABLE_NAME": TABLE_NAME,
+    "POWERTOOLS_SERVICE_NAME": "chat-relay",
+    "POWERTOOLS_METRICS_NAMESPACE": "ChatRelay",
+}
+
+
+class LocalRun:
+    def __init__(self, port: int = DEFAULT_PORT, provider_defaults: Scenario | None = None) -> None:
+        self.port = port
+        self.dynamodb = DynamoDBThread()
+        self.provider = SimulatedProvider(provider_defaults)
+        self.provider_server = UvicornThread(self.provider.app)
+        self.app_server: UvicornThread | None = None
+
+    def start_backends(self) -> None:
+        """DynamoDB with the table and the demo session, and the simulated provider; sets the app's environment."""
+        self.dynamodb.start()
+        self.provider_server.start()
+        os.environ.update(LOCAL_ENVIRONMENT)
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
+        os.environ["SIMULATED_PROVIDER_URL"] = self.provider_server.url + "/v1"
+        client = self.dynamodb_client()
+        create_table(client, TABLE_NAME)
+        _seed_demo_session(client)
+
+    def dynamodb_client(self) -> Any:
+        import boto3
+
+        return boto3.client("dynamodb", endpoint_url=self.dynamodb.url, region_name="us-east-1",
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    def create_app(self) -> Any:
+        from relay.app import create_app
+
+        return create_app()
+
+    def start(self) -> LocalRun:
+        self.start_backends()
+        self.app_server = UvicornThread(self.create_app(), port=self.port).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.app_server is not None, "start() first"
+        return self.app_server.url
+
+    def stop(self) -> None:
+        for server in (self.app_server, self.provider_server, self.dynamodb):
+            if server is not None:
+                server.stop()
+
+
+def _seed_demo_session(client: Any) -> None:
+    from relay.store import ChatSession, ChatStore
+
+    store = ChatStore(TABLE_NAME, ttl_days=365, client_factory=lambda: client)
+    session = ChatSession(DEMO_SESSION_ID, "simulated", DEMO_MODEL, "2026-01-01T00:00:00.000Z", title="Demo session")
+    asyncio.run(store.create_session(session))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
+    parser.add_argument("--first-token-ms", type=float, default=Scenario.first_token_ms)
+    parser.add_argument("--tokens-per-second", type=float, default=Scenario.tokens_per_second)
+    parser.add_argument("--tokens", type=int, default=Scenario.tokens)
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens))
+    run.start_backends()
+    base = f"http://127.0.0.1:{args.port}"
+    openai = "the real OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY") else "not configured"
+    print(
+        f"""
+Chat relay running at {base}   (Ctrl-C stops it)
+  embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}
+  simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
+  provider "openai"   {openai}
+
+Stream an answer into the demo session:
+  curl -N {base}/chat/stream -H 'Content-Type: application/json' \\
+    -d '{{"chatSessionId": "{DEMO_SESSION_ID}", "content": "Hello!"}}'
+
+Or open a session of your own:
+  curl -s {base}/sessions -H 'Content-Type: application/json' -d '{{"provider": "simulated", "model": "sim"}}'
+""",
+        flush=True,
+    )
+    try:
+        uvicorn.run(run.create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    finally:
+        run.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Real servers on loopback, each in a background thread: uvicorn for ASGI apps, moto for DynamoDB."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
+
+HOST = "127.0.0.1"
+
+
+class UvicornThread:
+    """An ASGI app served by uvicorn on a free (or given) loopback port until ``stop()``."""
+
+    def __init__(self, app: Any, port: int = 0) -> None:
+        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self, timeout: float = 10.0) -> UvicornThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def url(self) -> str:
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{HOST}:{port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+class DynamoDBThread:
+    """moto's DynamoDB server on a free loopback port: the embedded DynamoDB of the local run and the tests."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per DynamoDB call otherwise
+        self._server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+
+    def start(self) -> DynamoDBThread:
+        self._server.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def create_table(client: Any, table_name: str) -> None:
+    """The table as template.yaml defines it (a test keeps the two in step)."""
+    client.create_table(
+        TableName=table_name,
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in TABLE_KEY_SCHEMA],
+        KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in TABLE_KEY_SCHEMA.items()],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )

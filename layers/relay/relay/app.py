@@ -1,0 +1,257 @@
+"""The HTTP layer: routes, request validation, and the streamed response.
+
+Every error before streaming starts is ``{"error": {"code", "message"}}`` with a 4xx status, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from ulid import ULID
+
+from relay import config, sse
+from relay.config import Settings
+from relay.context import Invocation
+from relay.errors import RequestRejected
+from relay.providers import ProviderRegistry
+from relay.store import ChatSession, ChatStore, now_iso
+from relay.turn import Done, Failed, Started, Token, TurnEvent, relay_turn
+
+ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+
+def create_app(settings: Settings | None = None, store: ChatStore | None = None) -> Starlette:
+    settings = settings or Settings.from_environment()
+    store = store or ChatStore(settings.table_name, ttl_days=settings.message_ttl_days)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.provider_read_timeout_seconds, connect=config.PROVIDER_CONNECT_TIMEOUT_SECONDS)
+        async with httpx.AsyncClient(timeout=timeout) as http:  # one client per process: connections are reused
+            app.state.providers = ProviderRegistry(settings, http)
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/sessions", create_session, methods=["POST"]),
+            Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
+            Route("/chat/stream", chat_stream, methods=["POST"]),
+        ],
+        exception_handlers={RequestRejected: _rejected, HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def create_session(request: Request) -> Response:
+    body = await read_json_object(request)
+    provider = require_string(body, "provider", config.MAX_MODEL_CHARS)
+    if request.app.state.providers.get(provider) is None:
+        known = ", ".join(request.app.state.providers.names)
+        raise RequestRejected(422, "validation_error", f"provider must be one of: {known}")
+    session = ChatSession(
+        chat_session_id=str(ULID()),
+        provider=provider,
+        model=require_string(body, "model", config.MAX_MODEL_CHARS),
+        created_at=now_iso(),
+        title=optional_string(body, "title", config.MAX_TITLE_CHARS),
+        system=optional_string(body, "system", config.MAX_SYSTEM_CHARS),
+    )
+    await request.app.state.store.create_session(session)
+    return JSONResponse({"chatSessionId": session.chat_session_id}, status_code=201)
+
+
+async def list_messages(request: Request) -> Response:
+    chat_session_id = request.path_params["chatSessionId"]
+    messages = await request.app.state.store.list_messages(chat_session_id) if _is_id(chat_session_id) else None
+    if messages is None:
+        raise RequestRejected(404, "session_not_found", "no chat session with this id")
+    return JSONResponse({"messages": [message.to_json() for message in messages]})
+
+
+async def chat_stream(request: Request) -> Response:
+    invocation = Invocation.from_headers(request.headers, received_at=time.perf_counter())
+    body = await read_json_object(request)
+    chat_session_id = require_string(body, "chatSessionId", 64)
+    content = require_string(body, "content", config.MAX_CONTENT_CHARS)
+    state = request.app.state
+    conversation = (
+        await state.store.load_conversation(chat_session_id, state.settings.history_max_messages)
+        if _is_id(chat_session_id)
+        else None
+    )
+    if conversation is None:
+        raise RequestRejected(404, "session_not_found", "no chat session with this id")
+    provider = state.providers.get(conversation.session.provider)
+    if provider is None:
+        raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
+
+    events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation)
+    if _wants_plain_text(request):
+        return EventStreamResponse(_as_plain_text(events), media_type="text/plain; charset=utf-8")
+    return EventStreamResponse(_as_sse(events), media_type="text/event-stream; charset=utf-8")
+
+
+class EventStreamResponse(StreamingResponse):
+    """A streaming response that never buffers and always closes its source, even when the client disconnects.
+
+    Starlette leaves a body iterator that was interrupted at a ``yield`` to the garbage collector; the relay loop
+    must finish (and store the answer) deterministically instead.
+    """
+
+    body_iterator: AsyncGenerator[bytes, None]
+
+    def __init__(self, content: AsyncGenerator[bytes, None], media_type: str) -> None:
+        super().__init__(content, media_type=media_type, headers=STREAM_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream_then_stop() -> None:
+                    with contextlib.suppress(OSError):  # the client is gone; the source is closed below
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream_then_stop)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
+
+
+async def _as_sse(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for event in events:
+            match event:
+                case Token(text):
+                    yield sse.format_event("token", {"text": text})
+                case Started():
+                    yield sse.format_event("start", {"userMessageId": event.user_message_id,
+                                                     "messageId": event.message_id})
+                case Done():
+                    usage = {"inputTokens": event.input_tokens, "outputTokens": event.output_tokens}
+                    yield sse.format_event("done", {"messageId": event.message_id, "finishReason": event.finish_reason,
+                                                    "usage": usage, "ttftMs": event.ttft_ms,
+                                                    "tokensPerSecond": event.tokens_per_second})
+                case Failed(code, message):
+                    yield sse.format_event("error", {"code": code, "message": message})
+    finally:
+        await events.aclose()
+
+
+async def _as_plain_text(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for event in events:
+            if isinstance(event, Token):
+                yield event.text.encode()
+            elif isinstance(event, Failed):
+                # Plain text has no event channel: the failure is appended where a reader will see it.
+                yield f"\n\n[error {event.code}: {event.message}]\n".encode()
+    finally:
+        await events.aclose()
+
+
+def _wants_plain_text(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/plain" in accept and "text/event-stream" not in accept
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise RequestRejected(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > config.MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > config.MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise RequestRejected(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestRejected(422, "validation_error", "the body must be a JSON object")
+    return body
+
+
+def require_string(body: dict[str, Any], name: str, max_chars: int) -> str:
+    value = optional_string(body, name, max_chars)
+    if value is None:
+        raise RequestRejected(422, "validation_error", f"{name} is required")
+    return value
+
+
+def optional_string(body: dict[str, Any], name: str, max_chars: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestRejected(422, "validation_error", f"{name} must be a string")
+    if not value.strip():
+        raise RequestRejected(422, "validation_error", f"{name} must not be empty")
+    if len(value) > max_chars:
+        raise RequestRejected(422, "validation_error", f"{name} must be at most {max_chars} characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); UTF-8 and DynamoDB do not
+        raise RequestRejected(422, "validation_error", f"{name} must be valid Unicode text") from None
+    return value
+
+
+def _is_id(value: str) -> bool:
+    return bool(ULID_PATTERN.match(value))
+
+
+def _too_large() -> RequestRejected:
+    return RequestRejected(413, "payload_too_large", f"the body must be at most {config.MAX_BODY_BYTES} bytes")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def _rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRejected)
+    return _error(exc.status, exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    from relay.telemetry import logger
+
+    logger.exception("unhandled error")
+    return _error(500, "internal_error", "the relay failed; the error is logged")

@@ -1,0 +1,60 @@
+"""Exceptions of the relay.
+
+    RelayError
+    ├── RequestRejected   a request is refused before anything is streamed or stored (a 4xx)
+    └── ProviderError     a provider failed: HTTP error, error event, cut stream, timeout, unreachable
+
+``ProviderError.code`` is the stable code the client sees in ``event: error``. Messages never carry API keys or
+prompt text.
+"""
+
+from __future__ import annotations
+
+# ProviderError codes.
+PROVIDER_AUTH = "provider_auth"
+PROVIDER_RATE_LIMITED = "provider_rate_limited"
+PROVIDER_UNAVAILABLE = "provider_unavailable"
+PROVIDER_BAD_REQUEST = "provider_bad_request"
+PROVIDER_ERROR = "provider_error"
+PROVIDER_TIMEOUT = "provider_timeout"
+PROVIDER_INCOMPLETE = "provider_incomplete"
+
+
+class RelayError(Exception):
+    """When anything in the relay fails in a way it knows how to report."""
+
+
+class RequestRejected(RelayError):
+    """When a request is invalid; it becomes ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ProviderError(RelayError):
+    """When a provider call fails before or during its stream."""
+
+    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def provider_error_for_status(provider: str, status: int, detail: str | None = None) -> ProviderError:
+    """The error for an HTTP error answer, classified by status as the providers document them."""
+    if status in (401, 403):
+        # The provider's own message can quote part of the key: never pass it on.
+        return ProviderError(
+            PROVIDER_AUTH, f"{provider} rejected the API key: its key must be configured correctly", status=status
+        )
+    suffix = f": {detail}" if detail else ""
+    if status == 429:
+        return ProviderError(PROVIDER_RATE_LIMITED, f"{provider} is rate limiting requests{suffix}", status=status)
+    if status >= 500:
+        return ProviderError(PROVIDER_UNAVAILABLE, f"{provider} is unavailable (HTTP {status}){suffix}", status=status)
+    message = f"{provider} rejected the request (HTTP {status}){suffix}"
+    return ProviderError(PROVIDER_BAD_REQUEST, message, status=status)

@@ -1,0 +1,53 @@
+"""Where a provider's API key comes from: the environment variable its own SDK reads (``OPENAI_API_KEY``, ...),
+else the field of that name in the JSON secret named by ``PROVIDER_KEYS_SECRET_ARN`` (Secrets Manager, read through
+Powertools Parameters and cached, so a deployment never puts keys in its environment)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from relay.errors import PROVIDER_AUTH, ProviderError
+
+SECRET_MAX_AGE_SECONDS = 300
+
+
+class KeySource(Protocol):
+    variable: str
+
+    async def get(self) -> str | None: ...
+
+
+class StaticKey:
+    def __init__(self, variable: str, value: str | None) -> None:
+        self.variable = variable
+        self._value = value
+
+    async def get(self) -> str | None:
+        return self._value
+
+
+class SecretKey:
+    def __init__(self, variable: str, secret_arn: str) -> None:
+        self.variable = variable
+        self._secret_arn = secret_arn
+
+    async def get(self) -> str | None:
+        return await asyncio.to_thread(self._read)
+
+    def _read(self) -> str | None:
+        from aws_lambda_powertools.utilities import parameters
+
+        try:
+            keys = parameters.get_secret(self._secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+        except Exception as exc:  # never let the secret's content or ARN details reach the client
+            message = f"the provider keys secret could not be read for {self.variable}"
+            raise ProviderError(PROVIDER_AUTH, message) from exc
+        value = keys.get(self.variable) if isinstance(keys, dict) else None
+        return value if isinstance(value, str) and value else None
+
+
+def key_source(variable: str, environment_value: str | None, secret_arn: str | None) -> KeySource:
+    if environment_value or not secret_arn:
+        return StaticKey(variable, environment_value or None)
+    return SecretKey(variable, secret_arn)

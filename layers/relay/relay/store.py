@@ -1,0 +1,254 @@
+"""DynamoDB persistence: one table, a chat session and its messages under one partition key.
+
+    PK = SESSION#<chatSessionId>   SK = SESSION          the session
+                                   SK = MSG#<messageId>  a message; message ids are ULIDs, so SK sorts by time
+
+"SESSION" sorts after every "MSG#…", so one descending Query returns the session first and then the newest
+messages: the single read that precedes a provider call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from relay.errors import RelayError
+
+SESSION_SORT_KEY = "SESSION"
+MESSAGE_PREFIX = "MSG#"
+TTL_ATTRIBUTE = "expiresAt"
+TABLE_KEY_SCHEMA = {"PK": "HASH", "SK": "RANGE"}
+
+# Message status values.
+STREAMING = "streaming"
+COMPLETE = "complete"
+ERROR = "error"
+INCOMPLETE = "incomplete"
+INTERRUPTED = "interrupted"
+
+
+class StoreError(RelayError):
+    """When DynamoDB fails after botocore's own retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSession:
+    chat_session_id: str
+    provider: str
+    model: str
+    created_at: str
+    title: str | None = None
+    system: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    message_id: str
+    role: str  # "user" | "ai"
+    content: str
+    status: str
+    created_at: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messageId": self.message_id,
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "createdAt": self.created_at,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    session: ChatSession
+    history: list[StoredMessage]  # oldest first
+
+
+def now_iso() -> str:
+    """The timestamp format of ``createdAt``: UTC, milliseconds, ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def create_dynamodb_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
+    return boto3.client("dynamodb", config=config)
+
+
+class ChatStore:
+    """Async access to the table; boto3 calls run in worker threads so the event loop keeps relaying tokens."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        ttl_days: int,
+        client_factory: Callable[[], Any] = create_dynamodb_client,
+    ) -> None:
+        self.table_name = table_name
+        self.ttl_seconds = ttl_days * 86_400
+        # Creating a boto3 client takes ~170 ms: start it now, in the background, so it overlaps start-up.
+        self._client_future: Future[Any] = ThreadPoolExecutor(max_workers=1).submit(client_factory)
+
+    async def _call(self, operation: str, **kwargs: Any) -> Any:
+        client = await asyncio.wrap_future(self._client_future)
+        try:
+            return await asyncio.to_thread(getattr(client, operation), **kwargs)
+        except Exception as exc:  # botocore raises many unrelated types
+            raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+
+    def _expires_at(self) -> int:
+        return int(time.time()) + self.ttl_seconds
+
+    async def create_session(self, session: ChatSession) -> None:
+        item = {
+            "PK": _session_key(session.chat_session_id),
+            "SK": SESSION_SORT_KEY,
+            "chatSessionId": session.chat_session_id,
+            "provider": session.provider,
+            "model": session.model,
+            "createdAt": session.created_at,
+            TTL_ATTRIBUTE: self._expires_at(),
+        }
+        if session.title is not None:
+            item["title"] = session.title
+        if session.system is not None:
+            item["system"] = session.system
+        await self._call(
+            "put_item",
+            TableName=self.table_name,
+            Item=_serialize(item),
+            ConditionExpression="attribute_not_exists(PK)",
+        )
+
+    async def load_conversation(self, chat_session_id: str, history_limit: int) -> Conversation | None:
+        response = await self._call(
+            "query",
+            TableName=self.table_name,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": _session_key(chat_session_id)}},
+            ScanIndexForward=False,
+            Limit=history_limit + 1,
+        )
+        items = [_deserialize(raw) for raw in response.get("Items", [])]
+        if not items or items[0]["SK"] != SESSION_SORT_KEY:
+            return None
+        history = [_message_from_item(item) for item in reversed(items[1:])]
+        return Conversation(_session_from_item(items[0]), history)
+
+    async def list_messages(self, chat_session_id: str) -> list[StoredMessage] | None:
+        """All messages oldest first, or None when the session does not exist."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _session_key(chat_session_id)}},
+        }
+        while True:
+            response = await self._call("query", **query)
+            items += [_deserialize(raw) for raw in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        if not items or items[-1]["SK"] != SESSION_SORT_KEY:
+            return None
+        return [_message_from_item(item) for item in items[:-1]]
+
+    async def put_messages(self, chat_session_id: str, *messages: StoredMessage) -> None:
+        """Write whole messages in one round trip (each put replaces the item: safe to repeat)."""
+        expires_at = self._expires_at()
+        requests = [
+            {"PutRequest": {"Item": _serialize(_message_item(chat_session_id, message, expires_at))}}
+            for message in messages
+        ]
+        while requests:
+            response = await self._call("batch_write_item", RequestItems={self.table_name: requests})
+            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
+            if requests:
+                await asyncio.sleep(0.05)
+
+
+def _session_key(chat_session_id: str) -> str:
+    return f"SESSION#{chat_session_id}"
+
+
+def _message_item(chat_session_id: str, message: StoredMessage, expires_at: int) -> dict[str, Any]:
+    return {
+        "PK": _session_key(chat_session_id),
+        "SK": MESSAGE_PREFIX + message.message_id,
+        "messageId": message.message_id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "createdAt": message.created_at,
+        "metadata": message.metadata,
+        TTL_ATTRIBUTE: expires_at,
+    }
+
+
+def _session_from_item(item: dict[str, Any]) -> ChatSession:
+    return ChatSession(
+        chat_session_id=item["chatSessionId"],
+        provider=item["provider"],
+        model=item["model"],
+        created_at=item["createdAt"],
+        title=item.get("title"),
+        system=item.get("system"),
+    )
+
+
+def _message_from_item(item: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        message_id=item["messageId"],
+        role=item["role"],
+        content=item.get("content", ""),
+        status=item["status"],
+        created_at=item["createdAt"],
+        metadata=item.get("metadata") or {},
+    )
+
+
+def _serialize(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(_to_dynamo(value)) for key, value in item.items()}
+
+
+def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {key: _from_dynamo(deserializer.deserialize(value)) for key, value in raw.items()}
+
+
+def _to_dynamo(value: Any) -> Any:
+    # DynamoDB numbers must be Decimal; floats are rounded to what a metric needs.
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, dict):
+        return {key: _to_dynamo(inner) for key, inner in value.items() if inner is not None}
+    if isinstance(value, list):
+        return [_to_dynamo(inner) for inner in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _from_dynamo(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(inner) for inner in value]
+    return value

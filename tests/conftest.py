@@ -1,0 +1,48 @@
+"""Shared fixtures: one real local stack (moto's DynamoDB server, the simulated provider, the app under uvicorn),
+all on loopback, started once per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.local_run import TABLE_NAME, LocalRun
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalRun]:
+    os.environ.pop("OPENAI_API_KEY", None)  # tests never reach a real provider
+    run = LocalRun(port=0).start()
+    yield run
+    run.stop()
+
+
+@pytest.fixture()
+def client(stack: LocalRun) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=30.0) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def dynamodb(stack: LocalRun) -> Any:
+    return stack.dynamodb_client()
+
+
+def count_items(dynamodb: Any) -> int:
+    return int(dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"])
+
+
+def new_session(client: httpx.Client, model: str = "sim", **extra: Any) -> str:
+    response = client.post("/sessions", json={"provider": "simulated", "model": model, **extra})
+    assert response.status_code == 201, response.text
+    return str(response.json()["chatSessionId"])
+
+
+def emf_lines(captured: str) -> list[dict[str, Any]]:
+    """The EMF blobs among captured stdout lines (Powertools' documented test pattern)."""
+    return [json.loads(line) for line in captured.splitlines() if line.startswith('{"_aws"')]

@@ -1,0 +1,50 @@
+"""Provider keys from the environment or from the Secrets Manager secret (moto's server stands in for AWS)."""
+
+import asyncio
+import json
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from relay.errors import PROVIDER_AUTH, ProviderError
+from relay.providers.keys import SecretKey, StaticKey, key_source
+
+
+@pytest.fixture()
+def secrets(stack, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", stack.dynamodb.url)
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()  # a provider built before the endpoint was set would keep its client
+    yield boto3.client("secretsmanager", endpoint_url=stack.dynamodb.url, region_name="us-east-1")
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()
+
+
+def test_environment_value_wins_over_the_secret():
+    source = key_source("OPENAI_API_KEY", "sk-env", "arn:aws:secretsmanager:us-east-1:0:secret:keys")
+    assert isinstance(source, StaticKey)
+    assert asyncio.run(source.get()) == "sk-env"
+
+
+def test_no_environment_value_and_no_secret_means_no_key():
+    assert asyncio.run(key_source("OPENAI_API_KEY", None, None).get()) is None
+
+
+def test_key_is_read_from_the_json_secret(secrets):
+    arn = secrets.create_secret(Name="keys-present", SecretString=json.dumps({"OPENAI_API_KEY": "sk-secret"}))["ARN"]
+    source = key_source("OPENAI_API_KEY", None, arn)
+    assert isinstance(source, SecretKey)
+    assert asyncio.run(source.get()) == "sk-secret"
+
+
+def test_empty_field_in_the_secret_means_no_key(secrets):
+    arn = secrets.create_secret(Name="keys-empty", SecretString=json.dumps({"OPENAI_API_KEY": ""}))["ARN"]
+    assert asyncio.run(SecretKey("OPENAI_API_KEY", arn).get()) is None
+
+
+def test_unreadable_secret_is_a_provider_auth_error_without_details(secrets):
+    with pytest.raises(ProviderError) as caught:
+        asyncio.run(SecretKey("OPENAI_API_KEY", "arn:aws:secretsmanager:us-east-1:000000000000:secret:nope").get())
+    assert caught.value.code == PROVIDER_AUTH
+    assert "arn:" not in caught.value.message

@@ -1,0 +1,80 @@
+import asyncio
+
+import pytest
+from ulid import ULID
+
+from devtools.local_run import TABLE_NAME
+from relay.store import COMPLETE, STREAMING, ChatSession, ChatStore, StoredMessage
+
+
+@pytest.fixture()
+def store(stack, dynamodb):
+    return ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+
+
+def make_session() -> ChatSession:
+    return ChatSession(str(ULID()), "simulated", "sim", "2026-11-25T00:00:00.000Z", title="t", system="be brief")
+
+
+_next_id = int(ULID())
+
+
+def message(role: str, content: str, status: str = COMPLETE) -> StoredMessage:
+    global _next_id
+    _next_id += 1  # strictly increasing ids, as the relay makes them within a turn
+    return StoredMessage(str(ULID.from_int(_next_id)), role, content, status, "2026-11-25T00:00:00.000Z",
+                         {"ttftMs": 12.5, "n": 3})
+
+
+def test_created_session_loads_with_empty_history(store):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=10))
+    assert conversation is not None
+    assert conversation.session == session
+    assert conversation.history == []
+
+
+def test_unknown_session_loads_as_none(store):
+    assert asyncio.run(store.load_conversation(str(ULID()), history_limit=10)) is None
+    assert asyncio.run(store.list_messages(str(ULID()))) is None
+
+
+def test_history_is_the_newest_messages_oldest_first_within_the_limit(store):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    messages = [message("user" if i % 2 == 0 else "ai", f"m{i}") for i in range(5)]
+    for m in messages:
+        asyncio.run(store.put_messages(session.chat_session_id, m))
+    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=3))
+    assert [m.content for m in conversation.history] == ["m2", "m3", "m4"]
+
+
+def test_put_messages_replaces_a_placeholder_and_keeps_numbers(store):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    placeholder = message("ai", "", STREAMING)
+    asyncio.run(store.put_messages(session.chat_session_id, placeholder))
+    final = StoredMessage(placeholder.message_id, "ai", "done text", COMPLETE, placeholder.created_at,
+                          {"ttftMs": 101.25, "usage": {"outputTokens": 7}})
+    asyncio.run(store.put_messages(session.chat_session_id, final))
+    assert asyncio.run(store.list_messages(session.chat_session_id)) == [final]
+
+
+def test_list_messages_pages_through_everything(store):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    big = "x" * 300_000  # ~300 KB each: a 1 MB query page holds only a few
+    written = [message("user", big + str(i)) for i in range(5)]
+    for m in written:
+        asyncio.run(store.put_messages(session.chat_session_id, m))
+    listed = asyncio.run(store.list_messages(session.chat_session_id))
+    assert [m.message_id for m in listed] == [m.message_id for m in written]
+
+
+def test_items_carry_a_ttl(store, dynamodb):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    item = dynamodb.get_item(TableName=TABLE_NAME, Key={"PK": {"S": f"SESSION#{session.chat_session_id}"},
+                                                        "SK": {"S": "SESSION"}})["Item"]
+    assert int(item["expiresAt"]["N"]) > 0

@@ -1,0 +1,55 @@
+import pytest
+
+from relay.telemetry import TurnReport, publish_turn_metrics
+from tests.conftest import emf_lines
+
+
+@pytest.fixture(autouse=True)
+def powertools_environment(monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "chat-relay")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ChatRelay")
+
+
+def test_completed_turn_emits_one_emf_blob_with_every_metric(capsys):
+    # GIVEN a completed turn
+    report = TurnReport(provider="openai", model="gpt-4o-mini", status="complete", duration_ms=1500.0,
+                        ttft_ms=250.5, tokens_per_second=42.0, input_tokens=10, output_tokens=50)
+    # WHEN its metrics are published
+    publish_turn_metrics(report)
+    # THEN one EMF line carries the values, in the namespace, with three dimension sets
+    [blob] = emf_lines(capsys.readouterr().out)
+    directive = blob["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "ChatRelay"
+    assert directive["Dimensions"] == [["service"], ["service", "provider"], ["service", "provider", "model"]]
+    assert (blob["service"], blob["provider"], blob["model"]) == ("chat-relay", "openai", "gpt-4o-mini")
+    units = {m["Name"]: m for m in directive["Metrics"]}
+    assert units["TimeToFirstToken"] == {"Name": "TimeToFirstToken", "Unit": "Milliseconds", "StorageResolution": 1}
+    assert units["TokensPerSecond"]["Unit"] == "Count/Second"
+    assert units["StreamDuration"]["Unit"] == "Milliseconds"
+    assert blob["TimeToFirstToken"] == [250.5]
+    assert blob["TokensPerSecond"] == [42.0]
+    assert blob["StreamDuration"] == [1500.0]
+    assert blob["InputTokens"] == [10.0]
+    assert blob["OutputTokens"] == [50.0]
+    assert blob["Requests"] == [1.0]
+    assert blob["StreamCompleted"] == [1.0]
+    assert blob["StreamErrors"] == [0.0]
+
+
+def test_failed_turn_counts_an_error_and_omits_what_it_never_had(capsys):
+    report = TurnReport(provider="openai", model="m", status="error", duration_ms=80.0, error_code="provider_auth")
+    publish_turn_metrics(report)
+    [blob] = emf_lines(capsys.readouterr().out)
+    assert blob["StreamCompleted"] == [0.0]
+    assert blob["StreamErrors"] == [1.0]
+    assert "TimeToFirstToken" not in blob
+    assert "TokensPerSecond" not in blob
+
+
+def test_disconnected_turn_counts_a_disconnect_not_an_error(capsys):
+    report = TurnReport(provider="openai", model="m", status="interrupted", duration_ms=80.0,
+                        client_disconnected=True)
+    publish_turn_metrics(report)
+    [blob] = emf_lines(capsys.readouterr().out)
+    assert blob["ClientDisconnects"] == [1.0]
+    assert blob["StreamErrors"] == [0.0]

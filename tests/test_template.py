@@ -1,0 +1,110 @@
+"""What cfn-lint cannot see: the values that make the function URL stream, and the template in step with the code."""
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class TemplateLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !Sub, ...) as {"Ref": ...} / {"Fn::Sub": ...}."""
+
+
+def _tag(loader: TemplateLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: _tag(loader, suffix, node))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=TemplateLoader)
+
+
+@pytest.fixture(scope="module")
+def function(template) -> dict[str, Any]:
+    return template["Resources"]["ChatFunction"]["Properties"]
+
+
+def test_function_url_streams(function):
+    assert function["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
+
+
+def test_adapter_runs_in_response_stream_mode(function):
+    env = function["Environment"]["Variables"]
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+
+
+def test_adapter_layer_is_attached_for_both_architectures(function):
+    arns = str(function["Layers"][0])
+    assert "753240598075:layer:LambdaAdapterLayerArm64:" in arns
+    assert "753240598075:layer:LambdaAdapterLayerX86:" in arns
+
+
+def test_readiness_path_is_the_apps_health_route(function):
+    from relay.app import create_app
+
+    path = function["Environment"]["Variables"]["AWS_LWA_READINESS_CHECK_PATH"]
+    routes = {route.path for route in create_app().routes}
+    assert path in routes
+
+
+def test_handler_is_an_executable_run_script_that_starts_uvicorn_on_port(function):
+    run_sh = ROOT / function["CodeUri"] / function["Handler"]
+    assert run_sh.name == "run.sh"
+    assert os.access(run_sh, os.X_OK)
+    text = run_sh.read_text()
+    assert "exec python -m uvicorn" in text and '--port="$PORT"' in text and "app:app" in text
+    assert function["Environment"]["Variables"]["PORT"]
+
+
+def test_runtime_matches_the_local_python_and_the_layer_build(template, function):
+    local = (ROOT / ".python-version").read_text().strip()
+    assert function["Runtime"] == f"python{local}"
+    layer = template["Resources"]["RelayLayer"]
+    assert layer["Metadata"]["BuildMethod"] == f"python{local}"
+    assert layer["Properties"]["CompatibleRuntimes"] == [f"python{local}"]
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").is_file()
+    assert (ROOT / layer["Properties"]["ContentUri"] / "relay" / "__init__.py").is_file()
+
+
+def test_table_keys_and_ttl_match_the_store(template):
+    table = template["Resources"]["ChatTable"]["Properties"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == TABLE_KEY_SCHEMA
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_function_may_use_only_the_table_operations_the_store_calls(function):
+    store_source = (ROOT / "layers/relay/relay/store.py").read_text()
+    called = {name for name in re.findall(r'_call\(\s*"(\w+)"', store_source)}
+    granted = set(function["Policies"][0]["Statement"][0]["Action"])
+    as_actions = {"dynamodb:" + "".join(part.title() for part in name.split("_")) for name in called}
+    assert as_actions == granted
+
+
+def test_powertools_environment_matches_the_metrics_the_dashboard_reads(template, function):
+    env = function["Environment"]["Variables"]
+    body = str(template["Resources"]["RelayDashboard"]["Properties"]["DashboardBody"])
+    namespace, service = env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    assert f'"{namespace}", "TimeToFirstToken", "service", "{service}"' in body
+
+
+def test_url_is_an_output(template):
+    assert template["Outputs"]["ChatFunctionUrl"]["Value"] == {"Fn::GetAtt": "ChatFunctionUrl.FunctionUrl"}

@@ -1,0 +1,200 @@
+"""A chat turn end to end over real loopback HTTP: uvicorn + moto's DynamoDB server + the simulated provider."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from devtools.simulated_provider import StreamRecord, answer_tokens
+from tests.conftest import emf_lines, new_session
+
+
+@dataclass
+class Received:
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    first_token_at: float | None = None
+
+    @property
+    def tokens(self) -> list[str]:
+        return [data["text"] for name, data in self.events if name == "token"]
+
+    def one(self, name: str) -> dict[str, Any]:
+        [data] = [data for event, data in self.events if event == name]
+        return data
+
+
+def stream_chat(client: httpx.Client, chat_session_id: str, content: str = "Hello there") -> Received:
+    received = Received()
+    body = {"chatSessionId": chat_session_id, "content": content}
+    with connect_sse(client, "POST", "/chat/stream", json=body) as src:
+        assert src.response.status_code == 200
+        for sse in src.iter_sse():
+            if sse.event == "token" and received.first_token_at is None:
+                received.first_token_at = time.perf_counter()
+            received.events.append((sse.event, sse.json()))
+    return received
+
+
+def last_record(stack, model: str) -> StreamRecord:
+    return [record for record in stack.provider.records if record.model == model][-1]
+
+
+def messages_of(client: httpx.Client, chat_session_id: str) -> list[dict[str, Any]]:
+    response = client.get(f"/sessions/{chat_session_id}/messages")
+    assert response.status_code == 200
+    return response.json()["messages"]
+
+
+def test_first_token_reaches_the_client_before_the_provider_sends_its_last(client, stack):
+    # GIVEN a provider that takes about a second to stream 20 tokens
+    model = "sim:first_token_ms=50,tokens_per_second=20,tokens=20"
+    chat_session_id = new_session(client, model)
+    # WHEN the client streams an answer
+    received = stream_chat(client, chat_session_id)
+    # THEN the first token arrived while the provider still had most of its answer to send
+    record = last_record(stack, model)
+    assert record.finished
+    assert received.first_token_at is not None and record.last_token_at is not None
+    assert received.first_token_at < record.last_token_at - 0.5
+
+
+def test_events_come_in_order_and_the_stored_answer_is_every_token_concatenated(client, stack):
+    chat_session_id = new_session(client, "sim:first_token_ms=10,tokens_per_second=0,tokens=60")
+    received = stream_chat(client, chat_session_id, "What is streaming?")
+
+    names = [name for name, _ in received.events]
+    assert names[0] == "start" and names[-1] == "done" and set(names[1:-1]) == {"token"}
+    assert received.tokens == answer_tokens(60)  # nothing lost, split or reordered
+    start, done = received.one("start"), received.one("done")
+
+    user, ai = messages_of(client, chat_session_id)
+    assert (user["messageId"], user["role"], user["content"], user["status"]) == (
+        start["userMessageId"], "user", "What is streaming?", "complete")
+    assert (ai["messageId"], ai["role"], ai["status"]) == (start["messageId"], "ai", "complete")
+    assert ai["content"] == "".join(received.tokens)
+    assert done["messageId"] == ai["messageId"]
+    assert done["finishReason"] == "stop"
+    assert done["usage"] == {"inputTokens": 3, "outputTokens": 60}  # the simulated provider counts words
+    assert ai["metadata"]["usage"] == done["usage"]
+    assert ai["metadata"]["provider"] == "simulated"
+    assert ai["metadata"]["finishReason"] == "stop"
+    assert ai["metadata"]["ttftMs"] == done["ttftMs"]
+
+
+def test_ttft_and_tokens_per_second_are_consistent_with_the_simulated_provider(client, capsys):
+    model = "sim:first_token_ms=400,tokens_per_second=25,tokens=26"
+    chat_session_id = new_session(client, model)
+    capsys.readouterr()
+    done = stream_chat(client, chat_session_id).one("done")
+
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b["model"] == model]
+    assert 400 <= blob["TimeToFirstToken"][0] < 1400
+    assert blob["TimeToFirstToken"][0] == done["ttftMs"]
+    # 26 tokens over the 25 intervals of 40 ms between the first and the last: about 26 per second
+    assert 13 < blob["TokensPerSecond"][0] < 30
+    assert blob["OutputTokens"] == [26.0]
+    assert blob["StreamCompleted"] == [1.0] and blob["StreamErrors"] == [0.0]
+    assert blob["StreamDuration"][0] >= blob["TimeToFirstToken"][0]
+
+
+def test_provider_error_mid_stream_ends_in_an_error_event_and_a_stored_error(client, capsys):
+    model = "sim:first_token_ms=10,tokens_per_second=0,fault=error_after,fault_at=3"
+    chat_session_id = new_session(client, model)
+    capsys.readouterr()
+    received = stream_chat(client, chat_session_id)
+
+    assert [name for name, _ in received.events] == ["start", "token", "token", "token", "error"]
+    assert received.one("error")["code"] == "provider_error"
+    _, ai = messages_of(client, chat_session_id)
+    assert ai["status"] == "error"
+    assert ai["content"] == "".join(answer_tokens(3))
+    assert ai["metadata"]["error"]["code"] == "provider_error"
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b["model"] == model]
+    assert blob["StreamErrors"] == [1.0] and blob["StreamCompleted"] == [0.0]
+
+
+def test_dropped_provider_connection_is_stored_as_incomplete(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=10,tokens_per_second=0,fault=drop_after,fault_at=4")
+    received = stream_chat(client, chat_session_id)
+
+    assert received.tokens == answer_tokens(4)
+    assert received.one("error")["code"] == "provider_incomplete"
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("incomplete", "".join(answer_tokens(4)))
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("http_401", "provider_auth"), ("http_429", "provider_rate_limited"), ("http_500", "provider_unavailable")],
+)
+def test_provider_http_error_ends_in_an_error_event_and_a_stored_error(client, fault, code):
+    chat_session_id = new_session(client, f"sim:fault={fault}")
+    received = stream_chat(client, chat_session_id)
+
+    assert [name for name, _ in received.events] == ["start", "error"]
+    error = received.one("error")
+    assert error["code"] == code
+    assert "sk-" not in error["message"]
+    user, ai = messages_of(client, chat_session_id)
+    assert user["status"] == "complete"
+    assert (ai["status"], ai["content"], ai["metadata"]["error"]["code"]) == ("error", "", code)
+
+
+def test_openai_without_a_key_says_which_key_to_configure(client):
+    response = client.post("/sessions", json={"provider": "openai", "model": "gpt-4o-mini"})
+    received = stream_chat(client, response.json()["chatSessionId"])
+    error = received.one("error")
+    assert error["code"] == "provider_auth"
+    assert "OPENAI_API_KEY" in error["message"]
+
+
+def test_the_next_turn_sends_the_system_text_and_the_history_to_the_provider(client, stack):
+    model = "sim:first_token_ms=5,tokens_per_second=0,tokens=3"
+    chat_session_id = new_session(client, model, system="Answer briefly.")
+    first = stream_chat(client, chat_session_id, "First question")
+    stream_chat(client, chat_session_id, "Second question")
+
+    assert last_record(stack, model).messages == [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "".join(first.tokens)},
+        {"role": "user", "content": "Second question"},
+    ]
+
+
+def test_sse_response_headers_prevent_buffering(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=5,tokens=2")
+    with client.stream("POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache, no-transform"
+        assert response.headers["x-accel-buffering"] == "no"
+        response.read()
+
+
+def test_accept_text_plain_streams_only_the_raw_text(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=5,tokens_per_second=0,tokens=30")
+    response = client.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"},
+                           headers={"accept": "text/plain"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == "".join(answer_tokens(30))
+
+
+def test_client_disconnect_mid_stream_still_stores_the_text_so_far(client, stack):
+    chat_session_id = new_session(client, "sim:first_token_ms=5,tokens_per_second=20,tokens=200")
+    with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as src:
+        tokens = []
+        for sse in src.iter_sse():
+            if sse.event == "token":
+                tokens.append(sse.json()["text"])
+            if len(tokens) == 3:
+                break  # leaving the block closes the connection mid-answer
+
+    deadline = time.monotonic() + 10
+    while (ai := messages_of(client, chat_session_id)[-1])["status"] == "streaming" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ai["status"] == "interrupted"
+    assert ai["content"].startswith("".join(tokens))
