@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from typing import Any
 
 from devtools.servers import DynamoDBThread, UvicornThread, create_table
@@ -87,37 +88,37 @@ def _seed_demo_session(client: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults = Scenario()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
-    parser.add_argument("--first-token-ms", type=float, default=Scenario.first_token_ms)
-    parser.add_argument("--tokens-per-second", type=float, default=Scenario.tokens_per_second)
-    parser.add_argument("--tokens", type=int, default=Scenario.tokens)
+    parser.add_argument("--first-token-ms", type=float, default=defaults.first_token_ms)
+    parser.add_argument("--tokens-per-second", type=float, default=defaults.tokens_per_second)
+    parser.add_argument("--tokens", type=int, default=defaults.tokens)
     args = parser.parse_args(argv)
 
-    import uvicorn
-
-    run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens))
-    run.start_backends()
-    base = f"http://127.0.0.1:{args.port}"
+    run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens)).start()
     openai = "the real OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY") else "not configured"
     print(
         f"""
-Chat relay running at {base}   (Ctrl-C stops it)
+Chat relay running at {run.url}   (Ctrl-C stops it)
   embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}
   simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
   provider "openai"   {openai}
 
 Stream an answer into the demo session:
-  curl -N {base}/chat/stream -H 'Content-Type: application/json' \\
+  curl -N {run.url}/chat/stream -H 'Content-Type: application/json' \\
     -d '{{"chatSessionId": "{DEMO_SESSION_ID}", "content": "Hello!"}}'
 
 Or open a session of your own:
-  curl -s {base}/sessions -H 'Content-Type: application/json' -d '{{"provider": "simulated", "model": "sim"}}'
+  curl -s {run.url}/sessions -H 'Content-Type: application/json' -d '{{"provider": "simulated", "model": "sim"}}'
 """,
         flush=True,
     )
     try:
-        uvicorn.run(run.create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
     finally:
         run.stop()
     return 0

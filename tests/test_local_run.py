@@ -1,0 +1,64 @@
+"""`make dev` as a newcomer runs it: the real command, in its own process, streaming into the demo session."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from devtools.local_run import DEMO_SESSION_ID
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def dev_server():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["layers/relay", "functions/chat", "."])}
+    env.pop("OPENAI_API_KEY", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.local_run", "--port", "0", "--first-token-ms", "20",
+         "--tokens-per-second", "50", "--tokens", "15"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    banner = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            banner.append(line)
+            if line.strip().startswith("curl -s"):  # the banner's last line
+                yield re.search(r"Chat relay running at (http://\S+)", "".join(banner)).group(1), "".join(banner)
+                break
+            if not line and process.poll() is not None:
+                pytest.fail("make dev exited:\n" + "".join(banner))
+        else:
+            pytest.fail("make dev did not start:\n" + "".join(banner))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def test_dev_run_streams_into_the_demo_session_that_its_banner_shows(dev_server):
+    url, _ = dev_server
+    arrivals = []
+    with httpx.Client(base_url=url, timeout=30) as client, connect_sse(
+        client, "POST", "/chat/stream", json={"chatSessionId": DEMO_SESSION_ID, "content": "Hello!"}
+    ) as source:
+        for sse in source.iter_sse():
+            arrivals.append((time.perf_counter(), sse.event))
+    names = [name for _, name in arrivals]
+    assert names[0] == "start" and names[-1] == "done" and names.count("token") == 15
+    tokens = [at for at, name in arrivals if name == "token"]
+    assert tokens[-1] - tokens[0] > 0.15  # 15 tokens at 50/s arrive over ~0.28 s, not in one piece
+
+
+def test_dev_banner_shows_a_working_curl_command(dev_server):
+    url, banner = dev_server
+    assert f"curl -N {url}/chat/stream" in banner
+    assert DEMO_SESSION_ID in banner
