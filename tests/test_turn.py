@@ -198,3 +198,67 @@ def test_client_disconnect_mid_stream_still_stores_the_text_so_far(client, stack
         time.sleep(0.05)
     assert ai["status"] == "interrupted"
     assert ai["content"].startswith("".join(tokens))
+
+
+class RecordingClient:
+    """A boto3 client whose calls are timed, with writes slowed down so that waiting for them would show."""
+
+    def __init__(self, client: Any, write_delay: float) -> None:
+        self._client = client
+        self._write_delay = write_delay
+        self.calls: list[tuple[str, float, float]] = []
+
+    def __getattr__(self, operation: str) -> Any:
+        method = getattr(self._client, operation)
+
+        def timed(**kwargs: Any) -> Any:
+            started = time.perf_counter()
+            if operation == "batch_write_item":
+                time.sleep(self._write_delay)
+            try:
+                return method(**kwargs)
+            finally:
+                self.calls.append((operation, started, time.perf_counter()))
+
+        return timed
+
+
+def test_exactly_one_dynamodb_read_precedes_the_provider_request_which_does_not_wait_for_writes(stack, dynamodb):
+    from devtools.local_run import TABLE_NAME
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.store import ChatStore
+
+    # GIVEN an app whose DynamoDB writes take 300 ms
+    recording = RecordingClient(dynamodb, write_delay=0.3)
+    app = create_app(store=ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: recording))
+    server = UvicornThread(app).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3"
+            chat_session_id = new_session(client, model)
+            recording.calls.clear()
+            # WHEN a turn runs
+            received = stream_chat(client, chat_session_id)
+    finally:
+        server.stop()
+    # THEN the provider request arrived after one Query and before the first write finished
+    provider_started = last_record(stack, model).started_at
+    before = [operation for operation, _, ended in recording.calls if ended < provider_started]
+    assert before == ["query"]
+    first_write_end = min(ended for operation, _, ended in recording.calls if operation == "batch_write_item")
+    assert provider_started < first_write_end
+    assert received.one("done")
+    assert [operation for operation, _, _ in recording.calls] == ["query", "batch_write_item", "batch_write_item"]
+
+
+def test_logs_and_metrics_of_a_turn_hold_no_prompt_or_answer_text(client, capsys, caplog):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=12",
+                                  system="SYSTEM-SECRET-TEXT")
+    received = stream_chat(client, chat_session_id, "PROMPT-SECRET-TEXT")
+    output = capsys.readouterr().out + "\n".join(
+        f"{record.getMessage()} {record.__dict__}" for record in caplog.records
+    )
+    assert "stream ended" in output
+    for secret in ("PROMPT-SECRET-TEXT", "SYSTEM-SECRET-TEXT", "".join(received.tokens[2:6])):
+        assert secret not in output
