@@ -36,14 +36,43 @@ def test_completed_turn_emits_one_emf_blob_with_every_metric(capsys):
     assert blob["StreamErrors"] == [0.0]
 
 
-def test_failed_turn_counts_an_error_and_omits_what_it_never_had(capsys):
+def test_failed_turn_counts_an_error_by_code_and_omits_what_it_never_had(capsys):
+    # GIVEN a turn that failed before its first token
     report = TurnReport(provider="openai", model="m", status="error", duration_ms=80.0, error_code="provider_auth")
+    # WHEN its metrics are published
+    publish_turn_metrics(report)
+    # THEN the turn's line counts an error, and a second line counts it by error code
+    turn, by_code = emf_lines(capsys.readouterr().out)
+    assert turn["StreamCompleted"] == [0.0]
+    assert turn["StreamErrors"] == [1.0]
+    assert "TimeToFirstToken" not in turn and "TokensPerSecond" not in turn
+    directive = by_code["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Dimensions"] == [["errorCode", "service"], ["service", "provider", "errorCode"]]
+    assert directive["Metrics"] == [{"Name": "StreamErrors", "Unit": "Count"}]
+    assert (by_code["errorCode"], by_code["provider"], by_code["StreamErrors"]) == ("provider_auth", "openai", [1.0])
+
+
+def test_completed_turn_emits_no_error_code_line(capsys):
+    publish_turn_metrics(TurnReport(provider="openai", model="m", status="complete", duration_ms=5.0))
+    assert len(emf_lines(capsys.readouterr().out)) == 1
+
+
+def test_overhead_retries_fallbacks_and_cold_start_are_reported(capsys):
+    report = TurnReport(provider="openai", model="m", status="complete", duration_ms=5.0, relay_overhead_ms=1.5,
+                        retries=2, fallbacks=1, cold_start=True)
     publish_turn_metrics(report)
     [blob] = emf_lines(capsys.readouterr().out)
-    assert blob["StreamCompleted"] == [0.0]
-    assert blob["StreamErrors"] == [1.0]
-    assert "TimeToFirstToken" not in blob
-    assert "TokensPerSecond" not in blob
+    units = {m["Name"]: m for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units["RelayOverhead"] == {"Name": "RelayOverhead", "Unit": "Milliseconds", "StorageResolution": 1}
+    assert (blob["RelayOverhead"], blob["Retries"], blob["Fallbacks"], blob["ColdStart"]) == ([1.5], [2.0], [1.0],
+                                                                                             [1.0])
+
+
+def test_only_the_first_turn_of_a_process_is_a_cold_start(monkeypatch):
+    from relay import telemetry
+
+    monkeypatch.setattr(telemetry, "_cold_start", True)
+    assert [telemetry.take_cold_start() for _ in range(3)] == [True, False, False]
 
 
 def test_disconnected_turn_counts_a_disconnect_not_an_error(capsys):

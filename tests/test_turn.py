@@ -90,7 +90,7 @@ def test_ttft_and_tokens_per_second_are_consistent_with_the_simulated_provider(c
     capsys.readouterr()
     done = stream_chat(client, chat_session_id).one("done")
 
-    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b["model"] == model]
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
     assert 400 <= blob["TimeToFirstToken"][0] < 1400
     assert blob["TimeToFirstToken"][0] == done["ttftMs"]
     # 26 tokens over the 25 intervals of 40 ms between the first and the last: about 26 per second
@@ -98,6 +98,8 @@ def test_ttft_and_tokens_per_second_are_consistent_with_the_simulated_provider(c
     assert blob["OutputTokens"] == [26.0]
     assert blob["StreamCompleted"] == [1.0] and blob["StreamErrors"] == [0.0]
     assert blob["StreamDuration"][0] >= blob["TimeToFirstToken"][0]
+    assert 0 <= blob["RelayOverhead"][0] < blob["TimeToFirstToken"][0]
+    assert blob["Retries"] == [0.0] and blob["Fallbacks"] == [0.0]
 
 
 def test_provider_error_mid_stream_ends_in_an_error_event_and_a_stored_error(client, capsys):
@@ -112,7 +114,7 @@ def test_provider_error_mid_stream_ends_in_an_error_event_and_a_stored_error(cli
     assert ai["status"] == "error"
     assert ai["content"] == "".join(answer_tokens(3))
     assert ai["metadata"]["error"]["code"] == "provider_error"
-    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b["model"] == model]
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
     assert blob["StreamErrors"] == [1.0] and blob["StreamCompleted"] == [0.0]
 
 
@@ -183,8 +185,9 @@ def test_accept_text_plain_streams_only_the_raw_text(client):
     assert response.text == "".join(answer_tokens(30))
 
 
-def test_client_disconnect_mid_stream_still_stores_the_text_so_far(client, stack):
-    chat_session_id = new_session(client, "sim:first_token_ms=5,tokens_per_second=20,tokens=200")
+def test_client_disconnect_mid_stream_still_stores_the_text_so_far(client, stack, capsys):
+    model = "sim:first_token_ms=5,tokens_per_second=20,tokens=200"
+    chat_session_id = new_session(client, model)
     with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as src:
         tokens = []
         for sse in src.iter_sse():
@@ -198,6 +201,9 @@ def test_client_disconnect_mid_stream_still_stores_the_text_so_far(client, stack
         time.sleep(0.05)
     assert ai["status"] == "interrupted"
     assert ai["content"].startswith("".join(tokens))
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
+    assert (blob["ClientDisconnects"], blob["StreamCompleted"], blob["StreamErrors"]) == ([1.0], [0.0], [0.0])
+    assert blob["OutputTokens"][0] >= 3
 
 
 class RecordingClient:

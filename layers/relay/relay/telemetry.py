@@ -19,6 +19,14 @@ DEFAULT_SERVICE = "chat-relay"
 DEFAULT_NAMESPACE = "ChatRelay"
 
 logger = Logger(service=os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE)
+_cold_start = True
+
+
+def take_cold_start() -> bool:
+    """True for the first chat turn this process serves, False ever after."""
+    global _cold_start
+    cold, _cold_start = _cold_start, False
+    return cold
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +41,19 @@ class TurnReport:
     output_tokens: int | None = None
     error_code: str | None = None
     client_disconnected: bool = False
+    relay_overhead_ms: float | None = None
+    retries: int = 0
+    fallbacks: int = 0
+    cold_start: bool = False
 
 
 def publish_turn_metrics(report: TurnReport) -> None:
     """Emit one EMF line with the turn's metrics under the dimension sets [service], [service, provider] and
-    [service, provider, model]."""
+    [service, provider, model]; a failed turn adds a line counting its error under [service, errorCode] and
+    [service, provider, errorCode]."""
     service = os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE
-    metrics = EphemeralMetrics(namespace=os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE, service=service)
+    namespace = os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+    metrics = EphemeralMetrics(namespace=namespace, service=service)
     metrics.add_dimensions(service=service, provider=report.provider)
     metrics.add_dimensions(service=service, provider=report.provider, model=report.model)
 
@@ -49,6 +63,16 @@ def publish_turn_metrics(report: TurnReport) -> None:
     metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=1 if report.error_code else 0)
     metrics.add_metric(name="ClientDisconnects", unit=MetricUnit.Count, value=1 if report.client_disconnected else 0)
     metrics.add_metric(name="StreamDuration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
+    metrics.add_metric(name="Retries", unit=MetricUnit.Count, value=report.retries)
+    metrics.add_metric(name="Fallbacks", unit=MetricUnit.Count, value=report.fallbacks)
+    metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1 if report.cold_start else 0)
+    if report.relay_overhead_ms is not None:
+        metrics.add_metric(
+            name="RelayOverhead",
+            unit=MetricUnit.Milliseconds,
+            value=report.relay_overhead_ms,
+            resolution=MetricResolution.High,
+        )
     if report.ttft_ms is not None:
         metrics.add_metric(
             name="TimeToFirstToken",
@@ -63,3 +87,10 @@ def publish_turn_metrics(report: TurnReport) -> None:
     if report.output_tokens is not None:
         metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=report.output_tokens)
     metrics.flush_metrics()
+
+    if report.error_code:
+        errors = EphemeralMetrics(namespace=namespace, service=service)
+        errors.add_dimension(name="errorCode", value=report.error_code)
+        errors.add_dimensions(service=service, provider=report.provider, errorCode=report.error_code)
+        errors.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=1)
+        errors.flush_metrics()

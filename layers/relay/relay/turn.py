@@ -91,8 +91,10 @@ async def relay_turn(
     usage: Usage | None = None
     finish_reason: str | None = None
     status, error, disconnected = COMPLETE, None, False
+    cold_start = telemetry.take_cold_start()
 
     yield Started(user_message.message_id, placeholder.message_id)
+    relay_overhead_ms = _ms(clock(), invocation)
     try:
         async for event in stream:
             if isinstance(event, TextDelta):
@@ -135,7 +137,7 @@ async def relay_turn(
                 duration_ms=(clock() - invocation.received_at) * 1000, ttft_ms=ttft_ms,
                 tokens_per_second=tokens_per_second, input_tokens=usage.input_tokens if usage else None,
                 output_tokens=output_tokens, error_code=error.code if error else store_failure,
-                client_disconnected=disconnected,
+                client_disconnected=disconnected, relay_overhead_ms=relay_overhead_ms, cold_start=cold_start,
             )
             telemetry.publish_turn_metrics(report)
             telemetry.logger.info("stream ended", extra={
