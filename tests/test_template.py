@@ -6,33 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
+from tests.cloudformation import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class TemplateLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form tags (!Ref, !Sub, ...) as {"Ref": ...} / {"Fn::Sub": ...}."""
-
-
-def _tag(loader: TemplateLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
-
-
-TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: _tag(loader, suffix, node))
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=TemplateLoader)
+    return load_template()
 
 
 @pytest.fixture(scope="module")
