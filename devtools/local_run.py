@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from devtools.servers import DynamoDBThread, UvicornThread, create_table
 from devtools.simulated_provider import Scenario, SimulatedProvider
 
 DEFAULT_PORT = 3000
+DEFAULT_LOG = ".local/dev.log"  # where `make report` (devtools.report) finds the EMF lines
 TABLE_NAME = "chat-relay-local"
 # A fixed session that exists from the start, so the README's curl example and events/*.json work as they are.
 DEMO_SESSION_ID = "01HZY00000000000000000DEM0"
@@ -87,6 +90,22 @@ def _seed_demo_session(client: Any) -> None:
     asyncio.run(store.create_session(session))
 
 
+class Tee(io.TextIOBase):
+    """Standard output copied to a log file, as Lambda copies it to CloudWatch Logs."""
+
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
+        self._stream = stream
+        self._log = log
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        self._log.flush()
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = Scenario()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -94,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-token-ms", type=float, default=defaults.first_token_ms)
     parser.add_argument("--tokens-per-second", type=float, default=defaults.tokens_per_second)
     parser.add_argument("--tokens", type=int, default=defaults.tokens)
+    parser.add_argument("--log", type=Path, default=Path(DEFAULT_LOG), help="copy of the output, EMF included")
     args = parser.parse_args(argv)
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout = Tee(sys.stdout, args.log.open("a", encoding="utf-8"))
 
     run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens)).start()
     openai = "the real OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY") else "not configured"
@@ -108,6 +130,8 @@ Chat relay running at {run.url}   (Ctrl-C stops it)
 Stream an answer into the demo session:
   curl -N {run.url}/chat/stream -H 'Content-Type: application/json' \\
     -d '{{"chatSessionId": "{DEMO_SESSION_ID}", "content": "Hello!"}}'
+
+Metrics and logs go to {args.log}: `make report` summarises them.
 
 Or open a session of your own:
   curl -s {run.url}/sessions -H 'Content-Type: application/json' -d '{{"provider": "simulated", "model": "sim"}}'

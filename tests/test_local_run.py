@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def dev_server():
+def dev_server(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["layers/relay", "functions/chat", "."])}
     env.pop("OPENAI_API_KEY", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "devtools.local_run", "--port", "0", "--first-token-ms", "20",
-         "--tokens-per-second", "50", "--tokens", "15"],
+         "--tokens-per-second", "50", "--tokens", "15", "--log", str(tmp_path / "dev.log")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     banner = []
@@ -32,7 +32,8 @@ def dev_server():
             line = process.stdout.readline()
             banner.append(line)
             if line.strip().startswith("curl -s"):  # the banner's last line
-                yield re.search(r"Chat relay running at (http://\S+)", "".join(banner)).group(1), "".join(banner)
+                url = re.search(r"Chat relay running at (http://\S+)", "".join(banner)).group(1)
+                yield url, "".join(banner), tmp_path / "dev.log"
                 break
             if not line and process.poll() is not None:
                 pytest.fail("make dev exited:\n" + "".join(banner))
@@ -45,7 +46,7 @@ def dev_server():
 
 
 def test_dev_run_streams_into_the_demo_session_that_its_banner_shows(dev_server):
-    url, _ = dev_server
+    url, _, _ = dev_server
     arrivals = []
     with httpx.Client(base_url=url, timeout=30) as client, connect_sse(
         client, "POST", "/chat/stream", json={"chatSessionId": DEMO_SESSION_ID, "content": "Hello!"}
@@ -59,6 +60,17 @@ def test_dev_run_streams_into_the_demo_session_that_its_banner_shows(dev_server)
 
 
 def test_dev_banner_shows_a_working_curl_command(dev_server):
-    url, banner = dev_server
+    url, banner, _ = dev_server
     assert f"curl -N {url}/chat/stream" in banner
     assert DEMO_SESSION_ID in banner
+
+
+def test_dev_run_writes_its_emf_where_the_report_finds_it(dev_server):
+    from devtools.report import Report, emf_blobs
+
+    url, _, log = dev_server
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.post("/chat/stream", json={"chatSessionId": DEMO_SESSION_ID, "content": "Hi"}).raise_for_status()
+    report = Report.from_blobs(emf_blobs(log.read_text()))
+    assert report.groups[("simulated", "sim")].turns == 1
+    assert "Chat relay running at" in log.read_text()
