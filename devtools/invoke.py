@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -40,11 +41,17 @@ def adapter_request(event: dict[str, Any], base_url: str) -> httpx.Request:
         "request_id": request_id,
         "deadline": int(time.time() * 1000) + LAMBDA_TIMEOUT_MS,
         "invoked_function_arn": "arn:aws:lambda:us-east-1:000000000000:function:chat-relay-local",
-        "xray_trace_id": None, "client_context": None, "identity": None,
+        "xray_trace_id": _trace_header(), "client_context": None, "identity": None,
         "env_config": {"function_name": "chat-relay-local", "memory": 1024, "version": "$LATEST",
                        "log_stream": "", "log_group": ""},
     })
     return httpx.Request(http.get("method", "GET"), url, headers=headers, content=content)
+
+
+def _trace_header() -> str:
+    """A sampled X-Ray trace header, as Lambda gives each invocation."""
+    root = f"1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    return f"Root={root};Parent={secrets.token_hex(8)};Sampled=1"
 
 
 def invoke(event: dict[str, Any], base_url: str) -> Iterator[tuple[httpx.Response, bytes]]:

@@ -91,3 +91,10 @@ def test_powertools_environment_matches_the_metrics_the_dashboard_reads(template
 
 def test_url_is_an_output(template):
     assert template["Outputs"]["ChatFunctionUrl"]["Value"] == {"Fn::GetAtt": "ChatFunctionUrl.FunctionUrl"}
+
+
+def test_one_parameter_switches_both_xray_and_the_apps_tracer(template, function):
+    assert template["Parameters"]["EnableTracing"]["Default"] == "false"
+    assert function["Environment"]["Variables"]["TRACING_ENABLED"] == {"Ref": "EnableTracing"}
+    assert function["Tracing"] == {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
+    assert template["Conditions"]["TracingOn"] == {"Fn::Equals": [{"Ref": "EnableTracing"}, "true"]}

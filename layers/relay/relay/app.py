@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from ulid import ULID
 
-from relay import config, sse
+from relay import config, sse, tracing
 from relay.config import Settings
 from relay.context import Invocation
 from relay.errors import RequestRejected
@@ -38,6 +38,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering"
 def create_app(settings: Settings | None = None, store: ChatStore | None = None) -> Starlette:
     settings = settings or Settings.from_environment()
     store = store or ChatStore(settings.table_name, ttl_days=settings.message_ttl_days)
+    tracing.start()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,15 +94,15 @@ async def list_messages(request: Request) -> Response:
 
 async def chat_stream(request: Request) -> Response:
     invocation = Invocation.from_headers(request.headers, received_at=time.perf_counter())
+    tracing.bind_invocation(invocation.trace_id)
     body = await read_json_object(request)
     chat_session_id = require_string(body, "chatSessionId", 64)
     content = require_string(body, "content", config.MAX_CONTENT_CHARS)
     state = request.app.state
-    conversation = (
-        await state.store.load_conversation(chat_session_id, state.settings.history_max_messages)
-        if _is_id(chat_session_id)
-        else None
-    )
+    conversation = None
+    if _is_id(chat_session_id):
+        with tracing.subsegment("store.load_conversation"):
+            conversation = await state.store.load_conversation(chat_session_id, state.settings.history_max_messages)
     if conversation is None:
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
     provider = state.providers.get(conversation.session.provider)

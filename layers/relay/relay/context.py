@@ -24,6 +24,7 @@ class Invocation:
     request_id: str
     received_at: float  # time.perf_counter() when the request reached the app
     deadline_ms: int | None = None  # epoch milliseconds at which Lambda stops the function
+    trace_id: str | None = None  # the X-Ray trace header of the invocation
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], received_at: float | None = None) -> Invocation:
@@ -35,6 +36,7 @@ class Invocation:
             request_id=str(request_id) if request_id else f"local-{ULID()}",
             received_at=time.perf_counter() if received_at is None else received_at,
             deadline_ms=int(deadline) if isinstance(deadline, int | float) else None,
+            trace_id=lambda_context.get("xray_trace_id") or None,
         )
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from ulid import ULID
 
-from relay import telemetry
+from relay import telemetry, tracing
 from relay.context import Invocation
 from relay.errors import PROVIDER_INCOMPLETE, ProviderError
-from relay.events import Finish, TextDelta, Usage
+from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers import ChatMessage, ChatProvider, ChatRequest
 from relay.store import (
     COMPLETE,
@@ -79,79 +79,136 @@ async def relay_turn(
     session = conversation.session
     user_message, placeholder = _new_turn_messages(content)
     messages = [*_provider_history(conversation), ChatMessage("user", content)]
-    request = ChatRequest(session.model, messages, session.system)
+    tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
     telemetry.logger.info("stream started", extra=log)
 
     saving = asyncio.create_task(store.put_messages(session.chat_session_id, user_message, placeholder))
-    stream = provider.stream(request)
-    parts: list[str] = []
-    first_token_at = last_token_at = None
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    status, error, disconnected = COMPLETE, None, False
-    cold_start = telemetry.take_cold_start()
-
-    yield Started(user_message.message_id, placeholder.message_id)
-    relay_overhead_ms = _ms(clock(), invocation)
+    stream = provider.stream(ChatRequest(session.model, messages, session.system))
     try:
-        async for event in stream:
-            if isinstance(event, TextDelta):
-                last_token_at = clock()
-                if first_token_at is None:
-                    first_token_at = last_token_at
-                    telemetry.logger.info("first token", extra={**log, "ttft_ms": _ms(first_token_at, invocation)})
-                parts.append(event.text)
-                yield Token(event.text)
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Finish):
-                finish_reason = event.reason
+        yield Started(user_message.message_id, placeholder.message_id)
+        tally.request_sent()
+        with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    if tally.token(event.text):
+                        telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
+                    yield Token(event.text)
+                else:
+                    tally.note(event)
     except ProviderError as exc:
-        status, error = (INCOMPLETE if exc.code == PROVIDER_INCOMPLETE else ERROR), exc
+        tally.error = exc
     except BaseException:  # the client went away: cancelled, or closed at a yield
-        status, disconnected = INTERRUPTED, True
+        tally.disconnected = True
         raise
     finally:
         # Runs even when the client is gone: the answer so far is stored whatever happens.
         with anyio.CancelScope(shield=True):
             await stream.aclose()
-            output_tokens = usage.output_tokens if usage else len(parts)
-            ttft_ms = _ms(first_token_at, invocation) if first_token_at is not None else None
-            tokens_per_second = _rate(output_tokens, first_token_at, last_token_at)
-            metadata: dict[str, Any] = {
-                "provider": session.provider,
-                "model": session.model,
-                "finishReason": finish_reason,
-                "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens} if usage else None,
-                "ttftMs": ttft_ms,
-                "tokensPerSecond": tokens_per_second,
-                "error": {"code": error.code, "message": error.message} if error else None,
-            }
-            reply = StoredMessage(placeholder.message_id, "ai", "".join(parts), status, placeholder.created_at,
-                                  {key: value for key, value in metadata.items() if value is not None})
-            store_failure = await _store_reply(store, session.chat_session_id, saving, user_message, reply)
-            report = telemetry.TurnReport(
-                provider=session.provider, model=session.model, status=status,
-                duration_ms=(clock() - invocation.received_at) * 1000, ttft_ms=ttft_ms,
-                tokens_per_second=tokens_per_second, input_tokens=usage.input_tokens if usage else None,
-                output_tokens=output_tokens, error_code=error.code if error else store_failure,
-                client_disconnected=disconnected, relay_overhead_ms=relay_overhead_ms, cold_start=cold_start,
-            )
+            reply = tally.reply(placeholder)
+            with tracing.subsegment("store.write_answer"):
+                tally.store_failure = await _store_reply(store, session.chat_session_id, saving, user_message, reply)
+            report = tally.report()
             telemetry.publish_turn_metrics(report)
             telemetry.logger.info("stream ended", extra={
-                **log, "status": status, "error_code": report.error_code, "ttft_ms": ttft_ms,
-                "tokens_per_second": tokens_per_second, "duration_ms": round(report.duration_ms, 1),
-                "output_tokens": output_tokens, "client_disconnected": disconnected})
+                **log, "status": report.status, "error_code": report.error_code, "ttft_ms": report.ttft_ms,
+                "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),
+                "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected})
+    yield tally.outcome(placeholder.message_id)
 
-    if error is not None:
-        yield Failed(error.code, error.message)
-    elif store_failure is not None:
-        yield Failed(store_failure, "the answer could not be stored")
-    else:
-        yield Done(placeholder.message_id, finish_reason, usage.input_tokens if usage else None,
-                   output_tokens, ttft_ms, tokens_per_second)
+
+@dataclass
+class Tally:
+    """What one turn has received so far, and what it adds up to: the stored metadata, the metrics, the outcome."""
+
+    provider: str
+    model: str
+    received_at: float
+    clock: Callable[[], float]
+    cold_start: bool = False
+    parts: list[str] = field(default_factory=list)
+    sent_at: float | None = None
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    error: ProviderError | None = None
+    disconnected: bool = False
+    store_failure: str | None = None
+
+    def request_sent(self) -> None:
+        self.sent_at = self.clock()
+
+    def token(self, text: str) -> bool:
+        """Count a delta; True for the first one."""
+        self.last_token_at = self.clock()
+        self.parts.append(text)
+        if self.first_token_at is None:
+            self.first_token_at = self.last_token_at
+            return True
+        return False
+
+    def note(self, event: ProviderEvent) -> None:
+        if isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, Finish):
+            self.finish_reason = event.reason
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return INCOMPLETE if self.error.code == PROVIDER_INCOMPLETE else ERROR
+        return INTERRUPTED if self.disconnected else COMPLETE
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return self._ms(self.first_token_at)
+
+    @property
+    def output_tokens(self) -> int:
+        return self.usage.output_tokens if self.usage else len(self.parts)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if self.first_token_at is None or self.last_token_at is None or self.last_token_at <= self.first_token_at:
+            return None
+        return round(self.output_tokens / (self.last_token_at - self.first_token_at), 3)
+
+    def reply(self, placeholder: StoredMessage) -> StoredMessage:
+        metadata: dict[str, Any] = {
+            "provider": self.provider,
+            "model": self.model,
+            "finishReason": self.finish_reason,
+            "usage": {"inputTokens": self.usage.input_tokens, "outputTokens": self.usage.output_tokens}
+            if self.usage else None,
+            "ttftMs": self.ttft_ms,
+            "tokensPerSecond": self.tokens_per_second,
+            "error": {"code": self.error.code, "message": self.error.message} if self.error else None,
+        }
+        return StoredMessage(placeholder.message_id, "ai", "".join(self.parts), self.status, placeholder.created_at,
+                             {key: value for key, value in metadata.items() if value is not None})
+
+    def report(self) -> telemetry.TurnReport:
+        return telemetry.TurnReport(
+            provider=self.provider, model=self.model, status=self.status,
+            duration_ms=(self.clock() - self.received_at) * 1000, ttft_ms=self.ttft_ms,
+            tokens_per_second=self.tokens_per_second, input_tokens=self.usage.input_tokens if self.usage else None,
+            output_tokens=self.output_tokens, error_code=self.error.code if self.error else self.store_failure,
+            client_disconnected=self.disconnected, relay_overhead_ms=self._ms(self.sent_at),
+            cold_start=self.cold_start,
+        )
+
+    def outcome(self, message_id: str) -> TurnEvent:
+        if self.error is not None:
+            return Failed(self.error.code, self.error.message)
+        if self.store_failure is not None:
+            return Failed(self.store_failure, "the answer could not be stored")
+        return Done(message_id, self.finish_reason, self.usage.input_tokens if self.usage else None,
+                    self.output_tokens, self.ttft_ms, self.tokens_per_second)
+
+    def _ms(self, at: float | None) -> float | None:
+        return None if at is None else round((at - self.received_at) * 1000, 3)
 
 
 async def _store_reply(
@@ -191,13 +248,3 @@ def _provider_history(conversation: Conversation) -> list[ChatMessage]:
         elif message.status == COMPLETE and message.content:
             history.append(ChatMessage("assistant", message.content))
     return history
-
-
-def _ms(at: float, invocation: Invocation) -> float:
-    return round((at - invocation.received_at) * 1000, 3)
-
-
-def _rate(tokens: int, first: float | None, last: float | None) -> float | None:
-    if first is None or last is None or last <= first:
-        return None
-    return round(tokens / (last - first), 3)
