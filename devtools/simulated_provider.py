@@ -1,12 +1,21 @@
-"""A simulated LLM provider on loopback that speaks OpenAI's Chat Completions streaming format exactly.
+"""A simulated LLM provider on loopback that speaks each real provider's streaming wire format exactly.
 
-The relay reaches it through its real OpenAI code path; only the base URL differs. How it answers comes from the
-server's defaults, overridden per request by parameters in the model name::
+The relay reaches it through its real provider code; only the base URL (or boto3's endpoint) differs. Routes:
+
+    POST /v1/chat/completions                                 OpenAI Chat Completions (and OpenAI-compatible)
+    POST /v1/responses                                        OpenAI Responses
+    POST /openai/v1/chat/completions                          Azure OpenAI, v1 base URL
+    POST /openai/deployments/{deployment}/chat/completions    Azure OpenAI, classic (?api-version=)
+    POST /v1/messages                                         Anthropic Messages
+    POST /v1beta/models/{model}:streamGenerateContent         Google Gemini (?alt=sse)
+    POST /model/{modelId}/converse-stream                     AWS Bedrock ConverseStream (binary event stream)
+
+How it answers comes from the server's defaults, overridden per request by parameters in the model name::
 
     sim                                               the defaults
     sim:first_token_ms=300,tokens_per_second=40,tokens=60
-    sim:fault=http_401 | http_429 | http_500          an HTTP error before streaming, in OpenAI's error shape
-    sim:fault=error_after,fault_at=5                  an error chunk after 5 tokens (after HTTP 200), no [DONE]
+    sim:fault=http_401 | http_429 | http_500          an HTTP error before streaming, in the provider's error shape
+    sim:fault=error_after,fault_at=5                  the provider's in-stream error after 5 tokens (after HTTP 200)
     sim:fault=drop_after,fault_at=5                   the connection dropped after 5 tokens
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
@@ -16,9 +25,11 @@ client saw and when.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
+import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -63,6 +74,7 @@ def answer_tokens(count: int) -> list[str]:
 
 @dataclass
 class StreamRecord:
+    format: str
     model: str
     messages: list[dict[str, Any]]
     started_at: float
@@ -72,84 +84,375 @@ class StreamRecord:
     finished: bool = False
 
 
+class InStreamError(Exception):
+    """Raised into a format's writer when the scenario asks for an error after HTTP 200."""
+
+
+@dataclass
+class Turn:
+    """One simulated answer: the scenario, the request as the relay sent it, and the pacing."""
+
+    scenario: Scenario
+    record: StreamRecord
+    prompt_tokens: int
+
+    async def tokens(self) -> AsyncIterator[str]:
+        """The answer's tokens at the scenario's pace; an error after ``fault_at`` tokens raises InStreamError."""
+        await asyncio.sleep(self.scenario.first_token_ms / 1000)
+        interval = 1 / self.scenario.tokens_per_second if self.scenario.tokens_per_second > 0 else 0.0
+        for index, token in enumerate(answer_tokens(self.scenario.tokens)):
+            if index == self.scenario.fault_at and self.scenario.fault == "error_after":
+                raise InStreamError
+            if index == self.scenario.fault_at and self.scenario.fault == "drop_after":
+                raise ConnectionAbortedError("simulated connection drop")
+            if index and interval:
+                await asyncio.sleep(interval)
+            yield token
+            self.record.last_token_at = time.perf_counter()
+            self.record.first_token_at = self.record.first_token_at or self.record.last_token_at
+            self.record.tokens_sent.append(token)
+
+    @property
+    def output_tokens(self) -> int:
+        return self.scenario.tokens
+
+
+Writer = Callable[[Turn], AsyncIterator[bytes]]
+
+
 class SimulatedProvider:
     def __init__(self, defaults: Scenario | None = None) -> None:
         self.defaults = defaults or Scenario()
         self.records: list[StreamRecord] = []
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat_completions, methods=["POST"])])
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
+            Route("/v1/responses", self.openai_responses, methods=["POST"]),
+            Route("/openai/v1/chat/completions", self.azure_v1, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/chat/completions", self.azure_classic, methods=["POST"]),
+            Route("/v1/messages", self.anthropic, methods=["POST"]),
+            Route("/v1beta/models/{model}:streamGenerateContent", self.gemini, methods=["POST"]),
+            Route("/model/{model_id}/converse-stream", self.bedrock, methods=["POST"]),
+        ])
 
-    async def chat_completions(self, request: Request) -> Response:
+    # OpenAI Chat Completions and Azure OpenAI
+
+    async def openai_chat(self, request: Request) -> Response:
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _openai_error(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key")
+        body = await request.json()
+        return self._start("openai", body.get("model"), body.get("messages"), body, _openai_errors,
+                           lambda turn: _chat_chunks(turn, body, azure=False))
+
+    async def azure_v1(self, request: Request) -> Response:
+        if not request.headers.get("api-key"):
+            return _openai_error(401, "Access denied due to invalid subscription key.", None, "401")
+        body = await request.json()
+        return self._start("azure", body.get("model"), body.get("messages"), body, _openai_errors,
+                           lambda turn: _chat_chunks(turn, body, azure=True))
+
+    async def azure_classic(self, request: Request) -> Response:
+        if not request.headers.get("api-key"):
+            return _openai_error(401, "Access denied due to invalid subscription key.", None, "401")
+        if not request.query_params.get("api-version"):
+            return _openai_error(404, "Resource not found", None, "404")
+        body = await request.json()
+        model = request.path_params["deployment"]
+        return self._start("azure", model, body.get("messages"), body, _openai_errors,
+                           lambda turn: _chat_chunks(turn, {**body, "model": model}, azure=True))
+
+    # OpenAI Responses
+
+    async def openai_responses(self, request: Request) -> Response:
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return _openai_error(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key")
+        body = await request.json()
+        messages = list(body.get("input") or [])
+        if body.get("instructions"):
+            messages.insert(0, {"role": "system", "content": body["instructions"]})
+        return self._start("openai-responses", body.get("model"), messages, body, _openai_errors,
+                           lambda turn: _responses_events(turn, body))
+
+    # Anthropic Messages
+
+    async def anthropic(self, request: Request) -> Response:
+        if not request.headers.get("x-api-key"):
+            return _anthropic_error(401, "authentication_error", "x-api-key header is required")
+        if not request.headers.get("anthropic-version"):
+            return _anthropic_error(400, "invalid_request_error", "anthropic-version header is required")
+        body = await request.json()
+        if not isinstance(body.get("max_tokens"), int):
+            return _anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
+        messages = list(body.get("messages") or [])
+        if body.get("system"):
+            messages.insert(0, {"role": "system", "content": body["system"]})
+        return self._start("anthropic", body.get("model"), messages, body, _anthropic_errors,
+                           lambda turn: _anthropic_events(turn, body))
+
+    # Google Gemini
+
+    async def gemini(self, request: Request) -> Response:
+        if not request.headers.get("x-goog-api-key"):
+            return _gemini_error(403, "Method doesn't allow unregistered callers.", "PERMISSION_DENIED")
+        if request.query_params.get("alt") != "sse":
+            return _gemini_error(400, "The simulated Gemini streams only with alt=sse.", "INVALID_ARGUMENT")
+        body = await request.json()
+        messages = [{"role": c.get("role"), "content": "".join(p.get("text", "") for p in c.get("parts", []))}
+                    for c in body.get("contents") or []]
+        if body.get("systemInstruction"):
+            text = "".join(p.get("text", "") for p in body["systemInstruction"].get("parts", []))
+            messages.insert(0, {"role": "system", "content": text})
+        return self._start("gemini", request.path_params["model"], messages, body, _gemini_errors,
+                           _gemini_chunks)
+
+    # AWS Bedrock ConverseStream
+
+    async def bedrock(self, request: Request) -> Response:
+        if not request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
+            return _bedrock_error(403, "UnrecognizedClientException", "The security token included is invalid.")
+        body = await request.json()
+        messages = [{"role": m.get("role"), "content": "".join(c.get("text", "") for c in m.get("content", []))}
+                    for m in body.get("messages") or []]
+        if body.get("system"):
+            messages.insert(0, {"role": "system", "content": "".join(s.get("text", "") for s in body["system"])})
+        model = request.path_params["model_id"]
+        return self._start("bedrock", model, messages, body, _bedrock_errors, _bedrock_frames,
+                           media_type="application/vnd.amazon.eventstream")
+
+    # Shared
+
+    def _start(
+        self,
+        wire_format: str,
+        model: Any,
+        messages: Any,
+        body: dict[str, Any],
+        errors: Callable[[int], Response],
+        writer: Writer,
+        media_type: str = "text/event-stream",
+    ) -> Response:
+        if not isinstance(model, str) or not isinstance(messages, list) or not messages:
+            return errors(400)
         try:
-            body = await request.json()
-            model, messages = body["model"], body["messages"]
-            if not isinstance(model, str) or not isinstance(messages, list) or not messages:
-                raise ValueError("model and messages are required")
             scenario = self.defaults.with_model_parameters(model)
-        except (ValueError, KeyError, TypeError) as exc:
-            return _openai_error(400, f"Invalid request: {exc}", "invalid_request_error", None)
-        if body.get("stream") is not True:
-            return _openai_error(400, "The simulated provider only streams.", "invalid_request_error", None)
-        if scenario.fault == "http_401":
-            return _openai_error(401, "Incorrect API key provided: sk-simu****************key.",
-                                 "invalid_request_error", "invalid_api_key")
-        if scenario.fault == "http_429":
-            return _openai_error(429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded",
-                                 headers={"retry-after": "1", "retry-after-ms": "1000"})
-        if scenario.fault == "http_500":
-            return _openai_error(500, "The server had an error while processing your request.", "server_error", None)
-
+        except ValueError:
+            return errors(400)
+        if scenario.fault in ("http_401", "http_429", "http_500"):
+            return errors(int(scenario.fault.removeprefix("http_")))
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        record = StreamRecord(model=model, messages=messages, started_at=time.perf_counter())
+        record = StreamRecord(wire_format, model, messages, time.perf_counter())
         self.records.append(record)
-        stream = self._stream(scenario, model, prompt_tokens, include_usage, record)
-        return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        turn = Turn(scenario, record, prompt_tokens)
 
-    async def _stream(
-        self, scenario: Scenario, model: str, prompt_tokens: int, include_usage: bool, record: StreamRecord
-    ) -> AsyncIterator[bytes]:
-        chunk_id, created = f"chatcmpl-{ULID()}", int(time.time())
+        async def frames() -> AsyncIterator[bytes]:
+            async for frame in writer(turn):
+                yield frame
+            record.finished = True
 
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return _data({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                          "system_fingerprint": "fp_simulated", "choices": [choice],
-                          **({"usage": None} if include_usage else {})})
-
-        await asyncio.sleep(scenario.first_token_ms / 1000)
-        yield chunk({"role": "assistant", "content": "", "refusal": None})
-        interval = 1 / scenario.tokens_per_second if scenario.tokens_per_second > 0 else 0.0
-        for index, token in enumerate(answer_tokens(scenario.tokens)):
-            if index == scenario.fault_at and scenario.fault == "error_after":
-                yield _data({"error": {"message": "The server had an error processing your request.",
-                                       "type": "server_error", "param": None, "code": None}})
-                return
-            if index == scenario.fault_at and scenario.fault == "drop_after":
-                raise ConnectionAbortedError("simulated connection drop")
-            if index and interval:
-                await asyncio.sleep(interval)
-            yield chunk({"content": token})
-            record.last_token_at = time.perf_counter()
-            record.first_token_at = record.first_token_at or record.last_token_at
-            record.tokens_sent.append(token)
-        yield chunk({}, "stop")
-        if include_usage:
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": scenario.tokens,
-                     "total_tokens": prompt_tokens + scenario.tokens}
-            yield _data({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                         "system_fingerprint": "fp_simulated", "choices": [], "usage": usage})
-        yield b"data: [DONE]\n\n"
-        record.finished = True
+        return StreamingResponse(frames(), media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
-def _data(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
 
 
-def _openai_error(
-    status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    error = {"message": message, "type": type_, "param": None, "code": code}
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+# OpenAI Chat Completions (and Azure's quirks: a first chunk with empty choices and prompt_filter_results,
+# content_filter_results on chunks, chunks with no delta at all)
+
+async def _chat_chunks(turn: Turn, body: dict[str, Any], *, azure: bool) -> AsyncIterator[bytes]:
+    chunk_id, created, model = f"chatcmpl-{ULID()}", int(time.time()), body["model"]
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return _sse({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "system_fingerprint": "fp_simulated", "choices": choices,
+                     **({"usage": None} if include_usage else {}), **extra})
+
+    def choice(delta: dict[str, Any] | None, finish_reason: str | None = None) -> dict[str, Any]:
+        filters = {"content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}} if azure else {}
+        return {"index": 0, **({"delta": delta} if delta is not None else {}), "logprobs": None,
+                "finish_reason": finish_reason, **filters}
+
+    if azure:
+        yield _sse({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]})
+    yield chunk([choice({"role": "assistant", "content": "", "refusal": None})])
+    try:
+        async for token in turn.tokens():
+            yield chunk([choice({"content": token})])
+    except InStreamError:
+        yield _sse({"error": {"message": "The server had an error processing your request.", "type": "server_error",
+                              "param": None, "code": None}})
+        return
+    if azure:  # asynchronous content filtering: a chunk with no delta and empty id/model
+        yield _sse({"choices": [choice(None)], "created": 0, "id": "", "model": "", "object": ""})
+    yield chunk([choice({}, "stop")])
+    if include_usage:
+        usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.output_tokens,
+                 "total_tokens": turn.prompt_tokens + turn.output_tokens}
+        yield _sse({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "system_fingerprint": "fp_simulated", "choices": [], "usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+def _openai_error(status: int, message: str, type_: str | None, code: str | None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}},
+                        status_code=status, headers={"retry-after": "1", "retry-after-ms": "1000"}
+                        if status == 429 else None)
+
+
+def _openai_errors(status: int) -> Response:
+    return {
+        400: lambda: _openai_error(400, "Invalid request.", "invalid_request_error", None),
+        401: lambda: _openai_error(401, "Incorrect API key provided: sk-simu****************key.",
+                                   "invalid_request_error", "invalid_api_key"),
+        429: lambda: _openai_error(429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+        500: lambda: _openai_error(500, "The server had an error while processing your request.", "server_error",
+                                   None),
+    }[status]()
+
+
+# OpenAI Responses
+
+async def _responses_events(turn: Turn, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    sequence = 0
+    response = {"id": f"resp_{ULID()}", "object": "response", "created_at": int(time.time()), "status":
+                "in_progress", "model": body["model"], "output": [], "usage": None}
+
+    def event(type_: str, **data: Any) -> bytes:
+        nonlocal sequence
+        sequence += 1
+        return _sse({"type": type_, "sequence_number": sequence, **data}, event=type_)
+
+    item = {"id": f"msg_{ULID()}", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    yield event("response.created", response=response)
+    yield event("response.in_progress", response=response)
+    yield event("response.output_item.added", output_index=0, item=item)
+    yield event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []})
+    text = ""
+    try:
+        async for token in turn.tokens():
+            text += token
+            yield event("response.output_text.delta", item_id=item["id"], output_index=0, content_index=0,
+                        delta=token, logprobs=[])
+    except InStreamError:
+        yield event("error", code="server_is_overloaded", message="The server is overloaded.", param=None)
+        return
+    yield event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0, text=text)
+    usage = {"input_tokens": turn.prompt_tokens, "output_tokens": turn.output_tokens,
+             "total_tokens": turn.prompt_tokens + turn.output_tokens}
+    yield event("response.completed", response={**response, "status": "completed", "usage": usage})
+
+
+# Anthropic Messages
+
+async def _anthropic_events(turn: Turn, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    message = {"id": f"msg_{ULID()}", "type": "message", "role": "assistant", "model": body["model"], "content": [],
+               "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": turn.prompt_tokens, "output_tokens": 1}}
+    yield _sse({"type": "message_start", "message": message}, "message_start")
+    yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+               "content_block_start")
+    yield _sse({"type": "ping"}, "ping")
+    try:
+        async for token in turn.tokens():
+            yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}},
+                       "content_block_delta")
+    except InStreamError:
+        yield _sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
+        return
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield _sse({"type": "some_future_event", "detail": "ignored by clients"}, "some_future_event")
+    yield _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": turn.output_tokens}}, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+def _anthropic_error(status: int, type_: str, message: str) -> JSONResponse:
+    return JSONResponse({"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_sim"},
+                        status_code=status, headers={"retry-after": "1"} if status == 429 else None)
+
+
+def _anthropic_errors(status: int) -> Response:
+    kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error", 500: "api_error"}
+    return _anthropic_error(status, kind[status], f"simulated {kind[status]}")
+
+
+# Google Gemini
+
+async def _gemini_chunks(turn: Turn) -> AsyncIterator[bytes]:
+    def usage(candidates: int) -> dict[str, int]:
+        return {"promptTokenCount": turn.prompt_tokens, "candidatesTokenCount": candidates,
+                "totalTokenCount": turn.prompt_tokens + candidates}
+
+    sent = 0
+    try:
+        async for token in turn.tokens():
+            sent += 1
+            yield _sse({"candidates": [{"content": {"parts": [{"text": token}], "role": "model"}, "index": 0}],
+                        "usageMetadata": usage(sent), "modelVersion": "sim"})
+    except InStreamError:
+        # Gemini can report a failure mid-stream as bare JSON, without SSE framing.
+        error = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+                           "status": "UNAVAILABLE"}}
+        yield json.dumps(error, indent=2).encode() + b"\n"
+        return
+    yield _sse({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP",
+                                "index": 0}], "usageMetadata": usage(turn.output_tokens), "modelVersion": "sim"})
+
+
+def _gemini_error(status: int, message: str, status_name: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": status, "message": message, "status": status_name}}, status_code=status)
+
+
+def _gemini_errors(status: int) -> Response:
+    names = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
+    return _gemini_error(status, f"simulated {names[status]}", names[status])
+
+
+# AWS Bedrock ConverseStream: the AWS event stream encoding (application/vnd.amazon.eventstream)
+
+def eventstream_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One binary event stream message: prelude, prelude CRC, string headers, payload, message CRC."""
+    encoded = b"".join(
+        struct.pack("!B", len(name)) + name.encode() + struct.pack("!BH", 7, len(value.encode())) + value.encode()
+        for name, value in headers.items()
+    )
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = struct.pack("!II", total, len(encoded))
+    message = prelude + struct.pack("!I", binascii.crc32(prelude)) + encoded + payload
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
+def _bedrock_event(event_type: str, data: dict[str, Any]) -> bytes:
+    headers = {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"}
+    return eventstream_message(headers, json.dumps(data).encode())
+
+
+async def _bedrock_frames(turn: Turn) -> AsyncIterator[bytes]:
+    yield _bedrock_event("messageStart", {"role": "assistant"})
+    try:
+        async for token in turn.tokens():
+            yield _bedrock_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": token}})
+    except InStreamError:
+        headers = {":exception-type": "modelStreamErrorException", ":content-type": "application/json",
+                   ":message-type": "exception"}
+        yield eventstream_message(headers, json.dumps({"message": "The model stream failed."}).encode())
+        return
+    yield _bedrock_event("contentBlockStop", {"contentBlockIndex": 0})
+    yield _bedrock_event("messageStop", {"stopReason": "end_turn"})
+    usage = {"inputTokens": turn.prompt_tokens, "outputTokens": turn.output_tokens,
+             "totalTokens": turn.prompt_tokens + turn.output_tokens}
+    yield _bedrock_event("metadata", {"usage": usage, "metrics": {"latencyMs": 100}})
+
+
+def _bedrock_error(status: int, error_type: str, message: str) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status, headers={"x-amzn-ErrorType": error_type})
+
+
+def _bedrock_errors(status: int) -> Response:
+    kind = {400: "ValidationException", 401: "AccessDeniedException", 429: "ThrottlingException",
+            500: "InternalServerException"}
+    return _bedrock_error(403 if status == 401 else status, kind[status], f"simulated {kind[status]}")

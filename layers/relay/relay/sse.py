@@ -1,12 +1,101 @@
-"""Server-sent events as the relay writes them (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+"""Server-sent events, both ways (https://html.spec.whatwg.org/multipage/server-sent-events.html).
 
-Data is always one line of JSON: ``json.dumps`` escapes CR and LF, so no content can break the framing.
+Reading a provider's stream: ``SSEDecoder`` takes bytes as they arrive and returns whole events. It splits lines on
+CR, LF and CRLF only (never on U+2028, U+2029 or U+0085, which models emit), keeps a CR that ends one read to pair
+it with an LF that starts the next, decodes UTF-8 per complete line (a character split across reads stays whole),
+and dispatches what is left at EOF. No I/O.
+
+Writing to the client: data is always one line of JSON; ``json.dumps`` escapes CR and LF, so no content can break
+the framing.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+
+
+class SSEDecoder:
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._skip_lf = False  # the last read ended in CR: an LF that starts the next is the same line break
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+        self.unframed: list[str] = []  # lines that are no SSE field (some providers send bare JSON errors)
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if self._skip_lf and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._skip_lf = False
+        self._buffer += chunk
+        events: list[ServerSentEvent] = []
+        start = 0
+        while True:
+            cr, lf = self._buffer.find(b"\r", start), self._buffer.find(b"\n", start)
+            if cr < 0 and lf < 0:
+                break
+            end = min(i for i in (cr, lf) if i >= 0)
+            line = bytes(self._buffer[start:end])
+            if self._buffer[end:end + 1] == b"\r":
+                if end + 1 == len(self._buffer):
+                    self._skip_lf = True
+                    start = end + 1
+                elif self._buffer[end + 1:end + 2] == b"\n":
+                    start = end + 2
+                else:
+                    start = end + 1
+            else:
+                start = end + 1
+            event = self._line(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        del self._buffer[:start]
+        return events
+
+    def finish(self) -> list[ServerSentEvent]:
+        """At EOF: the last line and the last event, even without the blank line that should end them."""
+        events = []
+        if self._buffer:
+            line, self._buffer = bytes(self._buffer), bytearray()
+            event = self._line(line.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        event = self._line("")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            if not self._data and not self._event:
+                return None
+            event = ServerSentEvent(self._event or "message", "\n".join(self._data), self._id)
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = value
+        elif name != "retry":
+            self.unframed.append(line)
+        return None
 
 
 def format_event(event: str, data: dict[str, Any], *, event_id: str | None = None) -> bytes:

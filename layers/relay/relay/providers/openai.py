@@ -2,32 +2,23 @@
 
 Wire format: ``data: {chunk}`` lines ending with ``data: [DONE]``; with ``stream_options.include_usage`` the last
 chunk has ``choices: []`` and the usage. An error after HTTP 200 is a ``data:`` line whose JSON has ``error``.
+Azure OpenAI speaks the same format with a few quirks (chunks with empty ``choices`` or no ``delta``), handled here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
-from relay.errors import (
-    PROVIDER_AUTH,
-    PROVIDER_ERROR,
-    PROVIDER_INCOMPLETE,
-    PROVIDER_TIMEOUT,
-    PROVIDER_UNAVAILABLE,
-    ProviderError,
-    provider_error_for_status,
-)
+from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers import ChatRequest
 from relay.providers.keys import KeySource
+from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
 
 DONE = "[DONE]"
-MAX_ERROR_DETAIL_CHARS = 200
 
 
 class ChunkParser:
@@ -37,19 +28,14 @@ class ChunkParser:
         self.provider = provider
         self.finished = False
 
-    def feed(self, data: str) -> list[ProviderEvent]:
+    def feed(self, data: str, event: str = "message") -> list[ProviderEvent]:
         if data == DONE:
             self.finished = True
             return []
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise ProviderError(PROVIDER_ERROR, f"{self.provider} sent a malformed stream chunk") from None
-        if not isinstance(chunk, dict):
-            raise ProviderError(PROVIDER_ERROR, f"{self.provider} sent a malformed stream chunk")
+        chunk = parse_json(self.provider, data)
         if chunk.get("error"):
-            raise ProviderError(PROVIDER_ERROR, f"{self.provider} failed mid-stream: {_error_detail(chunk)}")
-        return list(_events_of(chunk))
+            raise ProviderError(PROVIDER_ERROR, f"{self.provider} failed mid-stream: {error_detail(chunk)}")
+        return _events_of(chunk)
 
     def finish(self) -> None:
         if not self.finished:
@@ -71,65 +57,42 @@ def _events_of(chunk: dict[str, Any]) -> list[ProviderEvent]:
     return events
 
 
-def _error_detail(body: Any) -> str | None:
-    error = body.get("error") if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
-    if not message:
-        return None
-    return str(message)[:MAX_ERROR_DETAIL_CHARS]
-
-
-def request_body(request: ChatRequest) -> dict[str, Any]:
+def request_body(request: ChatRequest, *, model: bool = True) -> dict[str, Any]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [{"role": m.role, "content": m.content} for m in request.messages]
-    return {
-        "model": request.model,
-        "messages": messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body: dict[str, Any] = {"model": request.model} if model else {}
+    return {**body, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
 
 
 class OpenAIChatCompletions:
-    def __init__(self, http: httpx.AsyncClient, *, name: str, base_url: str, key: KeySource) -> None:
+    """OpenAI's API, any OpenAI-compatible server, and Azure OpenAI (``azure_api_version`` for the classic
+    deployment URL, whose model is in the path and key in ``api-key``)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        name: str,
+        base_url: str,
+        key: KeySource,
+        azure_api_version: str | None = None,
+        azure: bool = False,
+    ) -> None:
         self.name = name
         self._http = http
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base_url = base_url.rstrip("/")
         self._key = key
+        self._azure = azure or azure_api_version is not None
+        self._api_version = azure_api_version
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
-        api_key = await self._key.get()
-        if not api_key:
-            raise ProviderError(PROVIDER_AUTH, f"{self.name} has no API key: {self._key.variable} must be configured")
-        headers = {"Authorization": f"Bearer {api_key}"}
-        parser = ChunkParser(self.name)
-        streaming = False
-        try:
-            async with aconnect_sse(
-                self._http, "POST", self._url, json=request_body(request), headers=headers
-            ) as source:
-                response = source.response
-                if response.status_code != 200:
-                    await response.aread()
-                    raise provider_error_for_status(self.name, response.status_code, _json_detail(response))
-                streaming = True
-                async for sse in source.aiter_sse():
-                    for event in parser.feed(sse.data):
-                        yield event
-            parser.finish()
-        except httpx.TimeoutException as exc:
-            raise ProviderError(PROVIDER_TIMEOUT, f"{self.name} did not answer in time") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            if parser.finished:
-                return
-            code = PROVIDER_INCOMPLETE if streaming else PROVIDER_UNAVAILABLE
-            raise ProviderError(code, f"{self.name} closed the connection mid-stream") from exc
-        except httpx.TransportError as exc:
-            raise ProviderError(PROVIDER_UNAVAILABLE, f"{self.name} could not be reached") from exc
-
-
-def _json_detail(response: httpx.Response) -> str | None:
-    try:
-        return _error_detail(response.json())
-    except ValueError:
-        return None
+        key = await api_key(self.name, self._key)
+        headers = {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}
+        if self._api_version:
+            url = f"{self._base_url}/openai/deployments/{request.model}/chat/completions"
+            body, params = request_body(request, model=False), {"api-version": self._api_version}
+        else:
+            url, body, params = f"{self._base_url}/chat/completions", request_body(request), None
+        events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params)
+        async for event in parsed(events, ChunkParser(self.name)):
+            yield event

@@ -1,0 +1,118 @@
+"""The HTTP side every SSE provider shares: POST, check the status, decode the stream, turn failures into
+``ProviderError`` with the stable codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import httpx
+
+from relay.errors import (
+    PROVIDER_AUTH,
+    PROVIDER_ERROR,
+    PROVIDER_INCOMPLETE,
+    PROVIDER_TIMEOUT,
+    PROVIDER_UNAVAILABLE,
+    ProviderError,
+    provider_error_for_status,
+)
+from relay.events import ProviderEvent
+from relay.providers.keys import KeySource
+from relay.sse import ServerSentEvent, SSEDecoder
+
+MAX_ERROR_DETAIL_CHARS = 200
+
+
+class StreamParser(Protocol):
+    """A provider's I/O-free parser: SSE events in, normalised events out."""
+
+    finished: bool  # its provider's terminal event has arrived
+
+    def feed(self, data: str, event: str = "message") -> list[ProviderEvent]: ...
+
+    def finish(self) -> None:
+        """Raise ``provider_incomplete`` unless the terminal event arrived."""
+
+
+async def api_key(provider: str, key: KeySource) -> str:
+    value = await key.get()
+    if not value:
+        raise ProviderError(PROVIDER_AUTH, f"{provider} has no API key: {key.variable} must be configured")
+    return value
+
+
+async def parsed(events: AsyncIterator[ServerSentEvent], parser: StreamParser) -> AsyncIterator[ProviderEvent]:
+    """The normalised events of a stream; a cut after the terminal event still counts as whole."""
+    try:
+        async for sse in events:
+            for event in parser.feed(sse.data, sse.event):
+                yield event
+    except ProviderError as exc:
+        if exc.code == PROVIDER_INCOMPLETE and parser.finished:
+            return
+        raise
+    parser.finish()
+
+
+async def post_sse(
+    http: httpx.AsyncClient,
+    provider: str,
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    params: dict[str, str] | None = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """The events of a streamed POST. A cut connection raises ``provider_incomplete``; the caller decides whether
+    its provider's terminal event had already arrived."""
+    streaming = False
+    decoder = SSEDecoder()
+    try:
+        request_headers = {**headers, "Accept": "text/event-stream"}
+        async with http.stream("POST", url, json=body, headers=request_headers, params=params) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise provider_error_for_status(provider, response.status_code, error_detail(response.content))
+            streaming = True
+            async for chunk in response.aiter_bytes():
+                for event in decoder.feed(chunk):
+                    yield event
+            for event in decoder.finish():
+                yield event
+    except httpx.TimeoutException as exc:
+        raise ProviderError(PROVIDER_TIMEOUT, f"{provider} did not answer in time") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        code = PROVIDER_INCOMPLETE if streaming else PROVIDER_UNAVAILABLE
+        raise ProviderError(code, f"{provider} closed the connection mid-stream") from exc
+    except httpx.TransportError as exc:
+        raise ProviderError(PROVIDER_UNAVAILABLE, f"{provider} could not be reached") from exc
+    if decoder.unframed:
+        # Some providers (Gemini) report a failure after HTTP 200 as bare JSON, without SSE framing.
+        detail = error_detail("".join(decoder.unframed).encode())
+        raise ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {detail or 'unreadable stream'}")
+
+
+def error_detail(body: bytes | str | dict[str, Any]) -> str | None:
+    """The provider's own error message from ``{"error": {"message"}}`` (every provider here uses that shape)."""
+    if not isinstance(body, dict):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    if isinstance(body, list) and body:  # Gemini wraps errors in a one-element array when not streaming SSE
+        body = body[0]
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
+    return str(message)[:MAX_ERROR_DETAIL_CHARS] if message else None
+
+
+def parse_json(provider: str, data: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise ProviderError(PROVIDER_ERROR, f"{provider} sent a malformed stream event") from None
+    if not isinstance(value, dict):
+        raise ProviderError(PROVIDER_ERROR, f"{provider} sent a malformed stream event")
+    return value
