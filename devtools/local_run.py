@@ -51,6 +51,7 @@ class LocalRun:
         os.environ.update(LOCAL_ENVIRONMENT)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
         os.environ["SIMULATED_PROVIDER_URL"] = self.provider_server.url + "/v1"
+        self.simulated = _simulate_unconfigured_providers(self.provider_server.url)
         client = self.dynamodb_client()
         create_table(client, TABLE_NAME)
         _seed_demo_session(client)
@@ -80,6 +81,29 @@ class LocalRun:
         for server in (self.app_server, self.provider_server, self.dynamodb):
             if server is not None:
                 server.stop()
+
+
+# Each provider whose key is not set talks to the simulated server, in its own wire format.
+SIMULATED_PROVIDERS = {
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "/v1"),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", ""),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", ""),
+    "azure-openai": ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", ""),
+    "bedrock": ("BEDROCK_MODELS", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", ""),
+}
+
+
+def _simulate_unconfigured_providers(simulator_url: str) -> list[str]:
+    simulated = []
+    for name, (key_variable, url_variable, path) in SIMULATED_PROVIDERS.items():
+        if os.environ.get(key_variable):
+            continue
+        os.environ[key_variable] = "sim" if name == "bedrock" else "simulated"
+        os.environ[url_variable] = simulator_url + path
+        simulated.append(name)
+    if "openai" in simulated:
+        simulated.append("openai-responses")
+    return simulated
 
 
 def _seed_demo_session(client: Any) -> None:
@@ -119,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = Tee(sys.stdout, args.log.open("a", encoding="utf-8"))
 
     run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens)).start()
-    openai = "the real OpenAI (OPENAI_API_KEY is set)" if os.environ.get("OPENAI_API_KEY") else "not configured"
+    real = sorted((set(SIMULATED_PROVIDERS) | {"openai-responses"}) - set(run.simulated))
     print(
         f"""
 Chat relay running at {run.url}   (Ctrl-C stops it)
   embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}
   simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
-  provider "openai"   {openai}
+  simulated in their own wire format: {", ".join(run.simulated) or "none"}
+  real (their keys are set): {", ".join(real) or "none"}
 
 Stream an answer into the demo session:
   curl -N {run.url}/chat/stream -H 'Content-Type: application/json' \\

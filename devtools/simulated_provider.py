@@ -57,6 +57,8 @@ class Scenario:
         _, _, parameters = model.partition(":")
         overrides: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(self)}
+        if "=" not in parameters:
+            parameters = ""  # a real model id with a colon (Bedrock's "...-v1:0"): the defaults
         for pair in filter(None, parameters.split(",")):
             key, _, value = pair.partition("=")
             if key not in types:

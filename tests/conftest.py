@@ -13,10 +13,17 @@ import pytest
 
 from devtools.local_run import TABLE_NAME, LocalRun
 
+REAL_PROVIDER_VARIABLES = [
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "BEDROCK_MODELS",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "PROVIDER_KEYS_SECRET_ARN",
+]
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalRun]:
-    os.environ.pop("OPENAI_API_KEY", None)  # tests never reach a real provider
+    for variable in REAL_PROVIDER_VARIABLES:  # tests never reach a real provider
+        os.environ.pop(variable, None)
     run = LocalRun(port=0).start()
     yield run
     run.stop()

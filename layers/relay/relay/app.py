@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, store: ChatStore | None = None)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/providers", list_providers, methods=["GET"]),
             Route("/sessions", create_session, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
             Route("/chat/stream", chat_stream, methods=["POST"]),
@@ -64,6 +65,10 @@ def create_app(settings: Settings | None = None, store: ChatStore | None = None)
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def list_providers(request: Request) -> Response:
+    return JSONResponse({"providers": await request.app.state.providers.configured()})
 
 
 async def create_session(request: Request) -> Response:

@@ -8,25 +8,48 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-# Environment variable names.
+# Environment variable names. Provider variables are the ones their official SDKs read.
 TABLE_NAME_ENV = "TABLE_NAME"
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
+ANTHROPIC_API_KEY_ENV = "ANTHROPIC_API_KEY"
+ANTHROPIC_BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+GEMINI_API_KEY_ENV = "GEMINI_API_KEY"
+GOOGLE_API_KEY_ENV = "GOOGLE_API_KEY"  # the Gemini SDK's other name for the same key
+GEMINI_BASE_URL_ENV = "GOOGLE_GEMINI_BASE_URL"
+AZURE_OPENAI_ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"
+AZURE_OPENAI_API_KEY_ENV = "AZURE_OPENAI_API_KEY"
+OPENAI_API_VERSION_ENV = "OPENAI_API_VERSION"  # set: Azure's classic deployment URLs; unset: its v1 base URL
 SIMULATED_PROVIDER_URL_ENV = "SIMULATED_PROVIDER_URL"
 PROVIDER_KEYS_SECRET_ARN_ENV = "PROVIDER_KEYS_SECRET_ARN"
 HISTORY_MAX_MESSAGES_ENV = "HISTORY_MAX_MESSAGES"
 MESSAGE_TTL_DAYS_ENV = "MESSAGE_TTL_DAYS"
 PROVIDER_READ_TIMEOUT_ENV = "PROVIDER_READ_TIMEOUT_SECONDS"
+ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
+# Models offered per provider by GET /providers: comma-separated, e.g. ANTHROPIC_MODELS=claude-sonnet-4-5
+MODELS_ENV_SUFFIX = "_MODELS"
 
 # Defaults.
 DEFAULT_TABLE_NAME = "chat-relay"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+DEFAULT_GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
+DEFAULT_ANTHROPIC_MAX_TOKENS = 4096
 DEFAULT_HISTORY_MAX_MESSAGES = 20
 DEFAULT_MESSAGE_TTL_DAYS = 30
 DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS = 60.0
 PROVIDER_CONNECT_TIMEOUT_SECONDS = 10.0
+DEFAULT_MODELS = {
+    "openai": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1"],
+    "openai-responses": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1"],
+    "anthropic": ["claude-haiku-4-5", "claude-sonnet-4-5"],
+    "gemini": ["gemini-2.5-flash", "gemini-2.5-pro"],
+    "azure-openai": [],  # deployment names are your own: AZURE_OPENAI_MODELS
+    "bedrock": [],  # model or inference profile ids: BEDROCK_MODELS (also what makes Bedrock offered at all)
+    "simulated": ["sim", "sim:first_token_ms=800,tokens_per_second=15,tokens=120", "sim:fault=error_after,fault_at=8"],
+}
 
 # Input limits: a rejected request gets a 4xx and writes nothing.
 MAX_BODY_BYTES = 64 * 1024
@@ -41,11 +64,20 @@ class Settings:
     table_name: str = DEFAULT_TABLE_NAME
     openai_api_key: str | None = None
     openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
+    anthropic_max_tokens: int = DEFAULT_ANTHROPIC_MAX_TOKENS
+    gemini_api_key: str | None = None
+    gemini_base_url: str = DEFAULT_GEMINI_BASE_URL
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_key: str | None = None
+    openai_api_version: str | None = None
     simulated_provider_url: str | None = None
     provider_keys_secret_arn: str | None = None
     history_max_messages: int = DEFAULT_HISTORY_MAX_MESSAGES
     message_ttl_days: int = DEFAULT_MESSAGE_TTL_DAYS
     provider_read_timeout_seconds: float = DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS
+    models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +86,14 @@ class Settings:
             table_name=env.get(TABLE_NAME_ENV) or DEFAULT_TABLE_NAME,
             openai_api_key=env.get(OPENAI_API_KEY_ENV) or None,
             openai_base_url=env.get(OPENAI_BASE_URL_ENV) or DEFAULT_OPENAI_BASE_URL,
+            anthropic_api_key=env.get(ANTHROPIC_API_KEY_ENV) or None,
+            anthropic_base_url=env.get(ANTHROPIC_BASE_URL_ENV) or DEFAULT_ANTHROPIC_BASE_URL,
+            anthropic_max_tokens=_positive_int(env, ANTHROPIC_MAX_TOKENS_ENV, DEFAULT_ANTHROPIC_MAX_TOKENS),
+            gemini_api_key=env.get(GEMINI_API_KEY_ENV) or env.get(GOOGLE_API_KEY_ENV) or None,
+            gemini_base_url=env.get(GEMINI_BASE_URL_ENV) or DEFAULT_GEMINI_BASE_URL,
+            azure_openai_endpoint=env.get(AZURE_OPENAI_ENDPOINT_ENV) or None,
+            azure_openai_api_key=env.get(AZURE_OPENAI_API_KEY_ENV) or None,
+            openai_api_version=env.get(OPENAI_API_VERSION_ENV) or None,
             simulated_provider_url=env.get(SIMULATED_PROVIDER_URL_ENV) or None,
             provider_keys_secret_arn=env.get(PROVIDER_KEYS_SECRET_ARN_ENV) or None,
             history_max_messages=_positive_int(env, HISTORY_MAX_MESSAGES_ENV, DEFAULT_HISTORY_MAX_MESSAGES),
@@ -61,7 +101,15 @@ class Settings:
             provider_read_timeout_seconds=_positive_float(
                 env, PROVIDER_READ_TIMEOUT_ENV, DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS
             ),
+            models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
         )
+
+
+def _models(env: Mapping[str, str], provider: str, default: list[str]) -> list[str]:
+    raw = env.get(provider.upper().replace("-", "_") + MODELS_ENV_SUFFIX)
+    if raw is None:
+        return list(default)
+    return [model.strip() for model in raw.split(",") if model.strip()]
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -78,7 +78,7 @@ async def relay_turn(
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
     user_message, placeholder = _new_turn_messages(content)
-    messages = [*_provider_history(conversation), ChatMessage("user", content)]
+    messages = _provider_history(conversation, ChatMessage("user", content))
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
@@ -240,11 +240,20 @@ def _new_turn_messages(content: str) -> tuple[StoredMessage, StoredMessage]:
     )
 
 
-def _provider_history(conversation: Conversation) -> list[ChatMessage]:
+def _provider_history(conversation: Conversation, new: ChatMessage) -> list[ChatMessage]:
+    """Earlier user messages and complete answers, then the new message, as providers want them: roles
+    alternating, so two user messages in a row (the answer between them failed) become one."""
     history: list[ChatMessage] = []
-    for message in conversation.history:
-        if message.role == "user":
-            history.append(ChatMessage("user", message.content))
+    for message in [*conversation.history, None]:
+        if message is None:
+            turn = new
+        elif message.role == "user":
+            turn = ChatMessage("user", message.content)
         elif message.status == COMPLETE and message.content:
-            history.append(ChatMessage("assistant", message.content))
+            turn = ChatMessage("assistant", message.content)
+        else:
+            continue
+        if history and history[-1].role == turn.role:
+            turn = ChatMessage(turn.role, history.pop().content + "\n\n" + turn.content)
+        history.append(turn)
     return history

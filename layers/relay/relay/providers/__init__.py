@@ -12,9 +12,10 @@ from typing import Literal, Protocol
 import httpx
 
 from relay.config import Settings
+from relay.errors import PROVIDER_AUTH, ProviderError
 from relay.events import ProviderEvent
 
-__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "ProviderRegistry"]
+__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "ProviderRegistry", "Unconfigured"]
 
 Role = Literal["user", "assistant"]
 
@@ -38,24 +39,65 @@ class ChatProvider(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
 
 
+class Unconfigured:
+    """Stands in for a provider that lacks a setting, so that its sessions fail saying which one."""
+
+    def __init__(self, name: str, variable: str) -> None:
+        self.name = name
+        self._variable = variable
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        raise ProviderError(PROVIDER_AUTH, f"{self.name} is not configured: {self._variable} must be set")
+        yield  # pragma: no cover - makes this an async generator
+
+
 class ProviderRegistry:
     """The providers this deployment knows, built from settings around one shared HTTP client."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        from relay.providers.keys import StaticKey, key_source
+        from relay.providers.anthropic import AnthropicMessages
+        from relay.providers.bedrock import BedrockConverseStream
+        from relay.providers.gemini import GeminiStreamGenerateContent
+        from relay.providers.keys import KeySource, StaticKey, key_source
         from relay.providers.openai import OpenAIChatCompletions
+        from relay.providers.openai_responses import OpenAIResponses
 
-        # A provider without a key is still listed: its stream fails with provider_auth naming the variable to set.
-        openai_key = key_source("OPENAI_API_KEY", settings.openai_api_key, settings.provider_keys_secret_arn)
-        providers: dict[str, ChatProvider] = {
+        secret = settings.provider_keys_secret_arn
+        openai_key = key_source("OPENAI_API_KEY", settings.openai_api_key, secret)
+        anthropic_key = key_source("ANTHROPIC_API_KEY", settings.anthropic_api_key, secret)
+        gemini_key = key_source("GEMINI_API_KEY", settings.gemini_api_key, secret)
+        azure_key = key_source("AZURE_OPENAI_API_KEY", settings.azure_openai_api_key, secret)
+        self.models = settings.models
+        # A provider is listed here even when a key is missing: its stream fails with provider_auth naming the key.
+        self._providers: dict[str, ChatProvider] = {
             "openai": OpenAIChatCompletions(http, name="openai", base_url=settings.openai_base_url, key=openai_key),
+            "openai-responses": OpenAIResponses(http, base_url=settings.openai_base_url, key=openai_key),
+            "anthropic": AnthropicMessages(http, key=anthropic_key, base_url=settings.anthropic_base_url,
+                                           max_tokens=settings.anthropic_max_tokens),
+            "gemini": GeminiStreamGenerateContent(http, key=gemini_key, base_url=settings.gemini_base_url),
+            "bedrock": BedrockConverseStream(read_timeout=settings.provider_read_timeout_seconds),
         }
+        keys: dict[str, KeySource | None] = {"openai": openai_key, "openai-responses": openai_key,
+                                             "anthropic": anthropic_key, "gemini": gemini_key}
+        if settings.azure_openai_endpoint:
+            endpoint = settings.azure_openai_endpoint.rstrip("/")
+            self._providers["azure-openai"] = OpenAIChatCompletions(
+                http, name="azure-openai", key=azure_key, azure=True,
+                base_url=endpoint if settings.openai_api_version else endpoint + "/openai/v1",
+                azure_api_version=settings.openai_api_version,
+            )
+            keys["azure-openai"] = azure_key
+        else:
+            self._providers["azure-openai"] = Unconfigured("azure-openai", "AZURE_OPENAI_ENDPOINT")
+        if settings.models.get("bedrock"):
+            keys["bedrock"] = None  # boto3's credentials: always there on Lambda
         if settings.simulated_provider_url:
-            # The simulated server speaks OpenAI's wire format, so it takes the very same code path.
-            providers["simulated"] = OpenAIChatCompletions(
+            # The simulated server speaks every provider's wire format; this one is OpenAI's.
+            self._providers["simulated"] = OpenAIChatCompletions(
                 http, name="simulated", base_url=settings.simulated_provider_url, key=StaticKey("none", "simulated")
             )
-        self._providers = providers
+            keys["simulated"] = None
+        self._keys = keys
 
     @property
     def names(self) -> list[str]:
@@ -63,3 +105,16 @@ class ProviderRegistry:
 
     def get(self, name: str) -> ChatProvider | None:
         return self._providers.get(name)
+
+    async def configured(self) -> list[dict[str, object]]:
+        """The providers this deployment can serve now, with their models: for a UI's picker."""
+        listed = []
+        for name, key in sorted(self._keys.items()):
+            if key is not None:
+                try:
+                    if not await key.get():
+                        continue
+                except ProviderError:
+                    continue
+            listed.append({"name": name, "models": list(self.models.get(name, []))})
+        return listed

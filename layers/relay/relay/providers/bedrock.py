@@ -1,0 +1,168 @@
+"""AWS Bedrock ConverseStream through boto3 (``bedrock-runtime`` ``converse_stream``).
+
+Events: ``messageStart``, ``contentBlockDelta`` (``delta.text``), ``contentBlockStop``, ``messageStop``
+(``stopReason``: the terminal event), then ``metadata`` (``usage``). boto3's event iterator blocks, so it runs in a
+worker thread that hands each event to the event loop; a failure during iteration raises ``EventStreamError``.
+The endpoint follows boto3's own ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``; credentials are boto3's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from typing import Any
+
+from relay.errors import (
+    PROVIDER_AUTH,
+    PROVIDER_BAD_REQUEST,
+    PROVIDER_ERROR,
+    PROVIDER_INCOMPLETE,
+    PROVIDER_RATE_LIMITED,
+    PROVIDER_TIMEOUT,
+    PROVIDER_UNAVAILABLE,
+    ProviderError,
+)
+from relay.events import Finish, ProviderEvent, TextDelta, Usage
+from relay.providers import ChatRequest
+
+AUTH_CODES = {"accessdeniedexception", "unrecognizedclientexception", "expiredtokenexception",
+              "invalidsignatureexception"}
+RATE_CODES = {"throttlingexception", "servicequotaexceededexception", "toomanyrequestsexception"}
+UNAVAILABLE_CODES = {"serviceunavailableexception", "internalserverexception", "modelnotreadyexception"}
+
+
+class EventParser:
+    """Turns each ConverseStream event (a one-key dict) into normalised events. No I/O."""
+
+    def __init__(self, provider: str = "bedrock") -> None:
+        self.provider = provider
+        self.finished = False
+
+    def feed(self, event: dict[str, Any]) -> list[ProviderEvent]:
+        if "contentBlockDelta" in event:
+            text = ((event["contentBlockDelta"] or {}).get("delta") or {}).get("text")
+            return [TextDelta(text)] if text else []
+        if "messageStop" in event:
+            self.finished = True
+            return [Finish(str((event["messageStop"] or {}).get("stopReason") or "end_turn"))]
+        if "metadata" in event:
+            usage = (event["metadata"] or {}).get("usage") or {}
+            return [Usage(int(usage.get("inputTokens") or 0), int(usage.get("outputTokens") or 0))]
+        return []
+
+    def finish(self) -> None:
+        if not self.finished:
+            raise ProviderError(PROVIDER_INCOMPLETE, f"{self.provider} ended the stream before messageStop")
+
+
+def request_kwargs(request: ChatRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "modelId": request.model,
+        "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in request.messages],
+    }
+    if request.system:
+        kwargs["system"] = [{"text": request.system}]
+    return kwargs
+
+
+def provider_error(provider: str, exc: Exception) -> ProviderError:
+    """botocore's exceptions as the relay's stable codes."""
+    from botocore import exceptions
+    from urllib3.exceptions import ProtocolError
+
+    if isinstance(exc, exceptions.EventStreamError):  # after HTTP 200
+        code = exc.response.get("Error", {}).get("Code", "error")
+        return ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {code}")
+    if isinstance(exc, exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")).lower()
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in AUTH_CODES or status in (401, 403):
+            return ProviderError(PROVIDER_AUTH, f"{provider} rejected the AWS credentials: they must allow "
+                                 "bedrock:InvokeModelWithResponseStream", status=status)
+        if code in RATE_CODES or status == 429:
+            return ProviderError(PROVIDER_RATE_LIMITED, f"{provider} is throttling requests", status=status)
+        if code in UNAVAILABLE_CODES or (status or 0) >= 500:
+            return ProviderError(PROVIDER_UNAVAILABLE, f"{provider} is unavailable ({code})", status=status)
+        return ProviderError(PROVIDER_BAD_REQUEST, f"{provider} rejected the request ({code})", status=status)
+    if isinstance(exc, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
+        return ProviderError(PROVIDER_AUTH, f"{provider} has no AWS credentials: they must be configured")
+    if isinstance(exc, exceptions.ReadTimeoutError | exceptions.ConnectTimeoutError):
+        return ProviderError(PROVIDER_TIMEOUT, f"{provider} did not answer in time")
+    if isinstance(exc, exceptions.ResponseStreamingError | exceptions.IncompleteReadError | ProtocolError):
+        # botocore reads an event stream straight from urllib3, whose errors reach the iterator unwrapped
+        return ProviderError(PROVIDER_INCOMPLETE, f"{provider} closed the connection mid-stream")
+    if isinstance(exc, exceptions.BotoCoreError):
+        return ProviderError(PROVIDER_UNAVAILABLE, f"{provider} could not be reached")
+    return ProviderError(PROVIDER_ERROR, f"{provider} failed: {type(exc).__name__}")
+
+
+def create_bedrock_client(read_timeout: float) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # The relay decides about retries; boto3 makes one attempt.
+    config = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=read_timeout, connect_timeout=10)
+    return boto3.client("bedrock-runtime", config=config)
+
+
+class BedrockConverseStream:
+    def __init__(self, *, read_timeout: float, name: str = "bedrock",
+                 client_factory: Callable[[], Any] | None = None) -> None:
+        self.name = name
+        self._client_factory = client_factory or (lambda: create_bedrock_client(read_timeout))
+        self._client: Future[Any] | None = None
+        self._lock = threading.Lock()
+
+    async def _get_client(self) -> Any:
+        with self._lock:
+            if self._client is None:  # created on first use: only deployments that use Bedrock pay for it
+                self._client = Future()
+                threading.Thread(target=self._create_client, args=(self._client,), daemon=True).start()
+        return await asyncio.wrap_future(self._client)
+
+    def _create_client(self, future: Future[Any]) -> None:
+        try:
+            future.set_result(self._client_factory())
+        except Exception as exc:
+            future.set_exception(exc)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        try:
+            client = await self._get_client()
+        except Exception as exc:
+            raise provider_error(self.name, exc) from exc
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        opened: dict[str, Any] = {}
+
+        def pump() -> None:
+            try:
+                response = client.converse_stream(**request_kwargs(request))
+                opened["stream"] = response["stream"]
+                for event in response["stream"]:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("event", event))
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+            except Exception as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        worker = threading.Thread(target=pump, daemon=True)
+        worker.start()
+        parser = EventParser(self.name)
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    error = provider_error(self.name, item)
+                    if error.code == PROVIDER_INCOMPLETE and parser.finished:
+                        break
+                    raise error from item
+                for event in parser.feed(item):
+                    yield event
+        finally:
+            if "stream" in opened and worker.is_alive():
+                opened["stream"].close()  # unblocks the worker's read when the relay stops early
+        parser.finish()

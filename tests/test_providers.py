@@ -1,0 +1,128 @@
+"""Every provider through the relay over real loopback HTTP, against the simulated server in its wire format:
+a normal answer with usage and finish reason, HTTP errors, an error after HTTP 200, and a stream cut short."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from devtools.simulated_provider import answer_tokens
+from relay.config import Settings
+from relay.errors import ProviderError
+from relay.providers import ChatMessage, ChatRequest, ProviderRegistry
+from relay.providers.keys import StaticKey
+from relay.providers.openai import OpenAIChatCompletions
+from tests.conftest import emf_lines
+from tests.test_turn import messages_of, stream_chat
+
+FINISH_REASONS = {"openai": "stop", "openai-responses": "stop", "anthropic": "end_turn", "gemini": "STOP",
+                  "azure-openai": "stop", "bedrock": "end_turn"}
+PROVIDERS = sorted(FINISH_REASONS)
+
+
+def session_for(client: httpx.Client, provider: str, model: str) -> str:
+    response = client.post("/sessions", json={"provider": provider, "model": model})
+    assert response.status_code == 201, response.text
+    return str(response.json()["chatSessionId"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_normal_answer_streams_with_usage_and_finish_reason_into_store_and_metrics(client, capsys, provider):
+    model = f"sim:first_token_ms=5,tokens_per_second=0,tokens=25,fault_at={len(provider)}"  # unique per provider
+    chat_session_id = session_for(client, provider, model)
+    capsys.readouterr()
+    received = stream_chat(client, chat_session_id, "Hello there")
+
+    assert received.tokens == answer_tokens(25)
+    done = received.one("done")
+    assert done["finishReason"] == FINISH_REASONS[provider]
+    assert done["usage"] == {"inputTokens": 2, "outputTokens": 25}
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("complete", "".join(answer_tokens(25)))
+    assert ai["metadata"]["usage"] == {"inputTokens": 2, "outputTokens": 25}
+    assert ai["metadata"]["finishReason"] == FINISH_REASONS[provider]
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
+    assert (blob["provider"], blob["InputTokens"], blob["OutputTokens"]) == (provider, [2.0], [25.0])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(("fault", "code"), [("http_401", "provider_auth"), ("http_429", "provider_rate_limited"),
+                                             ("http_500", "provider_unavailable")])
+def test_http_error_before_streaming_gets_its_stable_code(client, provider, fault, code):
+    chat_session_id = session_for(client, provider, f"sim:fault={fault}")
+    received = stream_chat(client, chat_session_id)
+    error = received.one("error")
+    assert error["code"] == code
+    assert provider in error["message"]
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["metadata"]["error"]["code"]) == ("error", code)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_error_after_http_200_is_provider_error_with_the_text_so_far(client, provider):
+    model = "sim:first_token_ms=5,tokens_per_second=0,fault=error_after,fault_at=3"
+    chat_session_id = session_for(client, provider, model)
+    received = stream_chat(client, chat_session_id)
+    assert received.tokens == answer_tokens(3)
+    assert received.one("error")["code"] == "provider_error"
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("error", "".join(answer_tokens(3)))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_cut_before_its_terminal_event_is_stored_incomplete(client, provider):
+    model = "sim:first_token_ms=5,tokens_per_second=0,fault=drop_after,fault_at=4"
+    chat_session_id = session_for(client, provider, model)
+    received = stream_chat(client, chat_session_id)
+    assert received.tokens == answer_tokens(4)
+    assert received.one("error")["code"] == "provider_incomplete"
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("incomplete", "".join(answer_tokens(4)))
+
+
+def test_azure_classic_deployment_url_with_api_version(stack):
+    async def run() -> list:
+        async with httpx.AsyncClient() as http:
+            provider = OpenAIChatCompletions(http, name="azure-openai", base_url=stack.provider_server.url,
+                                             key=StaticKey("AZURE_OPENAI_API_KEY", "k"),
+                                             azure_api_version="2024-10-21")
+            request = ChatRequest("sim:first_token_ms=0,tokens_per_second=0,tokens=6", [ChatMessage("user", "hi")])
+            return [event async for event in provider.stream(request)]
+
+    events = asyncio.run(run())
+    assert "".join(e.text for e in events if hasattr(e, "text")) == "".join(answer_tokens(6))
+    assert stack.provider.records[-1].format == "azure"
+
+
+@pytest.mark.parametrize(
+    ("provider", "variable"),
+    [("openai", "OPENAI_API_KEY"), ("openai-responses", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY"),
+     ("gemini", "GEMINI_API_KEY"), ("azure-openai", "AZURE_OPENAI_ENDPOINT")],
+)
+def test_provider_without_its_key_fails_naming_the_variable(provider, variable):
+    async def run() -> ProviderError:
+        async with httpx.AsyncClient() as http:
+            registry = ProviderRegistry(Settings(), http)
+            with pytest.raises(ProviderError) as caught:
+                async for _ in registry.get(provider).stream(ChatRequest("m", [ChatMessage("user", "hi")])):
+                    pass
+            return caught.value
+
+    error = asyncio.run(run())
+    assert error.code == "provider_auth"
+    assert variable in error.message
+
+
+def test_providers_lists_only_configured_providers_with_their_models():
+    async def run(settings: Settings) -> list:
+        async with httpx.AsyncClient() as http:
+            return await ProviderRegistry(settings, http).configured()
+
+    assert asyncio.run(run(Settings())) == []
+    listed = asyncio.run(run(Settings(anthropic_api_key="k", models={"anthropic": ["claude-x"], "bedrock": ["b"]})))
+    assert listed == [{"name": "anthropic", "models": ["claude-x"]}, {"name": "bedrock", "models": ["b"]}]
+
+
+def test_providers_route_lists_every_simulated_provider_in_the_local_run(client):
+    names = {p["name"] for p in client.get("/providers").json()["providers"]}
+    assert names == set(PROVIDERS) | {"simulated"}
