@@ -146,6 +146,9 @@ class BedrockConverseStream:
                 loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
             except Exception as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            finally:
+                if "stream" in opened:
+                    opened["stream"].close()  # a cut stream leaves its connection open otherwise
 
         worker = threading.Thread(target=pump, daemon=True)
         worker.start()
