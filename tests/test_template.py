@@ -98,3 +98,31 @@ def test_one_parameter_switches_both_xray_and_the_apps_tracer(template, function
     assert function["Environment"]["Variables"]["TRACING_ENABLED"] == {"Ref": "EnableTracing"}
     assert function["Tracing"] == {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
     assert template["Conditions"]["TracingOn"] == {"Fn::Equals": [{"Ref": "EnableTracing"}, "true"]}
+
+
+def test_every_environment_variable_the_template_sets_is_one_something_reads(function):
+    # A misspelt variable is silently ignored: each must be read by the relay, the adapter or Powertools.
+    library = "".join(path.read_text() for path in (ROOT / "layers/relay/relay").rglob("*.py"))
+    read_elsewhere = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT",
+                      "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+    for name in function["Environment"]["Variables"]:
+        assert name in read_elsewhere or f'"{name}"' in library or name.endswith("_MODELS"), name
+
+
+def test_bedrock_permission_is_granted_only_when_models_are_offered(template, function):
+    [conditional] = [policy for policy in function["Policies"] if "Fn::If" in policy]
+    condition, granted, otherwise = conditional["Fn::If"]
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BedrockModels"}, ""]}]}
+    assert granted["Statement"][0]["Action"] == "bedrock:InvokeModelWithResponseStream"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert function["Environment"]["Variables"]["BEDROCK_MODELS"] == {"Ref": "BedrockModels"}
+
+
+def test_provider_keys_secret_names_each_keyed_provider_by_its_sdk_variable(template):
+    import json
+
+    keys = json.loads(template["Resources"]["ProviderKeys"]["Properties"]["SecretString"])
+    assert set(keys) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"}
+    library = (ROOT / "layers/relay/relay/providers/__init__.py").read_text()
+    for name in keys:
+        assert f'key_source("{name}"' in library
