@@ -21,6 +21,7 @@ from devtools.simulated_provider import Scenario, SimulatedProvider
 DEFAULT_PORT = 3000
 DEFAULT_LOG = ".local/dev.log"  # where `make report` (devtools.report) finds the EMF lines
 TABLE_NAME = "chat-relay-local"
+LIMITS_TABLE_NAME = "chat-relay-local-limits"
 # A fixed session that exists from the start, so the README's curl example and events/*.json work as they are.
 DEMO_SESSION_ID = "01HZY00000000000000000DEM0"
 DEMO_MODEL = "sim"
@@ -31,8 +32,16 @@ LOCAL_ENVIRONMENT = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
     "TABLE_NAME": TABLE_NAME,
+    "LIMITS_TABLE_NAME": LIMITS_TABLE_NAME,
     "POWERTOOLS_SERVICE_NAME": "chat-relay",
     "POWERTOOLS_METRICS_NAMESPACE": "ChatRelay",
+}
+# Defaults a developer may override from the shell (AUTH_MODE=jwt with JWT_ISSUER=..., stricter limits, ...).
+LOCAL_DEFAULTS = {
+    "AUTH_MODE": "none",
+    "RATE_LIMIT_REQUESTS_PER_MINUTE": "60",
+    "RATE_LIMIT_CONCURRENT_STREAMS": "5",
+    "CORS_ALLOW_ORIGINS": "http://localhost:3000,http://127.0.0.1:3000",
 }
 
 
@@ -49,11 +58,14 @@ class LocalRun:
         self.dynamodb.start()
         self.provider_server.start()
         os.environ.update(LOCAL_ENVIRONMENT)
+        for name, value in LOCAL_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
         os.environ["SIMULATED_PROVIDER_URL"] = self.provider_server.url + "/v1"
         self.simulated = _simulate_unconfigured_providers(self.provider_server.url)
         client = self.dynamodb_client()
         create_table(client, TABLE_NAME)
+        create_table(client, LIMITS_TABLE_NAME)
         _seed_demo_session(client)
 
     def dynamodb_client(self) -> Any:
@@ -107,10 +119,12 @@ def _simulate_unconfigured_providers(simulator_url: str) -> list[str]:
 
 
 def _seed_demo_session(client: Any) -> None:
+    from relay.auth import LOCAL_USER
     from relay.store import ChatSession, ChatStore
 
     store = ChatStore(TABLE_NAME, ttl_days=365, client_factory=lambda: client)
-    session = ChatSession(DEMO_SESSION_ID, "simulated", DEMO_MODEL, "2026-01-01T00:00:00.000Z", title="Demo session")
+    session = ChatSession(DEMO_SESSION_ID, "simulated", DEMO_MODEL, "2026-01-01T00:00:00.000Z", title="Demo session",
+                          owner_id=LOCAL_USER)
     asyncio.run(store.create_session(session))
 
 
@@ -143,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = Tee(sys.stdout, args.log.open("a", encoding="utf-8"))
 
     run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens)).start()
+    auth = ("none: local only, every request is one user (AUTH_MODE=jwt with JWT_ISSUER to try tokens)"
+            if os.environ["AUTH_MODE"] == "none" else os.environ["AUTH_MODE"])
     real = sorted((set(SIMULATED_PROVIDERS) | {"openai-responses"}) - set(run.simulated))
     print(
         f"""
@@ -151,6 +167,7 @@ Chat relay running at {run.url}   (Ctrl-C stops it)
   simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
   simulated in their own wire format: {", ".join(run.simulated) or "none"}
   real (their keys are set): {", ".join(real) or "none"}
+  authentication      {auth}
 
 Stream an answer into the demo session:
   curl -N {run.url}/chat/stream -H 'Content-Type: application/json' \\

@@ -29,15 +29,15 @@ def message(role: str, content: str, status: str = COMPLETE) -> StoredMessage:
 def test_created_session_loads_with_empty_history(store):
     session = make_session()
     asyncio.run(store.create_session(session))
-    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=10))
+    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=10, owner_id=""))
     assert conversation is not None
     assert conversation.session == session
     assert conversation.history == []
 
 
 def test_unknown_session_loads_as_none(store):
-    assert asyncio.run(store.load_conversation(str(ULID()), history_limit=10)) is None
-    assert asyncio.run(store.list_messages(str(ULID()))) is None
+    assert asyncio.run(store.load_conversation(str(ULID()), history_limit=10, owner_id="")) is None
+    assert asyncio.run(store.list_messages(str(ULID()), "")) is None
 
 
 def test_history_is_the_newest_messages_oldest_first_within_the_limit(store):
@@ -46,7 +46,7 @@ def test_history_is_the_newest_messages_oldest_first_within_the_limit(store):
     messages = [message("user" if i % 2 == 0 else "ai", f"m{i}") for i in range(5)]
     for m in messages:
         asyncio.run(store.put_messages(session.chat_session_id, m))
-    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=3))
+    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=3, owner_id=""))
     assert [m.content for m in conversation.history] == ["m2", "m3", "m4"]
 
 
@@ -58,7 +58,7 @@ def test_put_messages_replaces_a_placeholder_and_keeps_numbers(store):
     final = StoredMessage(placeholder.message_id, "ai", "done text", COMPLETE, placeholder.created_at,
                           {"ttftMs": 101.25, "usage": {"outputTokens": 7}})
     asyncio.run(store.put_messages(session.chat_session_id, final))
-    assert asyncio.run(store.list_messages(session.chat_session_id)) == [final]
+    assert asyncio.run(store.list_messages(session.chat_session_id, "")) == [final]
 
 
 def test_list_messages_pages_through_everything(store):
@@ -68,7 +68,7 @@ def test_list_messages_pages_through_everything(store):
     written = [message("user", big + str(i)) for i in range(5)]
     for m in written:
         asyncio.run(store.put_messages(session.chat_session_id, m))
-    listed = asyncio.run(store.list_messages(session.chat_session_id))
+    listed = asyncio.run(store.list_messages(session.chat_session_id, ""))
     assert [m.message_id for m in listed] == [m.message_id for m in written]
 
 

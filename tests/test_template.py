@@ -33,10 +33,14 @@ def test_adapter_runs_in_response_stream_mode(function):
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
 
 
-def test_adapter_layer_is_attached_for_both_architectures(function):
-    arns = str(function["Layers"][0])
-    assert "753240598075:layer:LambdaAdapterLayerArm64:" in arns
-    assert "753240598075:layer:LambdaAdapterLayerX86:" in arns
+def test_adapter_layer_and_relay_layer_match_the_functions_architecture(template, function):
+    [architecture] = function["Architectures"]
+    adapter = str(function["Layers"][0])
+    assert "753240598075:layer:LambdaAdapterLayer" in adapter
+    assert ("Arm64" in adapter) == (architecture == "arm64")
+    layer = template["Resources"]["RelayLayer"]
+    assert layer["Metadata"]["BuildArchitecture"] == architecture  # cryptography is compiled
+    assert layer["Properties"]["CompatibleArchitectures"] == [architecture]
 
 
 def test_readiness_path_is_the_apps_health_route(function):
@@ -76,10 +80,13 @@ def test_table_keys_and_ttl_match_the_store(template):
 
 def test_function_may_use_only_the_table_operations_the_store_calls(function):
     store_source = (ROOT / "layers/relay/relay/store.py").read_text()
-    called = {name for name in re.findall(r'_call\(\s*"(\w+)"', store_source)}
-    granted = set(function["Policies"][0]["Statement"][0]["Action"])
+    called = set(re.findall(r'_call\(\s*"(\w+)"', store_source))
+    statements = function["Policies"][0]["Statement"]
+    granted = {action: statement["Resource"] for statement in statements for action in statement["Action"]}
     as_actions = {"dynamodb:" + "".join(part.title() for part in name.split("_")) for name in called}
-    assert as_actions == granted
+    assert as_actions == set(granted)
+    assert granted["dynamodb:Query"] == granted["dynamodb:PutItem"] == {"Fn::GetAtt": "ChatTable.Arn"}
+    assert granted["dynamodb:UpdateItem"] == {"Fn::GetAtt": "LimitsTable.Arn"}
 
 
 def test_powertools_environment_matches_the_metrics_the_dashboard_reads(template, function):

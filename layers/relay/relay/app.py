@@ -5,11 +5,13 @@ Every error before streaming starts is ``{"error": {"code", "message"}}`` with a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +19,8 @@ import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -24,28 +28,49 @@ from starlette.types import Receive, Scope, Send
 from ulid import ULID
 
 from relay import config, sse, tracing
+from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
 from relay.context import Invocation
 from relay.errors import RequestRejected
+from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
 from relay.store import ChatSession, ChatStore, now_iso
 from relay.turn import Done, Failed, Started, Token, TurnEvent, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization")
 
 
-def create_app(settings: Settings | None = None, store: ChatStore | None = None) -> Starlette:
+AuthenticatorFactory = Callable[[httpx.AsyncClient], Authenticator]
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: ChatStore | None = None,
+    authenticator: AuthenticatorFactory = authenticator_from_environment,
+) -> Starlette:
     settings = settings or Settings.from_environment()
     store = store or ChatStore(settings.table_name, ttl_days=settings.message_ttl_days)
     tracing.start()
+    # Checked now, not at the first request: a deployment with unsafe auth settings must not become ready.
+    authenticator(httpx.AsyncClient())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.provider_read_timeout_seconds, connect=config.PROVIDER_CONNECT_TIMEOUT_SECONDS)
         async with httpx.AsyncClient(timeout=timeout) as http:  # one client per process: connections are reused
             app.state.providers = ProviderRegistry(settings, http)
+            app.state.auth = authenticator(http)
             yield
+
+    middleware = []
+    if settings.cors_allow_origins and not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        # On Lambda the function URL answers CORS from the same allowlist (template.yaml); elsewhere the app does.
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_allow_origins), allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_ALLOW_HEADERS), allow_credentials=False, max_age=600,
+        ))
 
     app = Starlette(
         routes=[
@@ -55,12 +80,19 @@ def create_app(settings: Settings | None = None, store: ChatStore | None = None)
             Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
             Route("/chat/stream", chat_stream, methods=["POST"]),
         ],
-        exception_handlers={RequestRejected: _rejected, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={RequestRejected: _rejected, Unauthorized: _unauthorized, HTTPException: _http_error,
+                            Exception: _internal_error},
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.limits = Limits(store, settings)
     return app
+
+
+async def authenticate(request: Request) -> str:
+    return str(await request.app.state.auth.user_id(request.headers))
 
 
 async def healthz(request: Request) -> Response:
@@ -68,10 +100,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def list_providers(request: Request) -> Response:
+    await authenticate(request)
     return JSONResponse({"providers": await request.app.state.providers.configured()})
 
 
 async def create_session(request: Request) -> Response:
+    user_id = await authenticate(request)
     body = await read_json_object(request)
     provider = require_string(body, "provider", config.MAX_MODEL_CHARS)
     if request.app.state.providers.get(provider) is None:
@@ -84,14 +118,17 @@ async def create_session(request: Request) -> Response:
         created_at=now_iso(),
         title=optional_string(body, "title", config.MAX_TITLE_CHARS),
         system=optional_string(body, "system", config.MAX_SYSTEM_CHARS),
+        owner_id=user_id,
     )
     await request.app.state.store.create_session(session)
     return JSONResponse({"chatSessionId": session.chat_session_id}, status_code=201)
 
 
 async def list_messages(request: Request) -> Response:
+    user_id = await authenticate(request)
     chat_session_id = request.path_params["chatSessionId"]
-    messages = await request.app.state.store.list_messages(chat_session_id) if _is_id(chat_session_id) else None
+    store = request.app.state.store
+    messages = await store.list_messages(chat_session_id, user_id) if _is_id(chat_session_id) else None
     if messages is None:
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
     return JSONResponse({"messages": [message.to_json() for message in messages]})
@@ -100,21 +137,40 @@ async def list_messages(request: Request) -> Response:
 async def chat_stream(request: Request) -> Response:
     invocation = Invocation.from_headers(request.headers, received_at=time.perf_counter())
     tracing.bind_invocation(invocation.trace_id)
+    user_id = await authenticate(request)
     body = await read_json_object(request)
     chat_session_id = require_string(body, "chatSessionId", 64)
     content = require_string(body, "content", config.MAX_CONTENT_CHARS)
-    state = request.app.state
-    conversation = None
-    if _is_id(chat_session_id):
-        with tracing.subsegment("store.load_conversation"):
-            conversation = await state.store.load_conversation(chat_session_id, state.settings.history_max_messages)
-    if conversation is None:
+    if not _is_id(chat_session_id):
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
+    state = request.app.state
+    # The one read and the limits' writes go together, so the limits add no round trip before the provider call.
+    with tracing.subsegment("store.load_conversation"):
+        loaded, admitted = await asyncio.gather(
+            state.store.load_conversation(chat_session_id, state.settings.history_max_messages, user_id),
+            state.limits.admit(user_id),
+            return_exceptions=True,
+        )
+    lease = admitted if isinstance(admitted, Lease) else None
+    if isinstance(loaded, BaseException) or isinstance(admitted, BaseException) or loaded is None:
+        if lease is not None:
+            await lease.release()
+        if isinstance(loaded, BaseException):
+            raise loaded
+        if loaded is None:
+            raise RequestRejected(404, "session_not_found", "no chat session with this id")
+        raise admitted
+    conversation = loaded
     provider = state.providers.get(conversation.session.provider)
     if provider is None:
+        if lease is not None:
+            await lease.release()
         raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
 
-    events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation)
+    events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
+                        history_max_chars=state.settings.history_max_chars)
+    if lease is not None:
+        events = _releasing(events, lease)
     if _wants_plain_text(request):
         return EventStreamResponse(_as_plain_text(events), media_type="text/plain; charset=utf-8")
     return EventStreamResponse(_as_sse(events), media_type="text/event-stream; charset=utf-8")
@@ -147,6 +203,17 @@ class EventStreamResponse(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
+
+
+async def _releasing(events: AsyncGenerator[TurnEvent, None], lease: Lease) -> AsyncGenerator[TurnEvent, None]:
+    """The turn's events; the user's stream lease is given back once the turn has stored its answer."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        with anyio.CancelScope(shield=True):
+            await events.aclose()
+            await lease.release()
 
 
 async def _as_sse(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
@@ -247,7 +314,12 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 async def _rejected(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestRejected)
-    return _error(exc.status, exc.code, exc.message)
+    return _error(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _unauthorized(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Unauthorized)
+    return _error(401, "unauthorized", exc.message, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 
 # Environment variable names. Provider variables are the ones their official SDKs read.
 TABLE_NAME_ENV = "TABLE_NAME"
+LIMITS_TABLE_NAME_ENV = "LIMITS_TABLE_NAME"
+RATE_LIMIT_REQUESTS_ENV = "RATE_LIMIT_REQUESTS_PER_MINUTE"
+RATE_LIMIT_STREAMS_ENV = "RATE_LIMIT_CONCURRENT_STREAMS"
+HISTORY_MAX_CHARS_ENV = "HISTORY_MAX_CHARS"
+CORS_ALLOW_ORIGINS_ENV = "CORS_ALLOW_ORIGINS"
 OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 ANTHROPIC_API_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -38,6 +43,10 @@ DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_ANTHROPIC_MAX_TOKENS = 4096
 DEFAULT_HISTORY_MAX_MESSAGES = 20
+DEFAULT_HISTORY_MAX_CHARS = 48_000
+DEFAULT_REQUESTS_PER_MINUTE = 20
+DEFAULT_CONCURRENT_STREAMS = 3
+STREAM_LEASE_SECONDS = 960  # longer than the function's timeout: a lease left by a crash expires by itself
 DEFAULT_MESSAGE_TTL_DAYS = 30
 DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS = 60.0
 PROVIDER_CONNECT_TIMEOUT_SECONDS = 10.0
@@ -75,6 +84,11 @@ class Settings:
     simulated_provider_url: str | None = None
     provider_keys_secret_arn: str | None = None
     history_max_messages: int = DEFAULT_HISTORY_MAX_MESSAGES
+    history_max_chars: int = DEFAULT_HISTORY_MAX_CHARS
+    limits_table_name: str | None = None
+    requests_per_minute: int = 0  # 0: no limit
+    concurrent_streams: int = 0  # 0: no limit
+    cors_allow_origins: tuple[str, ...] = ()
     message_ttl_days: int = DEFAULT_MESSAGE_TTL_DAYS
     provider_read_timeout_seconds: float = DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
@@ -97,6 +111,12 @@ class Settings:
             simulated_provider_url=env.get(SIMULATED_PROVIDER_URL_ENV) or None,
             provider_keys_secret_arn=env.get(PROVIDER_KEYS_SECRET_ARN_ENV) or None,
             history_max_messages=_positive_int(env, HISTORY_MAX_MESSAGES_ENV, DEFAULT_HISTORY_MAX_MESSAGES),
+            history_max_chars=_positive_int(env, HISTORY_MAX_CHARS_ENV, DEFAULT_HISTORY_MAX_CHARS),
+            limits_table_name=env.get(LIMITS_TABLE_NAME_ENV) or None,
+            requests_per_minute=_count(env, RATE_LIMIT_REQUESTS_ENV, DEFAULT_REQUESTS_PER_MINUTE),
+            concurrent_streams=_count(env, RATE_LIMIT_STREAMS_ENV, DEFAULT_CONCURRENT_STREAMS),
+            cors_allow_origins=tuple(o.strip() for o in (env.get(CORS_ALLOW_ORIGINS_ENV) or "").split(",")
+                                     if o.strip()),
             message_ttl_days=_positive_int(env, MESSAGE_TTL_DAYS_ENV, DEFAULT_MESSAGE_TTL_DAYS),
             provider_read_timeout_seconds=_positive_float(
                 env, PROVIDER_READ_TIMEOUT_ENV, DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS
@@ -110,6 +130,15 @@ def _models(env: Mapping[str, str], provider: str, default: list[str]) -> list[s
     if raw is None:
         return list(default)
     return [model.strip() for model in raw.split(",") if model.strip()]
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a whole number (0 for no limit), got {raw!r}")
+    return int(raw)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

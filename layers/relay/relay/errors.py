@@ -27,11 +27,12 @@ class RelayError(Exception):
 class RequestRejected(RelayError):
     """When a request is invalid; it becomes ``{"error": {"code", "message"}}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 class ProviderError(RelayError):

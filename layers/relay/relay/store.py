@@ -45,6 +45,7 @@ class ChatSession:
     created_at: str
     title: str | None = None
     system: str | None = None
+    owner_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class ChatStore:
             "provider": session.provider,
             "model": session.model,
             "createdAt": session.created_at,
+            "ownerId": session.owner_id,
             TTL_ATTRIBUTE: self._expires_at(),
         }
         if session.title is not None:
@@ -132,7 +134,8 @@ class ChatStore:
             ConditionExpression="attribute_not_exists(PK)",
         )
 
-    async def load_conversation(self, chat_session_id: str, history_limit: int) -> Conversation | None:
+    async def load_conversation(self, chat_session_id: str, history_limit: int, owner_id: str) -> Conversation | None:
+        """The session and its newest messages in one Query; None when it does not exist or is someone else's."""
         response = await self._call(
             "query",
             TableName=self.table_name,
@@ -142,13 +145,13 @@ class ChatStore:
             Limit=history_limit + 1,
         )
         items = [_deserialize(raw) for raw in response.get("Items", [])]
-        if not items or items[0]["SK"] != SESSION_SORT_KEY:
+        if not items or items[0]["SK"] != SESSION_SORT_KEY or items[0].get("ownerId", "") != owner_id:
             return None
         history = [_message_from_item(item) for item in reversed(items[1:])]
         return Conversation(_session_from_item(items[0]), history)
 
-    async def list_messages(self, chat_session_id: str) -> list[StoredMessage] | None:
-        """All messages oldest first, or None when the session does not exist."""
+    async def list_messages(self, chat_session_id: str, owner_id: str) -> list[StoredMessage] | None:
+        """All messages oldest first; None when the session does not exist or is someone else's."""
         items: list[dict[str, Any]] = []
         query: dict[str, Any] = {
             "TableName": self.table_name,
@@ -161,7 +164,7 @@ class ChatStore:
             if "LastEvaluatedKey" not in response:
                 break
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        if not items or items[-1]["SK"] != SESSION_SORT_KEY:
+        if not items or items[-1]["SK"] != SESSION_SORT_KEY or items[-1].get("ownerId", "") != owner_id:
             return None
         return [_message_from_item(item) for item in items[:-1]]
 
@@ -177,6 +180,81 @@ class ChatStore:
             requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
             if requests:
                 await asyncio.sleep(0.05)
+
+
+    # Per-user limits, in their own table: counters are not chat data, and rejected requests must leave the chat
+    # table untouched. PK = USER#<id>; SK = RATE#<window start> (a fixed-window counter) or STREAMS (the leases of
+    # the streams running now, as "leaseId|expiresAt" strings in a string set).
+
+    async def count_request(self, table: str, user_id: str, window_start: int, window_seconds: int, limit: int) -> bool:
+        """Count one request in the window; False (and nothing counted) when the limit is reached."""
+        try:
+            await self._call(
+                "update_item",
+                TableName=table,
+                Key={"PK": {"S": f"USER#{user_id}"}, "SK": {"S": f"RATE#{window_start}"}},
+                UpdateExpression="ADD #count :one SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+                ExpressionAttributeNames={"#count": "requests", "#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
+                                           ":ttl": {"N": str(window_start + 2 * window_seconds)}},
+            )
+        except StoreError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    async def acquire_stream(self, table: str, user_id: str, lease_id: str, expires_at: int, limit: int) -> bool:
+        """Take one of the user's concurrent-stream leases; leases past their expiry (a crashed run) are freed."""
+        if await self._add_lease(table, user_id, f"{lease_id}|{expires_at}", limit):
+            return True
+        if await self._free_expired_leases(table, user_id):
+            return await self._add_lease(table, user_id, f"{lease_id}|{expires_at}", limit)
+        return False
+
+    async def _add_lease(self, table: str, user_id: str, lease: str, limit: int) -> bool:
+        try:
+            await self._call(
+                "update_item",
+                TableName=table,
+                Key=_streams_key(user_id),
+                UpdateExpression="ADD leases :lease",
+                ConditionExpression="attribute_not_exists(leases) OR size(leases) < :limit",
+                ExpressionAttributeValues={":lease": {"SS": [lease]}, ":limit": {"N": str(limit)}},
+            )
+        except StoreError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    async def release_stream(self, table: str, user_id: str, lease_id: str, expires_at: int) -> None:
+        await self._call("update_item", TableName=table, Key=_streams_key(user_id),
+                         UpdateExpression="DELETE leases :lease",
+                         ExpressionAttributeValues={":lease": {"SS": [f"{lease_id}|{expires_at}"]}})
+
+    async def _free_expired_leases(self, table: str, user_id: str) -> bool:
+        response = await self._call("get_item", TableName=table, Key=_streams_key(user_id), ConsistentRead=True)
+        leases = response.get("Item", {}).get("leases", {}).get("SS", [])
+        now = int(time.time())
+        expired = [lease for lease in leases if int(lease.rpartition("|")[2] or 0) < now]
+        if not expired:
+            return False
+        await self._call("update_item", TableName=table, Key=_streams_key(user_id),
+                         UpdateExpression="DELETE leases :expired",
+                         ExpressionAttributeValues={":expired": {"SS": expired}})
+        return True
+
+
+def _streams_key(user_id: str) -> dict[str, Any]:
+    return {"PK": {"S": f"USER#{user_id}"}, "SK": {"S": "STREAMS"}}
+
+
+def _condition_failed(exc: StoreError) -> bool:
+    cause = exc.__cause__
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
+    return code == "ConditionalCheckFailedException"
 
 
 def _session_key(chat_session_id: str) -> str:
@@ -205,6 +283,7 @@ def _session_from_item(item: dict[str, Any]) -> ChatSession:
         created_at=item["createdAt"],
         title=item.get("title"),
         system=item.get("system"),
+        owner_id=item.get("ownerId", ""),
     )
 
 

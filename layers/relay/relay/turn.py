@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from ulid import ULID
 
-from relay import telemetry, tracing
+from relay import config, telemetry, tracing
 from relay.context import Invocation
 from relay.errors import PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
@@ -74,11 +74,12 @@ async def relay_turn(
     provider: ChatProvider,
     store: ChatStore,
     invocation: Invocation,
+    history_max_chars: int = config.DEFAULT_HISTORY_MAX_CHARS,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
     user_message, placeholder = _new_turn_messages(content)
-    messages = _provider_history(conversation, ChatMessage("user", content))
+    messages = _provider_history(conversation, ChatMessage("user", content), history_max_chars)
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
@@ -240,9 +241,10 @@ def _new_turn_messages(content: str) -> tuple[StoredMessage, StoredMessage]:
     )
 
 
-def _provider_history(conversation: Conversation, new: ChatMessage) -> list[ChatMessage]:
+def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int) -> list[ChatMessage]:
     """Earlier user messages and complete answers, then the new message, as providers want them: roles
-    alternating, so two user messages in a row (the answer between them failed) become one."""
+    alternating, so two user messages in a row (the answer between them failed) become one; the oldest are left
+    out until the whole fits in ``max_chars``."""
     history: list[ChatMessage] = []
     for message in [*conversation.history, None]:
         if message is None:
@@ -256,4 +258,8 @@ def _provider_history(conversation: Conversation, new: ChatMessage) -> list[Chat
         if history and history[-1].role == turn.role:
             turn = ChatMessage(turn.role, history.pop().content + "\n\n" + turn.content)
         history.append(turn)
+    while len(history) > 1 and sum(len(message.content) for message in history) > max_chars:
+        history.pop(0)
+    if history[0].role == "assistant" and len(history) > 1:
+        history.pop(0)  # providers want the conversation to open with the user
     return history

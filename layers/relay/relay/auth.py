@@ -1,0 +1,187 @@
+"""Who is calling: the authenticated user of a request, by the deployment's auth mode (``AUTH_MODE``).
+
+    jwt   ``Authorization: Bearer <token>``, verified against an OIDC issuer's JWKS with PyJWT: pinned algorithms,
+          signature, exp/nbf with a small leeway, iss, aud (or Cognito's client_id), token_use. The default.
+    iam   the function URL is AWS_IAM, usually behind CloudFront Origin Access Control, which owns the
+          Authorization header: the user's token travels in ``X-User-Authorization`` (verified as above) when an
+          issuer is configured, else the caller is the IAM principal from the request context.
+    none  no authentication: everyone is one local user. Refused on Lambda unless ALLOW_UNAUTHENTICATED=true.
+
+The user id is the token's ``sub`` (or the IAM principal). Tokens never reach logs or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from relay.errors import RelayError
+
+AUTH_MODE_ENV = "AUTH_MODE"
+ALLOW_UNAUTHENTICATED_ENV = "ALLOW_UNAUTHENTICATED"
+JWT_ISSUER_ENV = "JWT_ISSUER"
+JWT_AUDIENCE_ENV = "JWT_AUDIENCE"
+JWT_CLIENT_ID_ENV = "JWT_CLIENT_ID"
+JWT_JWKS_URL_ENV = "JWT_JWKS_URL"
+JWT_TOKEN_USE_ENV = "JWT_TOKEN_USE"
+LOCAL_USER = "local-user"
+ALGORITHMS = ("RS256", "ES256")  # asymmetric only: an HS256 token "signed" with the public key is refused
+LEEWAY_SECONDS = 30
+JWKS_MIN_REFRESH_SECONDS = 30  # an unknown kid refreshes the keys at most this often, so junk tokens cannot flood
+USER_TOKEN_HEADER = "x-user-authorization"
+
+
+class Unauthorized(RelayError):
+    """When a request carries no valid credentials (401)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(RelayError):
+    """When the auth settings are unsafe or incomplete; the app refuses to start."""
+
+
+class Authenticator(Protocol):
+    async def user_id(self, headers: Mapping[str, str]) -> str: ...
+
+
+class NoAuthentication:
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        return LOCAL_USER
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    issuer: str
+    jwks_url: str
+    audience: str | None = None
+    client_id: str | None = None
+    token_use: str | None = None
+
+
+class JwksCache:
+    """The issuer's signing keys, fetched once and kept across invocations; refreshed when an unknown kid appears."""
+
+    def __init__(self, url: str, http: httpx.AsyncClient) -> None:
+        self._url = url
+        self._http = http
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = float("-inf")
+
+    async def key(self, kid: str | None) -> Any:
+        if kid not in self._keys and time.monotonic() - self._fetched_at >= JWKS_MIN_REFRESH_SECONDS:
+            await self._refresh()
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise Unauthorized("the token is signed with an unknown key") from None
+
+    async def _refresh(self) -> None:
+        from jwt import PyJWKSet
+
+        self._fetched_at = time.monotonic()
+        try:
+            response = await self._http.get(self._url, timeout=5.0)
+            response.raise_for_status()
+            jwks = PyJWKSet.from_dict(response.json())
+        except Exception as exc:
+            raise Unauthorized("the token could not be checked: the issuer's keys are unavailable") from exc
+        self._keys = {key.key_id: key for key in jwks.keys if key.key_id}
+
+
+class JwtAuthenticator:
+    def __init__(self, settings: JwtSettings, http: httpx.AsyncClient, header: str = "authorization") -> None:
+        self._settings = settings
+        self._jwks = JwksCache(settings.jwks_url, http)
+        self._header = header
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        import jwt
+
+        scheme, _, token = headers.get(self._header, "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(f"a bearer token is required in the {self._header.title()} header")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthorized("the token is malformed") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise Unauthorized("the token's algorithm is not accepted")
+        key = await self._jwks.key(header.get("kid"))
+        settings = self._settings
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(ALGORITHMS),
+                issuer=settings.issuer,
+                audience=settings.audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "sub"], "verify_aud": settings.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("the token is not valid yet") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"the token is not valid ({type(exc).__name__})") from None
+        if settings.client_id and settings.client_id not in (claims.get("client_id"), claims.get("aud")):
+            raise Unauthorized("the token was issued to another client")
+        if settings.token_use and claims.get("token_use") != settings.token_use:
+            raise Unauthorized(f"a {settings.token_use} token is required")
+        return str(claims["sub"])
+
+
+class IamAuthentication:
+    """The caller of an AWS_IAM function URL, from the request context the adapter forwards."""
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        try:
+            context = json.loads(headers.get("x-amzn-request-context", "{}"))
+        except ValueError:
+            context = {}
+        iam = ((context.get("authorizer") or {}).get("iam") or {}) if isinstance(context, dict) else {}
+        principal = iam.get("userArn") or iam.get("userId") or iam.get("callerId")
+        if not principal:
+            raise Unauthorized("no IAM caller: the function URL must use AWS_IAM")
+        return str(principal)
+
+
+def jwt_settings(environ: Mapping[str, str]) -> JwtSettings | None:
+    issuer = (environ.get(JWT_ISSUER_ENV) or "").rstrip("/")
+    if not issuer:
+        return None
+    return JwtSettings(
+        issuer=issuer,
+        jwks_url=environ.get(JWT_JWKS_URL_ENV) or f"{issuer}/.well-known/jwks.json",
+        audience=environ.get(JWT_AUDIENCE_ENV) or None,
+        client_id=environ.get(JWT_CLIENT_ID_ENV) or None,
+        token_use=environ.get(JWT_TOKEN_USE_ENV) or None,
+    )
+
+
+def authenticator_from_environment(http: httpx.AsyncClient, environ: Mapping[str, str] | None = None) -> Authenticator:
+    env = os.environ if environ is None else environ
+    mode = (env.get(AUTH_MODE_ENV) or "none").strip().lower()
+    settings = jwt_settings(env)
+    if mode == "jwt":
+        if settings is None:
+            raise ConfigurationError("AUTH_MODE=jwt needs JWT_ISSUER (or a Cognito user pool)")
+        return JwtAuthenticator(settings, http)
+    if mode == "iam":
+        return JwtAuthenticator(settings, http, header=USER_TOKEN_HEADER) if settings else IamAuthentication()
+    if mode == "none":
+        on_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+        if on_lambda and (env.get(ALLOW_UNAUTHENTICATED_ENV) or "").lower() != "true":
+            raise ConfigurationError("AUTH_MODE=none on Lambda needs ALLOW_UNAUTHENTICATED=true")
+        return NoAuthentication()
+    raise ConfigurationError(f"AUTH_MODE must be jwt, iam or none, not {mode!r}")
