@@ -33,7 +33,7 @@ JWT_TOKEN_USE_ENV = "JWT_TOKEN_USE"
 LOCAL_USER = "local-user"
 ALGORITHMS = ("RS256", "ES256")  # asymmetric only: an HS256 token "signed" with the public key is refused
 LEEWAY_SECONDS = 30
-JWKS_MIN_REFRESH_SECONDS = 30  # an unknown kid refreshes the keys at most this often, so junk tokens cannot flood
+JWKS_MIN_REFRESH_SECONDS = 10  # an unknown kid refreshes the keys at most this often: junk cannot flood the issuer
 USER_TOKEN_HEADER = "x-user-authorization"
 
 
