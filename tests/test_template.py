@@ -133,3 +133,51 @@ def test_provider_keys_secret_names_each_keyed_provider_by_its_sdk_variable(temp
     library = (ROOT / "layers/relay/relay/providers/__init__.py").read_text()
     for name in keys:
         assert f'key_source("{name}"' in library
+
+
+def test_cors_allowlist_is_one_parameter_for_the_url_and_the_app_without_wildcard_or_credentials(template, function):
+    cors = function["FunctionUrlConfig"]["Cors"]
+    assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
+    joined = {"Fn::Join": [",", {"Ref": "AllowedOrigins"}]}
+    assert function["Environment"]["Variables"]["CORS_ALLOW_ORIGINS"] == joined
+    assert cors["AllowCredentials"] is False
+    assert "*" not in template["Parameters"]["AllowedOrigins"]["Default"]
+    from relay.app import CORS_ALLOW_HEADERS
+
+    assert set(cors["AllowHeaders"]) == set(CORS_ALLOW_HEADERS)
+
+
+def test_auth_mode_picks_the_url_auth_type_and_none_needs_consent(template, function):
+    assert template["Parameters"]["AuthMode"]["Default"] == "jwt"
+    assert function["FunctionUrlConfig"]["AuthType"] == {"Fn::If": ["IsPublicUrl", "NONE", "AWS_IAM"]}
+    assert template["Conditions"]["IsPublicUrl"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuthMode"}, "iam"]}]}
+    rule = template["Rules"]["UnauthenticatedNeedsConsent"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "none"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "AllowUnauthenticated"}, "true"]}
+    env = function["Environment"]["Variables"]
+    assert env["AUTH_MODE"] == {"Ref": "AuthMode"}
+    assert env["ALLOW_UNAUTHENTICATED"] == {"Ref": "AllowUnauthenticated"}
+
+
+def test_cloudfront_origin_access_control_is_optional_and_signs_requests_to_the_url(template):
+    resources = template["Resources"]
+    assert template["Conditions"]["UseCloudFront"] == {
+        "Fn::And": [{"Fn::Equals": [{"Ref": "AuthMode"}, "iam"]}, {"Fn::Equals": [{"Ref": "CreateCloudFront"}, "true"]}]}
+    oac = resources["RelayOriginAccessControl"]
+    assert oac["Condition"] == "UseCloudFront"
+    assert oac["Properties"]["OriginAccessControlConfig"]["OriginAccessControlOriginType"] == "lambda"
+    permissions = {resources[name]["Properties"]["Action"] for name in
+                   ("CloudFrontInvokeUrlPermission", "CloudFrontInvokePermission")}
+    assert permissions == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    behavior = resources["RelayDistribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]
+    assert behavior["Compress"] is False
+
+
+def test_limits_table_and_parameters_reach_the_function(template, function):
+    env = function["Environment"]["Variables"]
+    assert env["LIMITS_TABLE_NAME"] == {"Ref": "LimitsTable"}
+    assert env["RATE_LIMIT_REQUESTS_PER_MINUTE"] == {"Ref": "RequestsPerMinute"}
+    assert env["RATE_LIMIT_CONCURRENT_STREAMS"] == {"Ref": "ConcurrentStreams"}
+    limits = template["Resources"]["LimitsTable"]["Properties"]
+    assert {k["AttributeName"]: k["KeyType"] for k in limits["KeySchema"]} == TABLE_KEY_SCHEMA
+    assert limits["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}

@@ -1,0 +1,28 @@
+"""CORS from an allowlist: the app answers it off Lambda (the local run), the function URL on Lambda, from the same
+parameter; never a wildcard, never credentials."""
+
+from devtools.local_run import LOCAL_DEFAULTS
+
+ALLOWED = LOCAL_DEFAULTS["CORS_ALLOW_ORIGINS"].split(",")[0]
+
+
+def preflight(client, origin: str):
+    return client.options("/chat/stream", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                   "Access-Control-Request-Headers": "content-type,authorization"})
+
+
+def test_allowed_origin_gets_its_preflight_and_its_headers_without_credentials(client):
+    response = preflight(client, ALLOWED)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+    assert "authorization" in response.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-credentials" not in response.headers
+    streamed = client.get("/healthz", headers={"Origin": ALLOWED})
+    assert streamed.headers["access-control-allow-origin"] == ALLOWED
+
+
+def test_other_origins_get_no_cors_headers(client):
+    response = preflight(client, "https://evil.example")
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers

@@ -1,0 +1,108 @@
+"""Per-user limits over real loopback HTTP, stored in moto's DynamoDB: requests per minute and streams at once."""
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+from ulid import ULID
+
+from devtools.local_run import LIMITS_TABLE_NAME, TABLE_NAME
+from devtools.servers import UvicornThread
+from relay.app import create_app
+from relay.config import Settings
+from relay.store import ChatStore
+from tests.conftest import count_items
+
+SLOW = "sim:first_token_ms=0,tokens_per_second=10,tokens=20"
+FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=2"
+
+
+class HeaderUser:
+    """A test double at the authentication boundary: the user is whoever X-Test-User names."""
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        return headers["x-test-user"]
+
+
+@pytest.fixture(scope="module")
+def limited_url(stack, dynamodb) -> Iterator[str]:
+    settings = replace(Settings.from_environment(), limits_table_name=LIMITS_TABLE_NAME, requests_per_minute=3,
+                       concurrent_streams=1)
+    app = create_app(settings, store=ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb),
+                     authenticator=lambda http: HeaderUser())
+    server = UvicornThread(app).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture()
+def user(limited_url) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=limited_url, timeout=30, headers={"x-test-user": f"user-{ULID()}"}) as client:
+        yield client
+
+
+def chat(client: httpx.Client, model: str = FAST) -> httpx.Response:
+    chat_session_id = client.post("/sessions", json={"provider": "simulated", "model": model}).json()["chatSessionId"]
+    return client.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"})
+
+
+def away_from_a_window_edge() -> None:
+    if time.time() % 60 > 55:
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+
+def test_the_request_over_the_per_minute_limit_gets_429_with_retry_after(user, dynamodb):
+    away_from_a_window_edge()
+    assert [chat(user).status_code for _ in range(3)] == [200, 200, 200]
+    before = count_items(dynamodb)
+    refused = chat(user)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert count_items(dynamodb) == before + 1  # the session that chat() created; the refused turn wrote nothing
+
+
+def test_limits_are_per_user(limited_url):
+    away_from_a_window_edge()
+    with httpx.Client(base_url=limited_url, timeout=30) as client:
+        for name in ("dora", "eve"):
+            client.headers["x-test-user"] = f"{name}-{ULID()}"
+            assert [chat(client).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_second_stream_at_once_gets_429_and_the_lease_returns_when_the_first_ends(user):
+    chat_session_id = user.post("/sessions", json={"provider": "simulated", "model": SLOW}).json()["chatSessionId"]
+    first_token = threading.Event()
+    finished = threading.Event()
+
+    def long_stream() -> None:
+        with connect_sse(user, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as s:
+            for sse in s.iter_sse():
+                if sse.event == "token":
+                    first_token.set()
+        finished.set()
+
+    thread = threading.Thread(target=long_stream)
+    thread.start()
+    assert first_token.wait(10)
+    second = user.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": "again"})
+    assert second.status_code == 429 and "at once" in second.json()["error"]["message"]
+    thread.join(20)
+    assert finished.is_set()
+    assert user.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": "now"}).status_code == 200
+
+
+def test_a_lease_left_by_a_crashed_run_expires_by_itself(stack, dynamodb):
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+    user_id = f"crashed-{ULID()}"
+    now = int(time.time())
+    assert asyncio.run(store.acquire_stream(LIMITS_TABLE_NAME, user_id, "dead", now - 1, limit=1))
+    assert asyncio.run(store.acquire_stream(LIMITS_TABLE_NAME, user_id, "alive", now + 600, limit=1))
+    assert not asyncio.run(store.acquire_stream(LIMITS_TABLE_NAME, user_id, "third", now + 600, limit=1))
+    asyncio.run(store.release_stream(LIMITS_TABLE_NAME, user_id, "alive", now + 600))
+    assert asyncio.run(store.acquire_stream(LIMITS_TABLE_NAME, user_id, "third", now + 600, limit=1))
