@@ -161,8 +161,9 @@ def test_auth_mode_picks_the_url_auth_type_and_none_needs_consent(template, func
 
 def test_cloudfront_origin_access_control_is_optional_and_signs_requests_to_the_url(template):
     resources = template["Resources"]
-    assert template["Conditions"]["UseCloudFront"] == {
-        "Fn::And": [{"Fn::Equals": [{"Ref": "AuthMode"}, "iam"]}, {"Fn::Equals": [{"Ref": "CreateCloudFront"}, "true"]}]}
+    iam = {"Fn::Equals": [{"Ref": "AuthMode"}, "iam"]}
+    wanted = {"Fn::Equals": [{"Ref": "CreateCloudFront"}, "true"]}
+    assert template["Conditions"]["UseCloudFront"] == {"Fn::And": [iam, wanted]}
     oac = resources["RelayOriginAccessControl"]
     assert oac["Condition"] == "UseCloudFront"
     assert oac["Properties"]["OriginAccessControlConfig"]["OriginAccessControlOriginType"] == "lambda"
