@@ -7,7 +7,7 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: dev test lint unit invoke report build clean
+.PHONY: dev test lint unit invoke report bench bench-smoke build clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
@@ -34,6 +34,13 @@ invoke: $(VENV)/.installed
 # Percentiles per provider and model, errors by code, and a chart, from the local run's log (or LOG=file).
 report: $(VENV)/.installed
 	$(PY) -m devtools.report $(or $(LOG),.local/dev.log)
+
+# Relay-added latency, throughput, cold start, memory and DynamoDB requests, side by side with their references.
+bench: $(VENV)/.installed
+	$(PY) -m devtools.bench
+
+bench-smoke: $(VENV)/.installed
+	$(PY) -m devtools.bench --smoke
 
 # sam pins its own boto3, so it lives in a virtual environment of its own.
 build:

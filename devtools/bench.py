@@ -1,0 +1,367 @@
+"""The benchmark: what the relay adds, measured side by side with its reference in one run, on loopback.
+
+    python -m devtools.bench              # full sizes (make bench)
+    python -m devtools.bench --smoke      # tiny sizes: CI runs it so it does not rot; it never asserts a timing
+
+The relay runs as Lambda runs it: its own process, uvicorn serving functions/chat/app.py. DynamoDB (moto) and the
+simulated provider run in this process. Results go to .local/bench/results.{md,json,png}.
+
+1. Relay-added TTFT: time to the first token through the relay minus straight from the simulated provider.
+2. Throughput: a 20,000-token answer as fast as the provider can send it, through the relay, directly, and through
+   LiteLLM (installed into its own virtual environment; skipped with a note when it cannot be).
+3. Cold start: process start to /healthz answering, and to the first token of a first request, tracing off and on.
+4. Peak RSS of the relay process (VmHWM) while streaming 1 and 50 answers.
+5. DynamoDB requests per turn for a 10-second answer, counted at the client.
+6. Relay-added TTFT p99 with 100 streams at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devtools.local_run import DEMO_SESSION_ID, LocalRun
+from devtools.report import percentile
+from devtools.simulated_provider import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".local" / "bench"
+
+
+@dataclass
+class Sizes:
+    ttft_requests: int = 200
+    throughput_tokens: int = 20_000
+    cold_starts: int = 5
+    concurrent: int = 100
+    rss_streams: int = 50
+    answer_seconds: float = 10.0
+    litellm: bool = True
+
+
+SMOKE = Sizes(ttft_requests=10, throughput_tokens=500, cold_starts=1, concurrent=5, rss_streams=3,
+              answer_seconds=1.0, litellm=False)
+
+
+@dataclass
+class Results:
+    machine: str
+    sizes: dict[str, Any]
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # measurement, value, reference
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, value: str, reference: str = "") -> None:
+        self.rows.append((name, value, reference))
+        print(f"  {name}: {value}" + (f"   ({reference})" if reference else ""), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RelayProcess:
+    """functions/chat/app.py under uvicorn in its own process, as the Lambda Web Adapter starts it."""
+
+    def __init__(self, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {**os.environ, "PYTHONPATH": str(ROOT / "layers/relay"), **env}
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--port", str(self.port), "--no-access-log", "--log-level", "warning",
+             "app:app"],
+            cwd=ROOT / "functions/chat", env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> float:
+        deadline = time.perf_counter() + timeout
+        with httpx.Client() as client:
+            while time.perf_counter() < deadline:
+                try:
+                    if client.get(self.url + "/healthz").status_code == 200:
+                        return (time.perf_counter() - self.started) * 1000
+                except httpx.TransportError:
+                    time.sleep(0.001)
+        raise RuntimeError("the relay did not become ready")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+async def relay_ttft(client: httpx.AsyncClient, url: str, session_id: str) -> tuple[float, int]:
+    """Milliseconds to the first token event, and the number of tokens, reading the whole answer."""
+    started = time.perf_counter()
+    first, tokens = None, 0
+    async with client.stream("POST", url + "/chat/stream", json={"chatSessionId": session_id, "content": "hi"}) as r:
+        async for line in r.aiter_lines():
+            if line == "event: token":
+                tokens += 1
+                first = first or time.perf_counter()
+    return ((first or time.perf_counter()) - started) * 1000, tokens
+
+
+async def direct_ttft(client: httpx.AsyncClient, provider_url: str, model: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    first, tokens = None, 0
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}}
+    async with client.stream("POST", provider_url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": "Bearer x"}) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+                tokens += 1
+                first = first or time.perf_counter()
+    return ((first or time.perf_counter()) - started) * 1000, tokens
+
+
+def new_session(url: str, model: str) -> str:
+    response = httpx.post(url + "/sessions", json={"provider": "simulated", "model": model}, timeout=30)
+    response.raise_for_status()
+    return str(response.json()["chatSessionId"])
+
+
+def stats(values: list[float]) -> str:
+    return " / ".join(f"{percentile(values, p):.2f}" for p in (50, 90, 99)) + " ms (p50 / p90 / p99)"
+
+
+async def measure_ttft(results: Results, relay: RelayProcess, provider_url: str, sizes: Sizes) -> None:
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=5"
+    session_id = new_session(relay.url, model)
+    async with httpx.AsyncClient(timeout=60) as client:
+        for _ in range(3):  # warm both paths: connections, caches
+            await relay_ttft(client, relay.url, session_id)
+            await direct_ttft(client, provider_url, model)
+        via_relay, direct = [], []
+        for _ in range(sizes.ttft_requests):  # interleaved, so drift on a noisy machine hits both alike
+            via_relay.append((await relay_ttft(client, relay.url, session_id))[0])
+            direct.append((await direct_ttft(client, provider_url, model))[0])
+    added = [r - d for r, d in zip(sorted(via_relay), sorted(direct), strict=True)]
+    results.data["ttft"] = {"relay": via_relay, "direct": direct}
+    results.add("TTFT through the relay", stats(via_relay), f"directly: {stats(direct)}")
+    results.add("Relay-added TTFT (one DynamoDB read included)", stats(added),
+                "target p50 ≤ 1 ms, p99 ≤ 5 ms without the store read")
+
+    async def one(session: str) -> float:
+        return (await relay_ttft(client, relay.url, session))[0]
+
+    sessions = [new_session(relay.url, model) for _ in range(sizes.concurrent)]
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=sizes.concurrent)) as client:
+        concurrent = await asyncio.gather(*(one(session) for session in sessions))
+        direct_concurrent = await asyncio.gather(*(direct_ttft(client, provider_url, model)
+                                                   for _ in range(sizes.concurrent)))
+    results.add(f"TTFT with {sizes.concurrent} streams at once", stats(list(concurrent)),
+                f"directly: {stats([t for t, _ in direct_concurrent])}")
+
+
+async def measure_throughput(results: Results, relay: RelayProcess, provider_url: str, sizes: Sizes) -> None:
+    model = f"sim:first_token_ms=0,tokens_per_second=0,tokens={sizes.throughput_tokens}"
+    session_id = new_session(relay.url, model)
+    async with httpx.AsyncClient(timeout=120) as client:
+        started = time.perf_counter()
+        _, relayed = await relay_ttft(client, relay.url, session_id)
+        relay_rate = relayed / (time.perf_counter() - started)
+        started = time.perf_counter()
+        _, direct = await direct_ttft(client, provider_url, model)
+        direct_rate = direct / (time.perf_counter() - started)
+    assert relayed == direct == sizes.throughput_tokens, (relayed, direct)
+    litellm = litellm_rate(provider_url, model, sizes) if sizes.litellm else "skipped (--smoke)"
+    results.data["throughput"] = {"relay": relay_rate, "direct": direct_rate, "litellm": litellm}
+    litellm_text = litellm if isinstance(litellm, str) else f"{litellm:,.0f}/s"
+    results.add(f"Throughput, {sizes.throughput_tokens:,} tokens", f"{relay_rate:,.0f} tokens/s through the relay",
+                f"directly {direct_rate:,.0f}/s; LiteLLM {litellm_text}; target ≥ 50,000/s and ≥ 10× LiteLLM")
+
+
+LITELLM_SCRIPT = """
+import asyncio, sys, time, litellm
+async def main():
+    started, count = time.perf_counter(), 0
+    stream = await litellm.acompletion(model="openai/" + sys.argv[2], api_base=sys.argv[1], api_key="x",
+                                       messages=[{"role": "user", "content": "hi"}], stream=True)
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            count += 1
+    print(count / (time.perf_counter() - started))
+asyncio.run(main())
+"""
+
+
+def litellm_rate(provider_url: str, model: str, sizes: Sizes) -> float | str:
+    venv = OUT / "litellm-venv"
+    python = venv / "bin" / "python"
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "litellm"], check=True,
+                           capture_output=True, timeout=900)
+        done = subprocess.run([str(python), "-c", LITELLM_SCRIPT, provider_url + "/v1", model], check=True,
+                              capture_output=True, text=True, timeout=600)
+        return float(done.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+        return f"unavailable ({type(exc).__name__})"
+
+
+async def measure_cold_start(results: Results, sizes: Sizes) -> None:
+    for tracing in ("false", "true"):
+        ready, first_token = [], []
+        for _ in range(sizes.cold_starts):
+            env = {"TRACING_ENABLED": tracing}
+            if tracing == "true":
+                env.update(LAMBDA_TASK_ROOT=str(ROOT), AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{free_port()}")
+            relay = RelayProcess(**env)
+            try:
+                ready.append(relay.wait_ready())
+                asked = time.perf_counter()
+                async with httpx.AsyncClient(timeout=60) as client:
+                    ttft, _ = await relay_ttft(client, relay.url, DEMO_SESSION_ID)  # no session to create first
+                first_token.append((asked - relay.started) * 1000 + ttft)
+            finally:
+                relay.stop()
+        label = "on" if tracing == "true" else "off"
+        results.data[f"cold_start_tracing_{label}"] = {"ready": ready, "first_token": first_token}
+        results.add(f"Cold start to ready, tracing {label}", f"{percentile(ready, 50):.0f} ms (median)",
+                    "target ≤ 250 ms")
+        results.add(f"Cold start to first token, tracing {label}", f"{percentile(first_token, 50):.0f} ms (median)",
+                    "target ≤ 350 ms (ready + one request)")
+    imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import app"], cwd=ROOT / "functions/chat",
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "layers/relay")}, capture_output=True,
+                             text=True).stderr
+    top = sorted(((int(line.split("|")[1]), line.split("|")[2].strip()) for line in imports.splitlines()
+                  if line.startswith("import time:") and line.split("|")[1].strip().isdigit()), reverse=True)
+    results.data["top_imports"] = top[:10]
+    results.add("Top imports (cumulative)", ", ".join(f"{name} {us / 1000:.0f} ms" for us, name in top[1:6]))
+
+
+async def measure_rss(results: Results, sizes: Sizes) -> None:
+    for streams in (1, sizes.rss_streams):
+        relay = RelayProcess()
+        try:
+            relay.wait_ready()
+            model = "sim:first_token_ms=0,tokens_per_second=200,tokens=400"
+            sessions = [new_session(relay.url, model) for _ in range(streams)]
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=streams)) as client:
+                await asyncio.gather(*(relay_ttft(client, relay.url, session) for session in sessions))
+            peak = relay.peak_rss_mb()
+        finally:
+            relay.stop()
+        results.data[f"peak_rss_{streams}"] = peak
+        results.add(f"Peak RSS, {streams} stream(s)", f"{peak:.0f} MB", "target ≤ 100 MB with one stream"
+                    if streams == 1 else "")
+
+
+def measure_dynamodb_requests(results: Results, run: LocalRun, sizes: Sizes) -> None:
+    from devtools.local_run import TABLE_NAME
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.store import ChatStore
+
+    calls: list[str] = []
+    real = run.dynamodb_client()
+
+    class Counting:
+        def __getattr__(self, operation: str) -> Any:
+            method = getattr(real, operation)
+
+            def counted(**kwargs: Any) -> Any:
+                calls.append(operation)
+                return method(**kwargs)
+
+            return counted
+
+    tokens = max(2, int(sizes.answer_seconds * 10))
+    model = f"sim:first_token_ms=0,tokens_per_second=10,tokens={tokens}"
+    server = UvicornThread(create_app(store=ChatStore(TABLE_NAME, ttl_days=1, client_factory=Counting))).start()
+    try:
+        session_id = new_session(server.url, model)
+        calls.clear()
+        httpx.post(server.url + "/chat/stream", json={"chatSessionId": session_id, "content": "hi"}, timeout=120)
+    finally:
+        server.stop()
+    reads = sum(1 for call in calls if call in ("query", "get_item"))
+    writes = len(calls) - reads
+    results.data["dynamodb_calls"] = calls
+    results.add(f"DynamoDB requests, one {sizes.answer_seconds:.0f}-second answer",
+                f"{reads} read, {writes} write requests ({', '.join(calls)})",
+                "target ≤ 3 writes + 1 checkpoint write a second")
+
+
+def write_outputs(results: Results) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    lines = [f"Measured on {results.machine}.", "", "| Measurement | Result | Reference |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {reference} |" for name, value, reference in results.rows]
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    (OUT / "results.json").write_text(json.dumps({"machine": results.machine, "sizes": results.sizes,
+                                                  "rows": results.rows, "data": results.data}, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (ttft, rates) = plt.subplots(1, 2, figsize=(11, 4))
+    ttft.boxplot([results.data["ttft"]["relay"], results.data["ttft"]["direct"]], tick_labels=["relay", "direct"])
+    ttft.set_title("Time to first token (ms)")
+    throughput = results.data["throughput"]
+    names = [name for name in ("relay", "direct", "litellm") if isinstance(throughput[name], float)]
+    rates.bar(names, [throughput[name] for name in names])
+    rates.set_title("Tokens per second")
+    figure.tight_layout()
+    figure.savefig(OUT / "results.png", dpi=100)
+    plt.close(figure)
+
+
+async def run_all(sizes: Sizes, run: LocalRun) -> Results:
+    results = Results(machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                              f"{platform.platform()}", sizes=sizes.__dict__)
+    relay = RelayProcess()
+    relay.wait_ready()
+    try:
+        await measure_ttft(results, relay, run.provider_server.url, sizes)
+        await measure_throughput(results, relay, run.provider_server.url, sizes)
+    finally:
+        relay.stop()
+    await measure_cold_start(results, sizes)
+    await measure_rss(results, sizes)
+    await asyncio.to_thread(measure_dynamodb_requests, results, run, sizes)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, no LiteLLM: a check that it still runs")
+    parser.add_argument("--no-litellm", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else Sizes(litellm=not args.no_litellm)
+    run = LocalRun(port=0, provider_defaults=Scenario(first_token_ms=0, tokens_per_second=0, tokens=5))
+    os.environ.update(RATE_LIMIT_REQUESTS_PER_MINUTE="0", RATE_LIMIT_CONCURRENT_STREAMS="0")
+    run.start_backends()
+    try:
+        results = asyncio.run(run_all(sizes, run))
+    finally:
+        run.stop()
+    write_outputs(results)
+    print(f"\nWrote {OUT / 'results.md'}, results.json and results.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
