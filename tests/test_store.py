@@ -78,3 +78,25 @@ def test_items_carry_a_ttl(store, dynamodb):
     item = dynamodb.get_item(TableName=TABLE_NAME, Key={"PK": {"S": f"SESSION#{session.chat_session_id}"},
                                                         "SK": {"S": "SESSION"}})["Item"]
     assert int(item["expiresAt"]["N"]) > 0
+
+
+def test_attribute_values_round_trip_without_boto3():
+    from relay.store import _deserialize, _serialize
+
+    item = {"s": "café 🙂", "n": 17_956_418_122_050_001, "f": 12.34567, "t": True, "m": {"a": [1, "x", {"b": 2.5}]},
+            "skip": None}
+    assert _deserialize(_serialize(item)) == {"s": "café 🙂", "n": 17_956_418_122_050_001, "f": 12.346, "t": True,
+                                              "m": {"a": [1, "x", {"b": 2.5}]}}
+
+
+def test_the_app_imports_no_boto3():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = "import app, time, sys; time.sleep(1); print('boto3' in sys.modules, 's3transfer' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=root / "functions/chat", capture_output=True, text=True,
+                            env={"PYTHONPATH": str(root / "layers/relay"), "PATH": "/usr/bin:/bin",
+                                 "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.stdout.strip() == "False False", result.stderr
