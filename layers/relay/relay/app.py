@@ -35,7 +35,7 @@ from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
 from relay.store import ChatSession, ChatStore, now_iso
-from relay.turn import Done, Failed, Started, Token, TurnEvent, relay_turn
+from relay.turn import Done, Failed, Started, Tokens, TurnEvent, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -220,8 +220,8 @@ async def _as_sse(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[byt
     try:
         async for event in events:
             match event:
-                case Token(text):
-                    yield sse.format_event("token", {"text": text})
+                case Tokens(texts):
+                    yield b"".join(sse.token_event(text) for text in texts)
                 case Started():
                     yield sse.format_event("start", {"userMessageId": event.user_message_id,
                                                      "messageId": event.message_id})
@@ -239,8 +239,8 @@ async def _as_sse(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[byt
 async def _as_plain_text(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
     try:
         async for event in events:
-            if isinstance(event, Token):
-                yield event.text.encode()
+            if isinstance(event, Tokens):
+                yield "".join(event.texts).encode()
             elif isinstance(event, Failed):
                 # Plain text has no event channel: the failure is appended where a reader will see it.
                 yield f"\n\n[error {event.code}: {event.message}]\n".encode()

@@ -98,7 +98,14 @@ class SSEDecoder:
         return None
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
+
+
 def format_event(event: str, data: dict[str, Any], *, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"{head}event: {event}\ndata: {payload}\n\n".encode()
+    return f"{head}event: {event}\ndata: {_encode(data)}\n\n".encode()
+
+
+def token_event(text: str) -> bytes:
+    """``format_event("token", {"text": text})``, on the hot path: one per token."""
+    return f'event: token\ndata: {{"text":{_encode(text)}}}\n\n'.encode()

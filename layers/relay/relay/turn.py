@@ -44,8 +44,10 @@ class Started:
 
 
 @dataclass(frozen=True, slots=True)
-class Token:
-    text: str
+class Tokens:
+    """The provider's deltas of one network read, each of them a token event for the client."""
+
+    texts: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class Failed:
     message: str
 
 
-TurnEvent = Started | Token | Done | Failed
+TurnEvent = Started | Tokens | Done | Failed
 
 
 async def relay_turn(
@@ -91,13 +93,17 @@ async def relay_turn(
         yield Started(user_message.message_id, placeholder.message_id)
         tally.request_sent()
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    if tally.token(event.text):
-                        telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
-                    yield Token(event.text)
-                else:
-                    tally.note(event)
+            async for batch in stream:
+                texts = []
+                for event in batch:
+                    if isinstance(event, TextDelta):
+                        if tally.token(event.text):
+                            telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
+                        texts.append(event.text)
+                    else:
+                        tally.note(event)
+                if texts:
+                    yield Tokens(texts)
     except ProviderError as exc:
         tally.error = exc
     except BaseException:  # the client went away: cancelled, or closed at a yield

@@ -36,7 +36,9 @@ class ChatRequest:
 class ChatProvider(Protocol):
     name: str
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        """The answer's events, a batch per network read (so that the relay writes a batch at a time)."""
+        ...
 
 
 class Unconfigured:
@@ -46,7 +48,7 @@ class Unconfigured:
         self.name = name
         self._variable = variable
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         raise ProviderError(PROVIDER_AUTH, f"{self.name} is not configured: {self._variable} must be set")
         yield  # pragma: no cover - makes this an async generator
 

@@ -84,9 +84,9 @@ class AnthropicMessages:
         self._key = key
         self._max_tokens = max_tokens
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"x-api-key": await api_key(self.name, self._key), "anthropic-version": ANTHROPIC_VERSION}
         body = request_body(request, self._max_tokens)
-        async for event in parsed(post_sse(self._http, self.name, self._url, body=body, headers=headers),
+        async for batch in parsed(post_sse(self._http, self.name, self._url, body=body, headers=headers),
                                   EventParser(self.name)):
-            yield event
+            yield batch

@@ -128,7 +128,7 @@ class BedrockConverseStream:
         except Exception as exc:
             future.set_exception(exc)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         try:
             client = await self._get_client()
         except Exception as exc:
@@ -154,17 +154,27 @@ class BedrockConverseStream:
         worker.start()
         parser = EventParser(self.name)
         try:
-            while True:
-                kind, item = await queue.get()
-                if kind == "end":
-                    break
-                if kind == "error":
-                    error = provider_error(self.name, item)
-                    if error.code == PROVIDER_INCOMPLETE and parser.finished:
+            ended = False
+            while not ended:
+                received = [await queue.get()]
+                while not queue.empty():  # whatever else has arrived goes out in the same batch
+                    received.append(queue.get_nowait())
+                batch: list[ProviderEvent] = []
+                for kind, item in received:
+                    if kind == "end":
+                        ended = True
                         break
-                    raise error from item
-                for event in parser.feed(item):
-                    yield event
+                    if kind == "error":
+                        error = provider_error(self.name, item)
+                        if error.code == PROVIDER_INCOMPLETE and parser.finished:
+                            ended = True
+                            break
+                        if batch:
+                            yield batch
+                        raise error from item
+                    batch += parser.feed(item)
+                if batch:
+                    yield batch
         finally:
             if "stream" in opened and worker.is_alive():
                 opened["stream"].close()  # unblocks the worker's read when the relay stops early

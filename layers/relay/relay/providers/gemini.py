@@ -74,10 +74,10 @@ class GeminiStreamGenerateContent:
         self._base_url = base_url.rstrip("/")
         self._key = key
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"x-goog-api-key": await api_key(self.name, self._key)}
         url = f"{self._base_url}/v1beta/models/{request.model}:streamGenerateContent"
         events = post_sse(self._http, self.name, url, body=request_body(request), headers=headers,
                           params={"alt": "sse"})
-        async for event in parsed(events, ChunkParser(self.name)):
-            yield event
+        async for batch in parsed(events, ChunkParser(self.name)):
+            yield batch

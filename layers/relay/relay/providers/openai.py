@@ -85,7 +85,7 @@ class OpenAIChatCompletions:
         self._azure = azure or azure_api_version is not None
         self._api_version = azure_api_version
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         key = await api_key(self.name, self._key)
         headers = {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}
         if self._api_version:
@@ -94,5 +94,5 @@ class OpenAIChatCompletions:
         else:
             url, body, params = f"{self._base_url}/chat/completions", request_body(request), None
         events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params)
-        async for event in parsed(events, ChunkParser(self.name)):
-            yield event
+        async for batch in parsed(events, ChunkParser(self.name)):
+            yield batch

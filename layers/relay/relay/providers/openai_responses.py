@@ -71,8 +71,8 @@ class OpenAIResponses:
         self._url = base_url.rstrip("/") + "/responses"
         self._key = key
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"Authorization": f"Bearer {await api_key(self.name, self._key)}"}
         events = post_sse(self._http, self.name, self._url, body=request_body(request), headers=headers)
-        async for event in parsed(events, EventParser(self.name)):
-            yield event
+        async for batch in parsed(events, EventParser(self.name)):
+            yield batch

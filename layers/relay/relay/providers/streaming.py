@@ -43,12 +43,23 @@ async def api_key(provider: str, key: KeySource) -> str:
     return value
 
 
-async def parsed(events: AsyncIterator[ServerSentEvent], parser: StreamParser) -> AsyncIterator[ProviderEvent]:
-    """The normalised events of a stream; a cut after the terminal event still counts as whole."""
+async def parsed(
+    batches: AsyncIterator[list[ServerSentEvent]], parser: StreamParser
+) -> AsyncIterator[list[ProviderEvent]]:
+    """The normalised events of a stream, a batch per network read; a cut after the terminal event still counts
+    as whole."""
     try:
-        async for sse in events:
-            for event in parser.feed(sse.data, sse.event):
-                yield event
+        async for batch in batches:
+            events: list[ProviderEvent] = []
+            try:
+                for sse in batch:
+                    events += parser.feed(sse.data, sse.event)
+            except ProviderError:
+                if events:
+                    yield events  # the text before the error still reaches the client and the store
+                raise
+            if events:
+                yield events
     except ProviderError as exc:
         if exc.code == PROVIDER_INCOMPLETE and parser.finished:
             return
@@ -64,9 +75,9 @@ async def post_sse(
     body: dict[str, Any],
     headers: dict[str, str],
     params: dict[str, str] | None = None,
-) -> AsyncIterator[ServerSentEvent]:
-    """The events of a streamed POST. A cut connection raises ``provider_incomplete``; the caller decides whether
-    its provider's terminal event had already arrived."""
+) -> AsyncIterator[list[ServerSentEvent]]:
+    """The events of a streamed POST, as many as each network read completes. A cut connection raises
+    ``provider_incomplete``; the caller decides whether its provider's terminal event had already arrived."""
     streaming = False
     decoder = SSEDecoder()
     try:
@@ -77,10 +88,12 @@ async def post_sse(
                 raise provider_error_for_status(provider, response.status_code, error_detail(response.content))
             streaming = True
             async for chunk in response.aiter_bytes():
-                for event in decoder.feed(chunk):
-                    yield event
-            for event in decoder.finish():
-                yield event
+                events = decoder.feed(chunk)
+                if events:
+                    yield events
+            events = decoder.finish()
+            if events:
+                yield events
     except httpx.TimeoutException as exc:
         raise ProviderError(PROVIDER_TIMEOUT, f"{provider} did not answer in time") from exc
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
