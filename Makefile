@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := layers/relay:functions/chat:.
 
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
-BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
 .PHONY: dev test lint unit invoke report bench bench-smoke build clean
 

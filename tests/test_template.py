@@ -64,7 +64,9 @@ def test_runtime_matches_the_local_python_and_the_layer_build(template, function
     local = (ROOT / ".python-version").read_text().strip()
     assert function["Runtime"] == f"python{local}"
     layer = template["Resources"]["RelayLayer"]
-    assert layer["Metadata"]["BuildMethod"] == f"python{local}"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    layer_makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert f"--python-version {local}" in layer_makefile and "compileall" in layer_makefile
     assert layer["Properties"]["CompatibleRuntimes"] == [f"python{local}"]
     assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").is_file()
     assert (ROOT / layer["Properties"]["ContentUri"] / "relay" / "__init__.py").is_file()
