@@ -145,6 +145,7 @@ async def chat_stream(request: Request) -> Response:
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
     state = request.app.state
     # The one read and the limits' writes go together, so the limits add no round trip before the provider call.
+    read_started = time.perf_counter()
     with tracing.subsegment("store.load_conversation"):
         loaded, admitted = await asyncio.gather(
             state.store.load_conversation(chat_session_id, state.settings.history_max_messages, user_id),
@@ -161,6 +162,7 @@ async def chat_stream(request: Request) -> Response:
             raise RequestRejected(404, "session_not_found", "no chat session with this id")
         raise admitted
     conversation = loaded
+    store_read_ms = round((time.perf_counter() - read_started) * 1000, 3)
     provider = state.providers.get(conversation.session.provider)
     if provider is None:
         if lease is not None:
@@ -168,7 +170,7 @@ async def chat_stream(request: Request) -> Response:
         raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
 
     events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
-                        history_max_chars=state.settings.history_max_chars)
+                        history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms)
     if lease is not None:
         events = _releasing(events, lease)
     if _wants_plain_text(request):

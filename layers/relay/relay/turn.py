@@ -77,6 +77,7 @@ async def relay_turn(
     store: ChatStore,
     invocation: Invocation,
     history_max_chars: int = config.DEFAULT_HISTORY_MAX_CHARS,
+    store_read_ms: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
@@ -85,25 +86,31 @@ async def relay_turn(
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
-    telemetry.logger.info("stream started", extra=log)
-
-    saving = asyncio.create_task(store.put_messages(session.chat_session_id, user_message, placeholder))
     stream = provider.stream(ChatRequest(session.model, messages, session.system))
+    saving: asyncio.Task[None] | None = None
     try:
         yield Started(user_message.message_id, placeholder.message_id)
         tally.request_sent()
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
             async for batch in stream:
+                if saving is None:
+                    # Written once the provider request is out and answering, so that the write's CPU work does
+                    # not delay the request; a failure before this point stores both messages at the end.
+                    saving = asyncio.create_task(store.put_messages(session.chat_session_id, user_message,
+                                                                    placeholder))
+                    telemetry.logger.info("stream started", extra=log)
                 texts = []
+                first = False
                 for event in batch:
                     if isinstance(event, TextDelta):
-                        if tally.token(event.text):
-                            telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
+                        first = tally.token(event.text) or first
                         texts.append(event.text)
                     else:
                         tally.note(event)
                 if texts:
                     yield Tokens(texts)
+                if first:  # logged once the token is on its way, not before
+                    telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
     except ProviderError as exc:
         tally.error = exc
     except BaseException:  # the client went away: cancelled, or closed at a yield
@@ -121,7 +128,8 @@ async def relay_turn(
             telemetry.logger.info("stream ended", extra={
                 **log, "status": report.status, "error_code": report.error_code, "ttft_ms": report.ttft_ms,
                 "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),
-                "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected})
+                "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected,
+                "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms})
     yield tally.outcome(placeholder.message_id)
 
 
@@ -219,12 +227,17 @@ class Tally:
 
 
 async def _store_reply(
-    store: ChatStore, chat_session_id: str, saving: asyncio.Task[None], user: StoredMessage, reply: StoredMessage
+    store: ChatStore, chat_session_id: str, saving: asyncio.Task[None] | None, user: StoredMessage,
+    reply: StoredMessage,
 ) -> str | None:
-    """Write the final AI message (and the user message, if the first write failed); the error code, if any."""
+    """Write the final AI message (and the user message, if its write failed or never started); the error code,
+    if any."""
     messages = [reply]
     try:
-        await saving
+        if saving is None:
+            messages.insert(0, user)
+        else:
+            await saving
     except Exception:
         telemetry.logger.warning("first write failed; retrying with the final one", exc_info=True)
         messages.insert(0, user)
