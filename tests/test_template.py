@@ -184,3 +184,13 @@ def test_limits_table_and_parameters_reach_the_function(template, function):
     limits = template["Resources"]["LimitsTable"]["Properties"]
     assert {k["AttributeName"]: k["KeyType"] for k in limits["KeySchema"]} == TABLE_KEY_SCHEMA
     assert limits["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_the_relays_timeouts_agree_with_the_functions_timeout(template, function):
+    env = function["Environment"]["Variables"]
+    timeout = function["Timeout"]
+    assert float(env["FUNCTION_TIMEOUT_SECONDS"]) == timeout
+    # the first token may take its whole allowance and the turn still stops in time to store the answer
+    assert float(env["FIRST_TOKEN_TIMEOUT_SECONDS"]) + float(env["DEADLINE_MARGIN_SECONDS"]) < timeout
+    origin = template["Resources"]["RelayDistribution"]["Properties"]["DistributionConfig"]["Origins"][0]
+    assert origin["CustomOriginConfig"]["OriginReadTimeout"] > float(env["IDLE_TIMEOUT_SECONDS"])

@@ -35,7 +35,7 @@ from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
 from relay.store import ChatSession, ChatStore, now_iso
-from relay.turn import Done, Failed, Started, Tokens, TurnEvent, relay_turn
+from relay.turn import Done, Failed, Started, Timeouts, Tokens, TurnEvent, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -170,7 +170,8 @@ async def chat_stream(request: Request) -> Response:
         raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
 
     events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
-                        history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms)
+                        history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms,
+                        timeouts=Timeouts.from_settings(state.settings))
     if lease is not None:
         events = _releasing(events, lease)
     if _wants_plain_text(request):

@@ -32,6 +32,10 @@ PROVIDER_KEYS_SECRET_ARN_ENV = "PROVIDER_KEYS_SECRET_ARN"
 HISTORY_MAX_MESSAGES_ENV = "HISTORY_MAX_MESSAGES"
 MESSAGE_TTL_DAYS_ENV = "MESSAGE_TTL_DAYS"
 PROVIDER_READ_TIMEOUT_ENV = "PROVIDER_READ_TIMEOUT_SECONDS"
+FIRST_TOKEN_TIMEOUT_ENV = "FIRST_TOKEN_TIMEOUT_SECONDS"
+IDLE_TIMEOUT_ENV = "IDLE_TIMEOUT_SECONDS"
+DEADLINE_MARGIN_ENV = "DEADLINE_MARGIN_SECONDS"
+FUNCTION_TIMEOUT_ENV = "FUNCTION_TIMEOUT_SECONDS"
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
 # Models offered per provider by GET /providers: comma-separated, e.g. ANTHROPIC_MODELS=claude-sonnet-4-5
 MODELS_ENV_SUFFIX = "_MODELS"
@@ -50,6 +54,10 @@ STREAM_LEASE_SECONDS = 960  # longer than the function's timeout: a lease left b
 DEFAULT_MESSAGE_TTL_DAYS = 30
 DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS = 60.0
 PROVIDER_CONNECT_TIMEOUT_SECONDS = 10.0
+DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS = 30.0  # the provider's first token, or the turn fails with provider_timeout
+DEFAULT_IDLE_TIMEOUT_SECONDS = 30.0  # silence between two batches
+DEFAULT_DEADLINE_MARGIN_SECONDS = 5.0  # stop this long before Lambda's deadline, to store the answer and say so
+DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300.0  # template.yaml's Timeout: the deadline when no Lambda context says one
 DEFAULT_MODELS = {
     "openai": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1"],
     "openai-responses": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1"],
@@ -91,6 +99,10 @@ class Settings:
     cors_allow_origins: tuple[str, ...] = ()
     message_ttl_days: int = DEFAULT_MESSAGE_TTL_DAYS
     provider_read_timeout_seconds: float = DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS
+    first_token_timeout_seconds: float = DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS
+    idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS
+    deadline_margin_seconds: float = DEFAULT_DEADLINE_MARGIN_SECONDS
+    function_timeout_seconds: float = DEFAULT_FUNCTION_TIMEOUT_SECONDS
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
 
     @classmethod
@@ -121,6 +133,11 @@ class Settings:
             provider_read_timeout_seconds=_positive_float(
                 env, PROVIDER_READ_TIMEOUT_ENV, DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS
             ),
+            first_token_timeout_seconds=_positive_float(env, FIRST_TOKEN_TIMEOUT_ENV,
+                                                        DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS),
+            idle_timeout_seconds=_positive_float(env, IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_SECONDS),
+            deadline_margin_seconds=_positive_float(env, DEADLINE_MARGIN_ENV, DEFAULT_DEADLINE_MARGIN_SECONDS),
+            function_timeout_seconds=_positive_float(env, FUNCTION_TIMEOUT_ENV, DEFAULT_FUNCTION_TIMEOUT_SECONDS),
             models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
         )
 

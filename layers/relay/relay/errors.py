@@ -18,6 +18,7 @@ PROVIDER_BAD_REQUEST = "provider_bad_request"
 PROVIDER_ERROR = "provider_error"
 PROVIDER_TIMEOUT = "provider_timeout"
 PROVIDER_INCOMPLETE = "provider_incomplete"
+DEADLINE = "deadline"  # the function's time limit is near: the turn stops and stores what it has
 
 
 class RelayError(Exception):

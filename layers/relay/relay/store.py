@@ -55,6 +55,7 @@ class StoredMessage:
     status: str
     created_at: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    deadline_at: int | None = None  # epoch ms: a message still streaming after this was cut off
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -272,6 +273,7 @@ def _message_item(chat_session_id: str, message: StoredMessage, expires_at: int)
         "status": message.status,
         "createdAt": message.created_at,
         "metadata": message.metadata,
+        "deadlineAt": message.deadline_at,
         TTL_ATTRIBUTE: expires_at,
     }
 
@@ -289,13 +291,17 @@ def _session_from_item(item: dict[str, Any]) -> ChatSession:
 
 
 def _message_from_item(item: dict[str, Any]) -> StoredMessage:
+    status, deadline_at = item["status"], item.get("deadlineAt")
+    if status == STREAMING and deadline_at is not None and deadline_at < time.time() * 1000:
+        status = INTERRUPTED  # the run that was writing it is gone: it will never finish
     return StoredMessage(
         message_id=item["messageId"],
         role=item["role"],
         content=item.get("content", ""),
-        status=item["status"],
+        status=status,
         created_at=item["createdAt"],
         metadata=item.get("metadata") or {},
+        deadline_at=deadline_at,
     )
 
 

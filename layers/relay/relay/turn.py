@@ -19,7 +19,7 @@ from ulid import ULID
 
 from relay import config, telemetry, tracing
 from relay.context import Invocation
-from relay.errors import PROVIDER_INCOMPLETE, ProviderError
+from relay.errors import DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_TIMEOUT, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers import ChatMessage, ChatProvider, ChatRequest
 from relay.store import (
@@ -69,6 +69,19 @@ class Failed:
 TurnEvent = Started | Tokens | Done | Failed
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    first_token: float = config.DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS
+    idle: float = config.DEFAULT_IDLE_TIMEOUT_SECONDS
+    deadline_margin: float = config.DEFAULT_DEADLINE_MARGIN_SECONDS
+    function_timeout: float = config.DEFAULT_FUNCTION_TIMEOUT_SECONDS  # the deadline when Lambda gives none
+
+    @classmethod
+    def from_settings(cls, settings: config.Settings) -> Timeouts:
+        return cls(settings.first_token_timeout_seconds, settings.idle_timeout_seconds,
+                   settings.deadline_margin_seconds, settings.function_timeout_seconds)
+
+
 async def relay_turn(
     conversation: Conversation,
     content: str,
@@ -78,10 +91,13 @@ async def relay_turn(
     invocation: Invocation,
     history_max_chars: int = config.DEFAULT_HISTORY_MAX_CHARS,
     store_read_ms: float | None = None,
+    timeouts: Timeouts = Timeouts(),
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
-    user_message, placeholder = _new_turn_messages(content)
+    deadline_ms = invocation.deadline_ms or int((time.time() + timeouts.function_timeout) * 1000)
+    stop_at = clock() + deadline_ms / 1000 - time.time() - timeouts.deadline_margin
+    user_message, placeholder = _new_turn_messages(content, deadline_ms)
     messages = _provider_history(conversation, ChatMessage("user", content), history_max_chars)
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
@@ -92,7 +108,17 @@ async def relay_turn(
         yield Started(user_message.message_id, placeholder.message_id)
         tally.request_sent()
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
-            async for batch in stream:
+            while True:
+                waiting = timeouts.first_token if tally.first_token_at is None else timeouts.idle
+                left = stop_at - clock()
+                with anyio.move_on_after(max(0.0, min(waiting, left))) as wait:
+                    batch = await anext(stream, None)
+                if wait.cancelled_caught:
+                    if left <= waiting:
+                        raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is stored")
+                    raise ProviderError(PROVIDER_TIMEOUT, f"{session.provider} sent nothing for {waiting:g} s")
+                if batch is None:
+                    break
                 if saving is None:
                     # Written once the provider request is out and answering, so that the write's CPU work does
                     # not delay the request; a failure before this point stores both messages at the end.
@@ -173,7 +199,7 @@ class Tally:
     @property
     def status(self) -> str:
         if self.error is not None:
-            return INCOMPLETE if self.error.code == PROVIDER_INCOMPLETE else ERROR
+            return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED}.get(self.error.code, ERROR)
         return INTERRUPTED if self.disconnected else COMPLETE
 
     @property
@@ -249,14 +275,14 @@ async def _store_reply(
     return None
 
 
-def _new_turn_messages(content: str) -> tuple[StoredMessage, StoredMessage]:
+def _new_turn_messages(content: str, deadline_ms: int) -> tuple[StoredMessage, StoredMessage]:
     user_id = ULID()
     # The reply's id is the user's plus one: same millisecond, and it always sorts right after.
     reply_id = ULID.from_int(int(user_id) + 1)
     created_at = now_iso()
     return (
         StoredMessage(str(user_id), "user", content, COMPLETE, created_at),
-        StoredMessage(str(reply_id), "ai", "", STREAMING, created_at),
+        StoredMessage(str(reply_id), "ai", "", STREAMING, created_at, deadline_at=deadline_ms),
     )
 
 

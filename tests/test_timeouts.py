@@ -1,0 +1,92 @@
+"""Every wait has an end: the first token, the silence between tokens, and Lambda's deadline, over real loopback
+HTTP. Each ends in a stored terminal state holding the text so far, and a clear event for the client."""
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+from ulid import ULID
+
+from devtools.local_run import TABLE_NAME
+from devtools.servers import UvicornThread
+from devtools.simulated_provider import answer_tokens
+from relay.app import create_app
+from relay.config import Settings
+from relay.store import ChatStore, StoredMessage
+from tests.conftest import emf_lines, new_session
+from tests.test_turn import Received, messages_of
+
+
+@pytest.fixture(scope="module")
+def impatient(stack, dynamodb) -> Iterator[httpx.Client]:
+    settings = replace(Settings.from_environment(), first_token_timeout_seconds=0.4, idle_timeout_seconds=0.4,
+                       deadline_margin_seconds=0.5)
+    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+    server.stop()
+
+
+def stream(client: httpx.Client, chat_session_id: str, headers: dict[str, str] | None = None) -> Received:
+    received = Received()
+    body = {"chatSessionId": chat_session_id, "content": "hi"}
+    with connect_sse(client, "POST", "/chat/stream", json=body, headers=headers or {}) as source:
+        for sse in source.iter_sse():
+            received.events.append((sse.event, sse.json()))
+    return received
+
+
+def test_no_first_token_in_time_is_a_provider_timeout(impatient, capsys):
+    model = "sim:first_token_ms=3000,tokens=5"
+    chat_session_id = new_session(impatient, model)
+    started = time.monotonic()
+    received = stream(impatient, chat_session_id)
+    assert time.monotonic() - started < 2.5
+    error = received.one("error")
+    assert error["code"] == "provider_timeout" and "0.4 s" in error["message"]
+    _, ai = messages_of(impatient, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("error", "")
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("errorCode") == "provider_timeout"]
+    assert blob["StreamErrors"] == [1.0]
+
+
+def test_silence_between_tokens_is_a_provider_timeout_with_the_text_so_far(impatient):
+    chat_session_id = new_session(impatient, "sim:first_token_ms=0,tokens_per_second=1,tokens=5")
+    received = stream(impatient, chat_session_id)
+    assert received.tokens == answer_tokens(1)
+    assert received.one("error")["code"] == "provider_timeout"
+    _, ai = messages_of(impatient, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("error", answer_tokens(1)[0])
+
+
+def test_lambdas_deadline_stops_the_turn_in_time_to_store_it_as_interrupted(impatient):
+    chat_session_id = new_session(impatient, "sim:first_token_ms=0,tokens_per_second=20,tokens=200")
+    deadline = int(time.time() * 1000) + 1500  # the margin is 0.5 s: the turn stops after about 1 s
+    headers = {"x-amzn-lambda-context": json.dumps({"request_id": "r-1", "deadline": deadline})}
+    received = stream(impatient, chat_session_id, headers)
+    assert time.time() * 1000 < deadline  # told, and stored, before Lambda would have cut it off
+    assert received.one("error")["code"] == "deadline"
+    assert len(received.tokens) >= 5
+    _, ai = messages_of(impatient, chat_session_id)
+    assert ai["status"] == "interrupted"
+    assert ai["content"] == "".join(received.tokens)
+
+
+def test_a_message_left_streaming_past_its_deadline_reads_as_interrupted(stack, client, dynamodb):
+    import asyncio
+
+    chat_session_id = new_session(client, "sim")
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+    now = int(time.time() * 1000)
+    stale = StoredMessage(str(ULID()), "ai", "half an ans", "streaming", "2026-01-01T00:00:00.000Z",
+                          deadline_at=now - 1)
+    live = StoredMessage(str(ULID.from_int(int(ULID.from_str(stale.message_id)) + 1)), "ai", "still going",
+                         "streaming", "2026-01-01T00:00:00.000Z", deadline_at=now + 60_000)
+    asyncio.run(store.put_messages(chat_session_id, stale, live))
+    statuses = [(m["content"], m["status"]) for m in messages_of(client, chat_session_id)]
+    assert statuses == [("half an ans", "interrupted"), ("still going", "streaming")]
