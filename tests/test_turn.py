@@ -177,26 +177,67 @@ def test_accept_text_plain_streams_only_the_raw_text(client):
     assert response.text == "".join(answer_tokens(30))
 
 
-def test_client_disconnect_mid_stream_still_stores_the_text_so_far(client, stack, capsys):
-    model = "sim:first_token_ms=5,tokens_per_second=20,tokens=200"
-    chat_session_id = new_session(client, model)
-    with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as src:
-        tokens = []
-        for sse in src.iter_sse():
+def disconnect_after_three_tokens(client: httpx.Client, chat_session_id: str) -> list[str]:
+    body = {"chatSessionId": chat_session_id, "content": "hi"}
+    tokens: list[str] = []
+    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+        for sse in source.iter_sse():
             if sse.event == "token":
                 tokens.append(sse.json()["text"])
             if len(tokens) == 3:
                 break  # leaving the block closes the connection mid-answer
+    return tokens
 
-    deadline = time.monotonic() + 10
+
+def final_message(client: httpx.Client, chat_session_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
     while (ai := messages_of(client, chat_session_id)[-1])["status"] == "streaming" and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert ai["status"] == "interrupted"
-    assert ai["content"].startswith("".join(tokens))
-    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
-    assert (blob["ClientDisconnects"], blob["StreamCompleted"], blob["StreamErrors"]) == ([1.0], [0.0], [0.0])
-    assert blob["OutputTokens"][0] >= 3
+    return ai
 
+
+def test_a_client_that_disconnects_mid_answer_still_gets_the_whole_answer_stored(client, stack, capsys):
+    # GIVEN the default: a disconnect does not stop the turn (most are network blips, and Lambda is not told)
+    model = "sim:first_token_ms=5,tokens_per_second=20,tokens=30"
+    chat_session_id = new_session(client, model)
+    # WHEN the client leaves after three tokens
+    tokens = disconnect_after_three_tokens(client, chat_session_id)
+    # THEN the provider is read to its end and the whole answer is stored, the disconnect counted
+    ai = final_message(client, chat_session_id)
+    assert ai["status"] == "complete"
+    assert ai["content"] == "".join(answer_tokens(30)) and ai["content"].startswith("".join(tokens))
+    assert last_record(stack, model).finished
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
+    assert (blob["ClientDisconnects"], blob["StreamCompleted"], blob["StreamErrors"]) == ([1.0], [1.0], [0.0])
+
+
+def test_with_on_client_disconnect_cancel_the_upstream_request_closes_and_the_text_so_far_is_stored(
+    stack, dynamodb, capsys
+):
+    from dataclasses import replace
+
+    from devtools.local_run import TABLE_NAME
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.config import Settings
+    from relay.store import ChatStore
+
+    settings = replace(Settings.from_environment(), on_client_disconnect="cancel")
+    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    server.start()
+    model = "sim:first_token_ms=5,tokens_per_second=20,tokens=200"
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as cancelling:
+            chat_session_id = new_session(cancelling, model)
+            tokens = disconnect_after_three_tokens(cancelling, chat_session_id)
+            ai = final_message(cancelling, chat_session_id)
+    finally:
+        server.stop()
+    assert ai["status"] == "interrupted"
+    assert ai["content"].startswith("".join(tokens)) and len(ai["content"]) < len("".join(answer_tokens(200)))
+    assert not last_record(stack, model).finished  # the upstream request was closed
+    [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
+    assert blob["ClientDisconnects"] == [1.0] and blob["StreamCompleted"] == [0.0]
 
 class RecordingClient:
     """A boto3 client whose calls are timed, with writes slowed down so that waiting for them would show."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import anyio
 import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,7 +37,7 @@ from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
 from relay.store import ChatSession, ChatStore, now_iso
-from relay.turn import Done, Failed, Started, Timeouts, Tokens, TurnEvent, relay_turn
+from relay.turn import Connection, Done, Failed, Started, Timeouts, Tokens, TurnEvent, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -169,43 +171,74 @@ async def chat_stream(request: Request) -> Response:
             await lease.release()
         raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
 
+    connection, on_disconnect = Connection(), state.settings.on_client_disconnect
     events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
+                        connection=connection,
                         history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms,
                         timeouts=Timeouts.from_settings(state.settings))
     if lease is not None:
         events = _releasing(events, lease)
     if _wants_plain_text(request):
-        return EventStreamResponse(_as_plain_text(events), media_type="text/plain; charset=utf-8")
-    return EventStreamResponse(_as_sse(events), media_type="text/event-stream; charset=utf-8")
+        return EventStreamResponse(_as_plain_text(events), "text/plain; charset=utf-8", connection, on_disconnect)
+    return EventStreamResponse(_as_sse(events), "text/event-stream; charset=utf-8", connection, on_disconnect)
 
 
 class EventStreamResponse(StreamingResponse):
-    """A streaming response that never buffers and always closes its source, even when the client disconnects.
-
-    Starlette leaves a body iterator that was interrupted at a ``yield`` to the garbage collector; the relay loop
-    must finish (and store the answer) deterministically instead.
-    """
+    """A streaming response whose source, the relay turn, runs to its end even when the client goes away (most
+    disconnects are network blips, and the answer is then stored whole), unless ``on_disconnect`` is "cancel".
+    Either way the source is closed deterministically: Starlette would leave a generator interrupted at a
+    ``yield`` to the garbage collector, and the turn must store its answer instead."""
 
     body_iterator: AsyncGenerator[bytes, None]
 
-    def __init__(self, content: AsyncGenerator[bytes, None], media_type: str) -> None:
+    def __init__(self, content: AsyncGenerator[bytes, None], media_type: str, connection: Connection,
+                 on_disconnect: str = config.ON_DISCONNECT_FINISH) -> None:
         super().__init__(content, media_type=media_type, headers=STREAM_HEADERS)
+        self.connection = connection
+        self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks_in, chunks_out = anyio.create_memory_object_stream[bytes](math.inf)
         try:
-            async with anyio.create_task_group() as group:
-
-                async def stream_then_stop() -> None:
-                    with contextlib.suppress(OSError):  # the client is gone; the source is closed below
-                        await self.stream_response(send)
-                    group.cancel_scope.cancel()
-
-                group.start_soon(stream_then_stop)
-                await self.listen_for_disconnect(receive)
-                group.cancel_scope.cancel()
+            async with anyio.create_task_group() as source:
+                source.start_soon(self._produce, chunks_in)
+                if not await self._deliver(chunks_out, send, receive):
+                    self.connection.gone = True
+                    if self.on_disconnect == config.ON_DISCONNECT_CANCEL:
+                        source.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
+
+    async def _produce(self, chunks: MemoryObjectSendStream[bytes]) -> None:
+        async with chunks:
+            async for chunk in self.body_iterator:
+                with contextlib.suppress(anyio.BrokenResourceError):  # the client is gone: the turn goes on
+                    await chunks.send(chunk)
+
+    async def _deliver(self, chunks: MemoryObjectReceiveStream[bytes], send: Send, receive: Receive) -> bool:
+        """Send what the source produces; False when the client went away first."""
+        gone = False
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal gone
+                await self.listen_for_disconnect(receive)
+                gone = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            try:
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:
+                gone = True
+            finally:
+                chunks.close()
+            group.cancel_scope.cancel()
+        return not gone
 
 
 async def _releasing(events: AsyncGenerator[TurnEvent, None], lease: Lease) -> AsyncGenerator[TurnEvent, None]:

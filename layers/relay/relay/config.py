@@ -36,6 +36,9 @@ FIRST_TOKEN_TIMEOUT_ENV = "FIRST_TOKEN_TIMEOUT_SECONDS"
 IDLE_TIMEOUT_ENV = "IDLE_TIMEOUT_SECONDS"
 DEADLINE_MARGIN_ENV = "DEADLINE_MARGIN_SECONDS"
 FUNCTION_TIMEOUT_ENV = "FUNCTION_TIMEOUT_SECONDS"
+ON_CLIENT_DISCONNECT_ENV = "ON_CLIENT_DISCONNECT"
+ON_DISCONNECT_FINISH = "finish"  # read the provider to the end and store the whole answer (the default)
+ON_DISCONNECT_CANCEL = "cancel"  # close the upstream request and store what arrived as interrupted
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
 # Models offered per provider by GET /providers: comma-separated, e.g. ANTHROPIC_MODELS=claude-sonnet-4-5
 MODELS_ENV_SUFFIX = "_MODELS"
@@ -103,6 +106,7 @@ class Settings:
     idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS
     deadline_margin_seconds: float = DEFAULT_DEADLINE_MARGIN_SECONDS
     function_timeout_seconds: float = DEFAULT_FUNCTION_TIMEOUT_SECONDS
+    on_client_disconnect: str = ON_DISCONNECT_FINISH
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
 
     @classmethod
@@ -138,6 +142,7 @@ class Settings:
             idle_timeout_seconds=_positive_float(env, IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_SECONDS),
             deadline_margin_seconds=_positive_float(env, DEADLINE_MARGIN_ENV, DEFAULT_DEADLINE_MARGIN_SECONDS),
             function_timeout_seconds=_positive_float(env, FUNCTION_TIMEOUT_ENV, DEFAULT_FUNCTION_TIMEOUT_SECONDS),
+            on_client_disconnect=_choice(env, ON_CLIENT_DISCONNECT_ENV, (ON_DISCONNECT_FINISH, ON_DISCONNECT_CANCEL)),
             models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
         )
 
@@ -147,6 +152,13 @@ def _models(env: Mapping[str, str], provider: str, default: list[str]) -> list[s
     if raw is None:
         return list(default)
     return [model.strip() for model in raw.split(",") if model.strip()]
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

@@ -69,6 +69,13 @@ class Failed:
 TurnEvent = Started | Tokens | Done | Failed
 
 
+@dataclass(slots=True)
+class Connection:
+    """The client's side, as the HTTP layer sees it: the turn goes on without it, but reports that it left."""
+
+    gone: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     first_token: float = config.DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS
@@ -92,6 +99,7 @@ async def relay_turn(
     history_max_chars: int = config.DEFAULT_HISTORY_MAX_CHARS,
     store_read_ms: float | None = None,
     timeouts: Timeouts = Timeouts(),
+    connection: Connection | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
@@ -139,13 +147,14 @@ async def relay_turn(
                     telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
     except ProviderError as exc:
         tally.error = exc
-    except BaseException:  # the client went away: cancelled, or closed at a yield
-        tally.disconnected = True
+    except BaseException:  # cancelled, or closed at a yield: the turn stops here
+        tally.cut_off = tally.disconnected = True
         raise
     finally:
         # Runs even when the client is gone: the answer so far is stored whatever happens.
         with anyio.CancelScope(shield=True):
             await stream.aclose()
+            tally.disconnected = tally.disconnected or bool(connection and connection.gone)
             reply = tally.reply(placeholder)
             with tracing.subsegment("store.write_answer"):
                 tally.store_failure = await _store_reply(store, session.chat_session_id, saving, user_message, reply)
@@ -175,7 +184,8 @@ class Tally:
     usage: Usage | None = None
     finish_reason: str | None = None
     error: ProviderError | None = None
-    disconnected: bool = False
+    cut_off: bool = False  # the turn was stopped before its provider finished
+    disconnected: bool = False  # the client went away (the turn may still have finished)
     store_failure: str | None = None
 
     def request_sent(self) -> None:
@@ -200,7 +210,7 @@ class Tally:
     def status(self) -> str:
         if self.error is not None:
             return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED}.get(self.error.code, ERROR)
-        return INTERRUPTED if self.disconnected else COMPLETE
+        return INTERRUPTED if self.cut_off else COMPLETE
 
     @property
     def ttft_ms(self) -> float | None:
