@@ -84,11 +84,17 @@ def test_function_may_use_only_the_table_operations_the_store_calls(function):
     store_source = (ROOT / "layers/relay/relay/store.py").read_text()
     called = set(re.findall(r'_call\(\s*"(\w+)"', store_source))
     statements = function["Policies"][0]["Statement"]
-    granted = {action: statement["Resource"] for statement in statements for action in statement["Action"]}
+    granted: dict[str, list[Any]] = {}
+    for statement in statements:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in statement["Action"]:
+            granted.setdefault(action, []).extend(resources)
     as_actions = {"dynamodb:" + "".join(part.title() for part in name.split("_")) for name in called}
     assert as_actions == set(granted)
-    assert granted["dynamodb:Query"] == granted["dynamodb:PutItem"] == {"Fn::GetAtt": "ChatTable.Arn"}
-    assert granted["dynamodb:UpdateItem"] == {"Fn::GetAtt": "LimitsTable.Arn"}
+    chat, limits = {"Fn::GetAtt": "ChatTable.Arn"}, {"Fn::GetAtt": "LimitsTable.Arn"}
+    assert granted["dynamodb:Query"] == granted["dynamodb:PutItem"] == [chat]
+    assert granted["dynamodb:UpdateItem"] == [chat, limits]  # checkpoints and cancel requests; counters
+    assert granted["dynamodb:GetItem"] == [limits]
 
 
 def test_powertools_environment_matches_the_metrics_the_dashboard_reads(template, function):

@@ -81,6 +81,7 @@ def create_app(
             Route("/sessions", create_session, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
             Route("/chat/stream", chat_stream, methods=["POST"]),
+            Route("/sessions/{chatSessionId}/messages/{messageId}/cancel", cancel_message, methods=["POST"]),
         ],
         exception_handlers={RequestRejected: _rejected, Unauthorized: _unauthorized, HTTPException: _http_error,
                             Exception: _internal_error},
@@ -134,6 +135,20 @@ async def list_messages(request: Request) -> Response:
     if messages is None:
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
     return JSONResponse({"messages": [message.to_json() for message in messages]})
+
+
+async def cancel_message(request: Request) -> Response:
+    """Stop an answer on purpose: the run generating it notices at its next checkpoint (about a second), closes the
+    upstream request and stores the text so far as interrupted."""
+    user_id = await authenticate(request)
+    chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
+    store = request.app.state.store
+    session = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
+    if session is None or not _is_id(message_id):
+        raise RequestRejected(404, "message_not_found", "no such message in a session of yours")
+    if not await store.request_cancel(chat_session_id, message_id):
+        raise RequestRejected(409, "not_streaming", "this message is not being generated (it has ended, or never was)")
+    return JSONResponse({"messageId": message_id, "status": "cancelling"}, status_code=202)
 
 
 async def chat_stream(request: Request) -> Response:

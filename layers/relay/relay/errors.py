@@ -19,6 +19,7 @@ PROVIDER_ERROR = "provider_error"
 PROVIDER_TIMEOUT = "provider_timeout"
 PROVIDER_INCOMPLETE = "provider_incomplete"
 DEADLINE = "deadline"  # the function's time limit is near: the turn stops and stores what it has
+CANCELLED = "cancelled"  # someone asked to stop this answer (POST .../messages/{messageId}/cancel)
 
 
 class RelayError(Exception):

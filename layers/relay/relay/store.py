@@ -184,6 +184,41 @@ class ChatStore:
                 await asyncio.sleep(0.05)
 
 
+    async def checkpoint(self, chat_session_id: str, message_id: str, content: str) -> bool:
+        """Store the text so far of a message still streaming; False when someone asked to stop it."""
+        try:
+            await self._call(
+                "update_item",
+                TableName=self.table_name,
+                Key=_message_key(chat_session_id, message_id),
+                UpdateExpression="SET content = :content",
+                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested)",
+                ExpressionAttributeValues={":content": {"S": content}},
+            )
+        except StoreError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    async def request_cancel(self, chat_session_id: str, message_id: str) -> bool:
+        """Mark a streaming message to be stopped; False when it is not streaming (finished, or unknown)."""
+        try:
+            await self._call(
+                "update_item",
+                TableName=self.table_name,
+                Key=_message_key(chat_session_id, message_id),
+                UpdateExpression="SET cancelRequested = :yes",
+                ConditionExpression="attribute_exists(PK) AND #status = :streaming",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":streaming": {"S": STREAMING}},
+            )
+        except StoreError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
     # Per-user limits, in their own table: counters are not chat data, and rejected requests must leave the chat
     # table untouched. PK = USER#<id>; SK = RATE#<window start> (a fixed-window counter) or STREAMS (the leases of
     # the streams running now, as "leaseId|expiresAt" strings in a string set).
@@ -247,6 +282,10 @@ class ChatStore:
                          UpdateExpression="DELETE leases :expired",
                          ExpressionAttributeValues={":expired": {"SS": expired}})
         return True
+
+
+def _message_key(chat_session_id: str, message_id: str) -> dict[str, Any]:
+    return {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": MESSAGE_PREFIX + message_id}}
 
 
 def _streams_key(user_id: str) -> dict[str, Any]:

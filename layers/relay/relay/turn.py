@@ -9,8 +9,9 @@ and metadata, the metrics are flushed, and only then does the client get ``Done`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from ulid import ULID
 
 from relay import config, telemetry, tracing
 from relay.context import Invocation
-from relay.errors import DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_TIMEOUT, ProviderError
+from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_TIMEOUT, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers import ChatMessage, ChatProvider, ChatRequest
 from relay.store import (
@@ -31,6 +32,7 @@ from relay.store import (
     ChatStore,
     Conversation,
     StoredMessage,
+    StoreError,
     now_iso,
 )
 
@@ -69,6 +71,50 @@ class Failed:
 TurnEvent = Started | Tokens | Done | Failed
 
 
+class ProviderReader:
+    """Waits for the provider's next batch while keeping the turn's clocks: the first-token and idle timeouts,
+    the deadline, and a checkpoint every ``timeouts.checkpoint`` seconds even while the provider is silent (which
+    is also when a request to stop is noticed). The read runs as its own task, so that waking up for a
+    checkpoint does not disturb it."""
+
+    def __init__(self, stream: AsyncIterator[list[ProviderEvent]], provider: str, timeouts: Timeouts,
+                 stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[None]]) -> None:
+        self._stream = stream
+        self._provider = provider
+        self._timeouts = timeouts
+        self._stop_at = stop_at
+        self._clock = clock
+        self._checkpoint = checkpoint
+        self._pending: asyncio.Future[list[ProviderEvent] | None] | None = None
+        self._next_checkpoint = clock() + timeouts.checkpoint
+
+    async def next(self, *, waiting_for_first: bool) -> list[ProviderEvent] | None:
+        waiting = self._timeouts.first_token if waiting_for_first else self._timeouts.idle
+        give_up_at = min(self._clock() + waiting, self._stop_at)
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(anext(self._stream, None))
+        while True:
+            wake_at = min(give_up_at, self._next_checkpoint)
+            done, _ = await asyncio.wait({self._pending}, timeout=max(0.0, wake_at - self._clock()))
+            if self._clock() >= self._next_checkpoint:
+                self._next_checkpoint = self._clock() + self._timeouts.checkpoint
+                await self._checkpoint()
+            if done:
+                pending, self._pending = self._pending, None
+                return pending.result()
+            if self._clock() >= give_up_at:
+                if give_up_at >= self._stop_at:
+                    raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is stored")
+                raise ProviderError(PROVIDER_TIMEOUT, f"{self._provider} sent nothing for {waiting:g} s")
+
+    async def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pending
+        await self._stream.aclose()  # type: ignore[attr-defined]
+
+
 @dataclass(slots=True)
 class Connection:
     """The client's side, as the HTTP layer sees it: the turn goes on without it, but reports that it left."""
@@ -82,11 +128,12 @@ class Timeouts:
     idle: float = config.DEFAULT_IDLE_TIMEOUT_SECONDS
     deadline_margin: float = config.DEFAULT_DEADLINE_MARGIN_SECONDS
     function_timeout: float = config.DEFAULT_FUNCTION_TIMEOUT_SECONDS  # the deadline when Lambda gives none
+    checkpoint: float = config.DEFAULT_CHECKPOINT_SECONDS
 
     @classmethod
     def from_settings(cls, settings: config.Settings) -> Timeouts:
         return cls(settings.first_token_timeout_seconds, settings.idle_timeout_seconds,
-                   settings.deadline_margin_seconds, settings.function_timeout_seconds)
+                   settings.deadline_margin_seconds, settings.function_timeout_seconds, settings.checkpoint_seconds)
 
 
 async def relay_turn(
@@ -110,23 +157,27 @@ async def relay_turn(
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
-    stream = provider.stream(ChatRequest(session.model, messages, session.system))
     saving: asyncio.Task[None] | None = None
+
+    async def checkpoint() -> None:
+        """The text so far into the store, which also says whether someone asked to stop this answer."""
+        if saving is None or not saving.done() or saving.exception() is not None:
+            return  # the placeholder is not there yet
+        try:
+            going_on = await store.checkpoint(session.chat_session_id, placeholder.message_id, "".join(tally.parts))
+        except StoreError:
+            telemetry.logger.warning("checkpoint failed; the final write will carry the text", exc_info=True)
+            return
+        if not going_on:
+            raise ProviderError(CANCELLED, "the answer was stopped on request; the text so far is stored")
+
+    reader = ProviderReader(provider.stream(ChatRequest(session.model, messages, session.system)), session.provider,
+                            timeouts, stop_at, clock, checkpoint)
     try:
         yield Started(user_message.message_id, placeholder.message_id)
         tally.request_sent()
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
-            while True:
-                waiting = timeouts.first_token if tally.first_token_at is None else timeouts.idle
-                left = stop_at - clock()
-                with anyio.move_on_after(max(0.0, min(waiting, left))) as wait:
-                    batch = await anext(stream, None)
-                if wait.cancelled_caught:
-                    if left <= waiting:
-                        raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is stored")
-                    raise ProviderError(PROVIDER_TIMEOUT, f"{session.provider} sent nothing for {waiting:g} s")
-                if batch is None:
-                    break
+            while (batch := await reader.next(waiting_for_first=tally.first_token_at is None)) is not None:
                 if saving is None:
                     # Written once the provider request is out and answering, so that the write's CPU work does
                     # not delay the request; a failure before this point stores both messages at the end.
@@ -153,7 +204,7 @@ async def relay_turn(
     finally:
         # Runs even when the client is gone: the answer so far is stored whatever happens.
         with anyio.CancelScope(shield=True):
-            await stream.aclose()
+            await reader.close()
             tally.disconnected = tally.disconnected or bool(connection and connection.gone)
             reply = tally.reply(placeholder)
             with tracing.subsegment("store.write_answer"):
@@ -209,7 +260,8 @@ class Tally:
     @property
     def status(self) -> str:
         if self.error is not None:
-            return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED}.get(self.error.code, ERROR)
+            return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED, CANCELLED: INTERRUPTED}.get(
+                self.error.code, ERROR)
         return INTERRUPTED if self.cut_off else COMPLETE
 
     @property
