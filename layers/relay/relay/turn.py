@@ -74,8 +74,8 @@ TurnEvent = Started | Tokens | Done | Failed
 class ProviderReader:
     """Waits for the provider's next batch while keeping the turn's clocks: the first-token and idle timeouts,
     the deadline, and a checkpoint every ``timeouts.checkpoint`` seconds even while the provider is silent (which
-    is also when a request to stop is noticed). The read runs as its own task, so that waking up for a
-    checkpoint does not disturb it."""
+    is also when a request to stop is noticed). The provider is read by a task of its own into a queue, so that
+    waking up for a checkpoint does not disturb the read, and batches that have arrived are taken without waiting."""
 
     def __init__(self, stream: AsyncIterator[list[ProviderEvent]], provider: str, timeouts: Timeouts,
                  stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[None]]) -> None:
@@ -85,33 +85,51 @@ class ProviderReader:
         self._stop_at = stop_at
         self._clock = clock
         self._checkpoint = checkpoint
-        self._pending: asyncio.Future[list[ProviderEvent] | None] | None = None
+        self._batches: asyncio.Queue[list[ProviderEvent] | BaseException | None] = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
         self._next_checkpoint = clock() + timeouts.checkpoint
 
+    async def _read(self) -> None:
+        try:
+            async for batch in self._stream:
+                self._batches.put_nowait(batch)
+            self._batches.put_nowait(None)
+        except Exception as exc:  # handed to the turn, in order, after the batches before it
+            self._batches.put_nowait(exc)
+
     async def next(self, *, waiting_for_first: bool) -> list[ProviderEvent] | None:
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._read())
         waiting = self._timeouts.first_token if waiting_for_first else self._timeouts.idle
         give_up_at = min(self._clock() + waiting, self._stop_at)
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(anext(self._stream, None))
         while True:
-            wake_at = min(give_up_at, self._next_checkpoint)
-            done, _ = await asyncio.wait({self._pending}, timeout=max(0.0, wake_at - self._clock()))
             if self._clock() >= self._next_checkpoint:
                 self._next_checkpoint = self._clock() + self._timeouts.checkpoint
                 await self._checkpoint()
-            if done:
-                pending, self._pending = self._pending, None
-                return pending.result()
+            if not self._batches.empty():
+                return self._unpack(self._batches.get_nowait())
+            wake_at = min(give_up_at, self._next_checkpoint)
+            try:
+                async with asyncio.timeout(max(0.0, wake_at - self._clock())):
+                    return self._unpack(await self._batches.get())
+            except TimeoutError:
+                pass
             if self._clock() >= give_up_at:
                 if give_up_at >= self._stop_at:
                     raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is stored")
                 raise ProviderError(PROVIDER_TIMEOUT, f"{self._provider} sent nothing for {waiting:g} s")
 
+    @staticmethod
+    def _unpack(item: list[ProviderEvent] | BaseException | None) -> list[ProviderEvent] | None:
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
     async def close(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        if self._pump is not None:
+            self._pump.cancel()
             with contextlib.suppress(BaseException):
-                await self._pending
+                await self._pump
         await self._stream.aclose()  # type: ignore[attr-defined]
 
 
