@@ -241,19 +241,23 @@ def litellm_rate(provider_url: str, model: str, sizes: Sizes) -> float | str:
 def built_layers() -> dict[str, Path]:
     """The layer as pip installs it (no bytecode) and as layers/relay/Makefile builds it (bytecode compiled ahead),
     for this machine's platform. Lambda's /opt is read-only, so the first gets compiled on every cold start."""
-    plain, compiled = OUT / "layer-plain", OUT / "layer-compiled"
-    if not (compiled / "relay").exists():
-        import shutil
+    import shutil
 
+    plain, compiled = OUT / "layer-plain", OUT / "layer-compiled"
+    requirements = (ROOT / "layers/relay/requirements.txt").read_text()
+    stamp = OUT / "layer-requirements.txt"
+    if not stamp.exists() or stamp.read_text() != requirements:  # the requirements once; the relay every run
         shutil.rmtree(plain, ignore_errors=True)
-        shutil.rmtree(compiled, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                         "--no-compile", "--target", str(plain), "-r", str(ROOT / "layers/relay/requirements.txt")],
                        check=True)
-        shutil.copytree(ROOT / "layers/relay/relay", plain / "relay", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(plain, compiled)
-        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-                        str(compiled)], check=True)
+        stamp.write_text(requirements)
+    shutil.rmtree(plain / "relay", ignore_errors=True)
+    shutil.copytree(ROOT / "layers/relay/relay", plain / "relay", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(compiled, ignore_errors=True)
+    shutil.copytree(plain, compiled)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    str(compiled)], check=True)
     return {"plain": plain, "compiled": compiled}
 
 

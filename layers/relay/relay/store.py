@@ -186,33 +186,29 @@ class ChatStore:
 
     async def checkpoint(self, chat_session_id: str, message_id: str, content: str) -> bool:
         """Store the text so far of a message still streaming; False when someone asked to stop it."""
-        try:
-            await self._call(
-                "update_item",
-                TableName=self.table_name,
-                Key=_message_key(chat_session_id, message_id),
-                UpdateExpression="SET content = :content",
-                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested)",
-                ExpressionAttributeValues={":content": {"S": content}},
-            )
-        except StoreError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return await self._update_if(
+            TableName=self.table_name,
+            Key=_message_key(chat_session_id, message_id),
+            UpdateExpression="SET content = :content",
+            ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested)",
+            ExpressionAttributeValues={":content": {"S": content}},
+        )
 
     async def request_cancel(self, chat_session_id: str, message_id: str) -> bool:
         """Mark a streaming message to be stopped; False when it is not streaming (finished, or unknown)."""
+        return await self._update_if(
+            TableName=self.table_name,
+            Key=_message_key(chat_session_id, message_id),
+            UpdateExpression="SET cancelRequested = :yes",
+            ConditionExpression="attribute_exists(PK) AND #status = :streaming",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":streaming": {"S": STREAMING}},
+        )
+
+    async def _update_if(self, **update: Any) -> bool:
+        """A conditional UpdateItem: False when its condition does not hold."""
         try:
-            await self._call(
-                "update_item",
-                TableName=self.table_name,
-                Key=_message_key(chat_session_id, message_id),
-                UpdateExpression="SET cancelRequested = :yes",
-                ConditionExpression="attribute_exists(PK) AND #status = :streaming",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":yes": {"BOOL": True}, ":streaming": {"S": STREAMING}},
-            )
+            await self._call("update_item", **update)
         except StoreError as exc:
             if _condition_failed(exc):
                 return False
@@ -225,22 +221,15 @@ class ChatStore:
 
     async def count_request(self, table: str, user_id: str, window_start: int, window_seconds: int, limit: int) -> bool:
         """Count one request in the window; False (and nothing counted) when the limit is reached."""
-        try:
-            await self._call(
-                "update_item",
-                TableName=table,
-                Key={"PK": {"S": f"USER#{user_id}"}, "SK": {"S": f"RATE#{window_start}"}},
-                UpdateExpression="ADD #count :one SET #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-                ExpressionAttributeNames={"#count": "requests", "#ttl": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
-                                           ":ttl": {"N": str(window_start + 2 * window_seconds)}},
-            )
-        except StoreError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return await self._update_if(
+            TableName=table,
+            Key={"PK": {"S": f"USER#{user_id}"}, "SK": {"S": f"RATE#{window_start}"}},
+            UpdateExpression="ADD #count :one SET #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+            ExpressionAttributeNames={"#count": "requests", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
+                                       ":ttl": {"N": str(window_start + 2 * window_seconds)}},
+        )
 
     async def acquire_stream(self, table: str, user_id: str, lease_id: str, expires_at: int, limit: int) -> bool:
         """Take one of the user's concurrent-stream leases; leases past their expiry (a crashed run) are freed."""
@@ -251,20 +240,13 @@ class ChatStore:
         return False
 
     async def _add_lease(self, table: str, user_id: str, lease: str, limit: int) -> bool:
-        try:
-            await self._call(
-                "update_item",
-                TableName=table,
-                Key=_streams_key(user_id),
-                UpdateExpression="ADD leases :lease",
-                ConditionExpression="attribute_not_exists(leases) OR size(leases) < :limit",
-                ExpressionAttributeValues={":lease": {"SS": [lease]}, ":limit": {"N": str(limit)}},
-            )
-        except StoreError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return await self._update_if(
+            TableName=table,
+            Key=_streams_key(user_id),
+            UpdateExpression="ADD leases :lease",
+            ConditionExpression="attribute_not_exists(leases) OR size(leases) < :limit",
+            ExpressionAttributeValues={":lease": {"SS": [lease]}, ":limit": {"N": str(limit)}},
+        )
 
     async def release_stream(self, table: str, user_id: str, lease_id: str, expires_at: int) -> None:
         await self._call("update_item", TableName=table, Key=_streams_key(user_id),
