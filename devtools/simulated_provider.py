@@ -17,6 +17,7 @@ How it answers comes from the server's defaults, overridden per request by param
     sim:fault=http_401 | http_429 | http_500          an HTTP error before streaming, in the provider's error shape
     sim:fault=error_after,fault_at=5                  the provider's in-stream error after 5 tokens (after HTTP 200)
     sim:fault=drop_after,fault_at=5                   the connection dropped after 5 tokens
+    sim:fault=flaky,fault_at=2                        the first 2 requests for this exact model get 429, then it works
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
 client saw and when.
@@ -41,7 +42,7 @@ from ulid import ULID
 
 WORDS = ["Streaming", " tokens", " from", " the", " simulated", " provider", ",", " café", " naïve", " 🙂", ".",
          "\n\n", "Each", " one", " arrives", " on", " its", " own", ":", " data:", " event:", " done", "."]
-FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after"}
+FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,7 @@ class SimulatedProvider:
     def __init__(self, defaults: Scenario | None = None) -> None:
         self.defaults = defaults or Scenario()
         self.records: list[StreamRecord] = []
+        self._flaky: dict[str, int] = {}  # model -> requests refused so far
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.openai_chat, methods=["POST"]),
             Route("/v1/responses", self.openai_responses, methods=["POST"]),
@@ -240,6 +242,11 @@ class SimulatedProvider:
             return errors(400)
         if scenario.fault in ("http_401", "http_429", "http_500"):
             return errors(int(scenario.fault.removeprefix("http_")))
+        if scenario.fault == "flaky" and self._flaky.get(model, 0) < scenario.fault_at:
+            self._flaky[model] = self._flaky.get(model, 0) + 1
+            refused = errors(429)
+            refused.headers["retry-after-ms"] = "50"  # the client is told to come back soon
+            return refused
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
         record = StreamRecord(wire_format, model, messages, time.perf_counter())
         self.records.append(record)

@@ -24,7 +24,9 @@ REAL_PROVIDER_VARIABLES = [
 def stack() -> Iterator[LocalRun]:
     for variable in REAL_PROVIDER_VARIABLES:  # tests never reach a real provider
         os.environ.pop(variable, None)
-    os.environ.update(AUTH_MODE="none", RATE_LIMIT_REQUESTS_PER_MINUTE="0", RATE_LIMIT_CONCURRENT_STREAMS="0")
+    # No limits and no retries in the shared stack: tests of those make apps of their own.
+    os.environ.update(AUTH_MODE="none", RATE_LIMIT_REQUESTS_PER_MINUTE="0", RATE_LIMIT_CONCURRENT_STREAMS="0",
+                      PROVIDER_MAX_RETRIES="0")
     run = LocalRun(port=0).start()
     yield run
     run.stop()

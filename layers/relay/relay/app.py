@@ -122,9 +122,29 @@ async def create_session(request: Request) -> Response:
         title=optional_string(body, "title", config.MAX_TITLE_CHARS),
         system=optional_string(body, "system", config.MAX_SYSTEM_CHARS),
         owner_id=user_id,
+        fallbacks=_fallbacks(body, request.app.state.providers),
     )
     await request.app.state.store.create_session(session)
     return JSONResponse({"chatSessionId": session.chat_session_id}, status_code=201)
+
+
+def _fallbacks(body: dict[str, Any], providers: ProviderRegistry) -> tuple[tuple[str, str], ...]:
+    value = body.get("fallbacks")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > config.MAX_FALLBACKS:
+        raise RequestRejected(422, "validation_error",
+                              f"fallbacks must be a list of at most {config.MAX_FALLBACKS} {{provider, model}}")
+    pairs = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise RequestRejected(422, "validation_error", "each fallback must be an object {provider, model}")
+        provider = require_string(entry, "provider", config.MAX_MODEL_CHARS)
+        if providers.get(provider) is None:
+            raise RequestRejected(422, "validation_error", f"fallback provider must be one of: "
+                                  f"{', '.join(providers.names)}")
+        pairs.append((provider, require_string(entry, "model", config.MAX_MODEL_CHARS)))
+    return tuple(pairs)
 
 
 async def list_messages(request: Request) -> Response:
@@ -187,8 +207,10 @@ async def chat_stream(request: Request) -> Response:
         raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
 
     connection, on_disconnect = Connection(), state.settings.on_client_disconnect
+    fallbacks = [(candidate, model) for name, model in conversation.session.fallbacks
+                 if (candidate := state.providers.get(name)) is not None]
     events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
-                        connection=connection,
+                        connection=connection, fallbacks=fallbacks, max_retries=state.settings.provider_max_retries,
                         history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms,
                         timeouts=Timeouts.from_settings(state.settings))
     if lease is not None:

@@ -38,6 +38,7 @@ DEADLINE_MARGIN_ENV = "DEADLINE_MARGIN_SECONDS"
 FUNCTION_TIMEOUT_ENV = "FUNCTION_TIMEOUT_SECONDS"
 ON_CLIENT_DISCONNECT_ENV = "ON_CLIENT_DISCONNECT"
 CHECKPOINT_SECONDS_ENV = "CHECKPOINT_SECONDS"
+PROVIDER_MAX_RETRIES_ENV = "PROVIDER_MAX_RETRIES"
 ON_DISCONNECT_FINISH = "finish"  # read the provider to the end and store the whole answer (the default)
 ON_DISCONNECT_CANCEL = "cancel"  # close the upstream request and store what arrived as interrupted
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
@@ -61,6 +62,10 @@ PROVIDER_CONNECT_TIMEOUT_SECONDS = 10.0
 DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS = 30.0  # the provider's first token, or the turn fails with provider_timeout
 DEFAULT_IDLE_TIMEOUT_SECONDS = 30.0  # silence between two batches
 DEFAULT_DEADLINE_MARGIN_SECONDS = 5.0  # stop this long before Lambda's deadline, to store the answer and say so
+DEFAULT_PROVIDER_MAX_RETRIES = 2  # before the first token only: connection errors, 429, 5xx
+RETRY_BASE_SECONDS = 0.5  # jittered exponential backoff: 0.5, 1, 2 ... seconds, at most RETRY_MAX_SECONDS
+RETRY_MAX_SECONDS = 8.0
+MAX_FALLBACKS = 3
 DEFAULT_CHECKPOINT_SECONDS = 1.0  # the text so far is stored this often while streaming: a crash loses at most this
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300.0  # template.yaml's Timeout: the deadline when no Lambda context says one
 DEFAULT_MODELS = {
@@ -110,6 +115,7 @@ class Settings:
     function_timeout_seconds: float = DEFAULT_FUNCTION_TIMEOUT_SECONDS
     on_client_disconnect: str = ON_DISCONNECT_FINISH
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
+    provider_max_retries: int = DEFAULT_PROVIDER_MAX_RETRIES
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
 
     @classmethod
@@ -146,6 +152,7 @@ class Settings:
             deadline_margin_seconds=_positive_float(env, DEADLINE_MARGIN_ENV, DEFAULT_DEADLINE_MARGIN_SECONDS),
             function_timeout_seconds=_positive_float(env, FUNCTION_TIMEOUT_ENV, DEFAULT_FUNCTION_TIMEOUT_SECONDS),
             checkpoint_seconds=_positive_float(env, CHECKPOINT_SECONDS_ENV, DEFAULT_CHECKPOINT_SECONDS),
+            provider_max_retries=_count(env, PROVIDER_MAX_RETRIES_ENV, DEFAULT_PROVIDER_MAX_RETRIES),
             on_client_disconnect=_choice(env, ON_CLIENT_DISCONNECT_ENV, (ON_DISCONNECT_FINISH, ON_DISCONNECT_CANCEL)),
             models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
         )

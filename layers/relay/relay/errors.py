@@ -40,11 +40,13 @@ class RequestRejected(RelayError):
 class ProviderError(RelayError):
     """When a provider call fails before or during its stream."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = retry_after  # seconds, when the provider said (retry-after-ms / retry-after)
 
 
 def provider_error_for_status(provider: str, status: int, detail: str | None = None) -> ProviderError:

@@ -45,6 +45,7 @@ class ChatSession:
     title: str | None = None
     system: str | None = None
     owner_id: str = ""
+    fallbacks: tuple[tuple[str, str], ...] = ()  # (provider, model) pairs to try when the first fails to start
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ class ChatStore:
             "ownerId": session.owner_id,
             TTL_ATTRIBUTE: self._expires_at(),
         }
+        if session.fallbacks:
+            item["fallbacks"] = [{"provider": provider, "model": model} for provider, model in session.fallbacks]
         if session.title is not None:
             item["title"] = session.title
         if session.system is not None:
@@ -308,6 +311,7 @@ def _session_from_item(item: dict[str, Any]) -> ChatSession:
         title=item.get("title"),
         system=item.get("system"),
         owner_id=item.get("ownerId", ""),
+        fallbacks=tuple((f["provider"], f["model"]) for f in item.get("fallbacks") or ()),
     )
 
 

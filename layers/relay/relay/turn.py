@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,15 @@ from ulid import ULID
 
 from relay import config, telemetry, tracing
 from relay.context import Invocation
-from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_TIMEOUT, ProviderError
+from relay.errors import (
+    CANCELLED,
+    DEADLINE,
+    PROVIDER_INCOMPLETE,
+    PROVIDER_RATE_LIMITED,
+    PROVIDER_TIMEOUT,
+    PROVIDER_UNAVAILABLE,
+    ProviderError,
+)
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers import ChatMessage, ChatProvider, ChatRequest
 from relay.store import (
@@ -165,6 +174,8 @@ async def relay_turn(
     store_read_ms: float | None = None,
     timeouts: Timeouts = Timeouts(),
     connection: Connection | None = None,
+    fallbacks: Sequence[tuple[ChatProvider, str]] = (),
+    max_retries: int = config.DEFAULT_PROVIDER_MAX_RETRIES,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
@@ -189,13 +200,40 @@ async def relay_turn(
         if not going_on:
             raise ProviderError(CANCELLED, "the answer was stopped on request; the text so far is stored")
 
-    reader = ProviderReader(provider.stream(ChatRequest(session.model, messages, session.system)), session.provider,
-                            timeouts, stop_at, clock, checkpoint)
+    async def open_answer() -> tuple[ProviderReader, list[ProviderEvent] | None]:
+        """The first batch of an answer: retried on connection errors, 429 and 5xx, then the session's fallbacks,
+        all before anything has been relayed (never after)."""
+        failure: ProviderError | None = None
+        for index, (candidate, model) in enumerate([(provider, session.model), *fallbacks]):
+            for attempt in range(max_retries + 1):
+                reader = ProviderReader(candidate.stream(ChatRequest(model, messages, session.system)),
+                                        candidate.name, timeouts, stop_at, clock, checkpoint)
+                try:
+                    batch = await reader.next(waiting_for_first=True)
+                except ProviderError as exc:
+                    await reader.close()
+                    failure = exc
+                    tally.attempts.append({"provider": candidate.name, "model": model, "error": exc.code})
+                    delay = exc.retry_after if exc.retry_after is not None else _backoff(attempt)
+                    if exc.code in (DEADLINE, CANCELLED) or clock() + delay >= stop_at:
+                        raise
+                    if exc.code not in RETRYABLE or attempt == max_retries:
+                        break
+                    tally.retries += 1
+                    await asyncio.sleep(delay)
+                    continue
+                tally.provider, tally.model, tally.fell_back = candidate.name, model, index > 0
+                return reader, batch
+        assert failure is not None
+        raise failure
+
+    reader: ProviderReader | None = None
     try:
         yield Started(user_message.message_id, placeholder.message_id)
         tally.request_sent()
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
-            while (batch := await reader.next(waiting_for_first=tally.first_token_at is None)) is not None:
+            reader, batch = await open_answer()
+            while batch is not None:
                 if saving is None:
                     # Written once the provider request is out and answering, so that the write's CPU work does
                     # not delay the request; a failure before this point stores both messages at the end.
@@ -214,6 +252,7 @@ async def relay_turn(
                     yield Tokens(texts)
                 if first:  # logged once the token is on its way, not before
                     telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
+                batch = await reader.next(waiting_for_first=tally.first_token_at is None)
     except ProviderError as exc:
         tally.error = exc
     except BaseException:  # cancelled, or closed at a yield: the turn stops here
@@ -222,7 +261,8 @@ async def relay_turn(
     finally:
         # Runs even when the client is gone: the answer so far is stored whatever happens.
         with anyio.CancelScope(shield=True):
-            await reader.close()
+            if reader is not None:
+                await reader.close()
             tally.disconnected = tally.disconnected or bool(connection and connection.gone)
             reply = tally.reply(placeholder)
             with tracing.subsegment("store.write_answer"):
@@ -253,6 +293,9 @@ class Tally:
     usage: Usage | None = None
     finish_reason: str | None = None
     error: ProviderError | None = None
+    attempts: list[dict[str, str]] = field(default_factory=list)  # the ones that failed before the answer began
+    retries: int = 0
+    fell_back: bool = False
     cut_off: bool = False  # the turn was stopped before its provider finished
     disconnected: bool = False  # the client went away (the turn may still have finished)
     store_failure: str | None = None
@@ -306,6 +349,7 @@ class Tally:
             "ttftMs": self.ttft_ms,
             "tokensPerSecond": self.tokens_per_second,
             "error": {"code": self.error.code, "message": self.error.message} if self.error else None,
+            "attempts": self.attempts or None,
         }
         return StoredMessage(placeholder.message_id, "ai", "".join(self.parts), self.status, placeholder.created_at,
                              {key: value for key, value in metadata.items() if value is not None})
@@ -317,7 +361,7 @@ class Tally:
             tokens_per_second=self.tokens_per_second, input_tokens=self.usage.input_tokens if self.usage else None,
             output_tokens=self.output_tokens, error_code=self.error.code if self.error else self.store_failure,
             client_disconnected=self.disconnected, relay_overhead_ms=self._ms(self.sent_at),
-            cold_start=self.cold_start,
+            cold_start=self.cold_start, retries=self.retries, fallbacks=1 if self.fell_back else 0,
         )
 
     def outcome(self, message_id: str) -> TurnEvent:
@@ -353,6 +397,14 @@ async def _store_reply(
         telemetry.logger.exception("the answer could not be stored")
         return STORE_UNAVAILABLE
     return None
+
+
+RETRYABLE = {PROVIDER_RATE_LIMITED, PROVIDER_UNAVAILABLE}
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: anywhere up to an exponentially growing cap, so that retries from many runs spread out."""
+    return random.uniform(0, min(config.RETRY_MAX_SECONDS, config.RETRY_BASE_SECONDS * 2**attempt))
 
 
 def _new_turn_messages(content: str, deadline_ms: int) -> tuple[StoredMessage, StoredMessage]:

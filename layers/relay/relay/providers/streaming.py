@@ -85,7 +85,9 @@ async def post_sse(
         async with http.stream("POST", url, json=body, headers=request_headers, params=params) as response:
             if response.status_code != 200:
                 await response.aread()
-                raise provider_error_for_status(provider, response.status_code, error_detail(response.content))
+                error = provider_error_for_status(provider, response.status_code, error_detail(response.content))
+                error.retry_after = retry_after(response.headers)
+                raise error
             streaming = True
             async for chunk in response.aiter_bytes():
                 events = decoder.feed(chunk)
@@ -105,6 +107,16 @@ async def post_sse(
         # Some providers (Gemini) report a failure after HTTP 200 as bare JSON, without SSE framing.
         detail = error_detail("".join(decoder.unframed).encode())
         raise ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {detail or 'unreadable stream'}")
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """The provider's own hint: OpenAI's retry-after-ms, else the standard retry-after in seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) * scale)
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 def error_detail(body: bytes | str | dict[str, Any]) -> str | None:
