@@ -36,7 +36,8 @@ from relay.context import Invocation
 from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
-from relay.store import ChatSession, ChatStore, now_iso
+from relay.resume import follow_message
+from relay.store import STREAMING, ChatSession, ChatStore, now_iso
 from relay.turn import Connection, Done, Failed, Started, Timeouts, Tokens, TurnEvent, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
@@ -82,6 +83,7 @@ def create_app(
             Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
             Route("/chat/stream", chat_stream, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages/{messageId}/cancel", cancel_message, methods=["POST"]),
+            Route("/sessions/{chatSessionId}/messages/{messageId}/stream", resume_message, methods=["GET"]),
         ],
         exception_handlers={RequestRejected: _rejected, Unauthorized: _unauthorized, HTTPException: _http_error,
                             Exception: _internal_error},
@@ -169,6 +171,28 @@ async def cancel_message(request: Request) -> Response:
     if not await store.request_cancel(chat_session_id, message_id):
         raise RequestRejected(409, "not_streaming", "this message is not being generated (it has ended, or never was)")
     return JSONResponse({"messageId": message_id, "status": "cancelling"}, status_code=202)
+
+
+async def resume_message(request: Request) -> Response:
+    """Reconnect to an answer from a character offset (``Last-Event-ID`` or ``?offset=``): the stored text from
+    there, then, while it is still being generated, the rest as it is checkpointed, then ``done`` or ``error``."""
+    user_id = await authenticate(request)
+    chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
+    raw = request.query_params.get("offset") or request.headers.get("last-event-id") or "0"
+    if not raw.isdigit() or len(raw) > 9:
+        raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number")
+    offset = int(raw)
+    store = request.app.state.store
+    owned = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
+    message = await store.get_message(chat_session_id, message_id) if owned and _is_id(message_id) else None
+    if message is None or message.role != "ai":
+        raise RequestRejected(404, "message_not_found", "no such answer in a session of yours")
+    if offset > len(message.content) and message.status != STREAMING:  # live: the client may be ahead of a checkpoint
+        raise RequestRejected(422, "validation_error", f"offset {offset} is beyond the {len(message.content)} "
+                                                       "characters stored so far")
+    events = follow_message(store, chat_session_id, message, offset)
+    return EventStreamResponse(_as_sse(events, offset), "text/event-stream; charset=utf-8", Connection(),
+                               config.ON_DISCONNECT_CANCEL)
 
 
 async def chat_stream(request: Request) -> Response:
@@ -289,12 +313,16 @@ async def _releasing(events: AsyncGenerator[TurnEvent, None], lease: Lease) -> A
             await lease.release()
 
 
-async def _as_sse(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
+async def _as_sse(events: AsyncGenerator[TurnEvent, None], offset: int = 0) -> AsyncGenerator[bytes, None]:
     try:
         async for event in events:
             match event:
                 case Tokens(texts):
-                    yield b"".join(sse.token_event(text) for text in texts)
+                    frames = []
+                    for text in texts:
+                        offset += len(text)
+                        frames.append(sse.token_event(text, offset))
+                    yield b"".join(frames)
                 case Started():
                     yield sse.format_event("start", {"userMessageId": event.user_message_id,
                                                      "messageId": event.message_id})

@@ -106,6 +106,7 @@ def format_event(event: str, data: dict[str, Any], *, event_id: str | None = Non
     return f"{head}event: {event}\ndata: {_encode(data)}\n\n".encode()
 
 
-def token_event(text: str) -> bytes:
-    """``format_event("token", {"text": text})``, on the hot path: one per token."""
-    return f'event: token\ndata: {{"text":{_encode(text)}}}\n\n'.encode()
+def token_event(text: str, offset: int) -> bytes:
+    """``format_event("token", {"text": text}, event_id=str(offset))``, on the hot path: one per token. The id is
+    the character offset after the token, which a reconnecting client sends back as ``Last-Event-ID``."""
+    return f'id: {offset}\nevent: token\ndata: {{"text":{_encode(text)}}}\n\n'.encode()

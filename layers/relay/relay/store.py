@@ -155,6 +155,18 @@ class ChatStore:
         history = [_message_from_item(item) for item in reversed(items[1:])]
         return Conversation(_session_from_item(items[0]), history)
 
+    async def get_message(self, chat_session_id: str, message_id: str) -> StoredMessage | None:
+        response = await self._call(
+            "query",
+            TableName=self.table_name,
+            KeyConditionExpression="PK = :pk AND SK = :sk",
+            ExpressionAttributeValues={":pk": {"S": _session_key(chat_session_id)},
+                                       ":sk": {"S": MESSAGE_PREFIX + message_id}},
+            ConsistentRead=True,
+        )
+        items = response.get("Items", [])
+        return _message_from_item(_deserialize(items[0])) if items else None
+
     async def list_messages(self, chat_session_id: str, owner_id: str) -> list[StoredMessage] | None:
         """All messages oldest first; None when the session does not exist or is someone else's."""
         items: list[dict[str, Any]] = []

@@ -1,0 +1,43 @@
+"""Following an answer from an offset: what a reconnecting client gets.
+
+The stored text from the offset comes at once; while the answer is still being generated the store is polled at a
+bounded rate for the text its run checkpoints (about once a second); the stored terminal state ends it, as the turn
+would have. A finished answer replays at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from relay.store import COMPLETE, STREAMING, ChatStore, StoredMessage
+from relay.turn import Done, Failed, Tokens, TurnEvent
+
+POLL_SECONDS = 0.5
+
+
+async def follow_message(
+    store: ChatStore, chat_session_id: str, message: StoredMessage, offset: int, poll_seconds: float = POLL_SECONDS
+) -> AsyncIterator[TurnEvent]:
+    while True:
+        if len(message.content) > offset:
+            yield Tokens([message.content[offset:]])
+            offset = len(message.content)
+        if message.status != STREAMING:
+            yield outcome(message)
+            return
+        await asyncio.sleep(poll_seconds)
+        latest = await store.get_message(chat_session_id, message.message_id)
+        if latest is None:
+            return
+        message = latest
+
+
+def outcome(message: StoredMessage) -> TurnEvent:
+    metadata = message.metadata
+    if message.status == COMPLETE:
+        usage = metadata.get("usage") or {}
+        return Done(message.message_id, metadata.get("finishReason"), usage.get("inputTokens"),
+                    usage.get("outputTokens"), metadata.get("ttftMs"), metadata.get("tokensPerSecond"))
+    error = metadata.get("error") or {}
+    return Failed(error.get("code") or message.status, error.get("message") or f"the answer ended {message.status}")

@@ -1,0 +1,65 @@
+"""Resume: every token event carries its character offset as the SSE id, and a client that reconnects from an
+offset gets the rest: from the store, then live while the answer is still being generated, then the end."""
+
+import httpx
+from httpx_sse import connect_sse
+
+from devtools.simulated_provider import answer_tokens
+from tests.conftest import new_session
+from tests.test_turn import Received, disconnect_after_three_tokens, messages_of, stream_chat
+
+
+def resume(client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> Received:
+    received = Received()
+    with connect_sse(client, "GET", path, headers=headers or {}) as source:
+        assert source.response.status_code == 200
+        for sse in source.iter_sse():
+            received.events.append((sse.event, sse.json()))
+    return received
+
+
+def test_token_ids_are_the_character_offset_after_each_token(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=12")
+    ids, offset = [], 0
+    with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as s:
+        for sse in s.iter_sse():
+            if sse.event == "token":
+                offset += len(sse.json()["text"])
+                ids.append((sse.id, offset))
+    assert ids and all(event_id == str(expected) for event_id, expected in ids)
+
+
+def test_a_finished_answer_replays_from_the_offset_at_once(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=20")
+    done = stream_chat(client, chat_session_id).one("done")
+    full = "".join(answer_tokens(20))
+    resumed = resume(client, f"/sessions/{chat_session_id}/messages/{done['messageId']}/stream",
+                     {"Last-Event-ID": "10"})
+    assert "".join(resumed.tokens) == full[10:]
+    assert resumed.one("done")["messageId"] == done["messageId"]
+    assert resumed.one("done")["usage"] == done["usage"]
+    by_query = resume(client, f"/sessions/{chat_session_id}/messages/{done['messageId']}/stream?offset=0")
+    assert "".join(by_query.tokens) == full
+
+
+def test_reconnecting_mid_answer_gets_the_rest_live_with_nothing_lost_or_repeated(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=15,tokens=45")
+    seen = "".join(disconnect_after_three_tokens(client, chat_session_id))
+    _, ai = messages_of(client, chat_session_id)
+    assert ai["status"] == "streaming"  # the run goes on without the client
+    resumed = resume(client, f"/sessions/{chat_session_id}/messages/{ai['messageId']}/stream",
+                     {"Last-Event-ID": str(len(seen))})
+    assert seen + "".join(resumed.tokens) == "".join(answer_tokens(45))
+    assert len(resumed.tokens) >= 2  # it arrived in pieces, as the run checkpointed
+    assert resumed.one("done")["finishReason"] == "stop"
+
+
+def test_resume_refuses_what_it_cannot_serve(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+    stream_chat(client, chat_session_id)
+    user, ai = messages_of(client, chat_session_id)
+    base = f"/sessions/{chat_session_id}/messages"
+    assert client.get(f"{base}/{ai['messageId']}/stream?offset=999").status_code == 422
+    assert client.get(f"{base}/{ai['messageId']}/stream?offset=-1").status_code == 422
+    assert client.get(f"{base}/{user['messageId']}/stream").status_code == 404
+    assert client.get(f"/sessions/01HZY0000000000000000NOPE0/messages/{ai['messageId']}/stream").status_code == 404
