@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
@@ -18,7 +17,7 @@ from relay.app import create_app
 from relay.config import Settings
 from relay.store import ChatStore, StoredMessage
 from tests.conftest import emf_lines, new_session
-from tests.test_turn import Received, messages_of
+from tests.test_turn import messages_of, stream_chat
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +31,11 @@ def impatient(stack, dynamodb) -> Iterator[httpx.Client]:
     server.stop()
 
 
-def stream(client: httpx.Client, chat_session_id: str, headers: dict[str, str] | None = None) -> Received:
-    received = Received()
-    body = {"chatSessionId": chat_session_id, "content": "hi"}
-    with connect_sse(client, "POST", "/chat/stream", json=body, headers=headers or {}) as source:
-        for sse in source.iter_sse():
-            received.events.append((sse.event, sse.json()))
-    return received
-
-
 def test_no_first_token_in_time_is_a_provider_timeout(impatient, capsys):
     model = "sim:first_token_ms=3000,tokens=5"
     chat_session_id = new_session(impatient, model)
     started = time.monotonic()
-    received = stream(impatient, chat_session_id)
+    received = stream_chat(impatient, chat_session_id)
     assert time.monotonic() - started < 2.5
     error = received.one("error")
     assert error["code"] == "provider_timeout" and "0.4 s" in error["message"]
@@ -57,7 +47,7 @@ def test_no_first_token_in_time_is_a_provider_timeout(impatient, capsys):
 
 def test_silence_between_tokens_is_a_provider_timeout_with_the_text_so_far(impatient):
     chat_session_id = new_session(impatient, "sim:first_token_ms=0,tokens_per_second=1,tokens=5")
-    received = stream(impatient, chat_session_id)
+    received = stream_chat(impatient, chat_session_id)
     assert received.tokens == answer_tokens(1)
     assert received.one("error")["code"] == "provider_timeout"
     _, ai = messages_of(impatient, chat_session_id)
@@ -68,7 +58,7 @@ def test_lambdas_deadline_stops_the_turn_in_time_to_store_it_as_interrupted(impa
     chat_session_id = new_session(impatient, "sim:first_token_ms=0,tokens_per_second=20,tokens=200")
     deadline = int(time.time() * 1000) + 1500  # the margin is 0.5 s: the turn stops after about 1 s
     headers = {"x-amzn-lambda-context": json.dumps({"request_id": "r-1", "deadline": deadline})}
-    received = stream(impatient, chat_session_id, headers)
+    received = stream_chat(impatient, chat_session_id, headers=headers)
     assert time.time() * 1000 < deadline  # told, and stored, before Lambda would have cut it off
     assert received.one("error")["code"] == "deadline"
     assert len(received.tokens) >= 5

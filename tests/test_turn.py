@@ -26,10 +26,11 @@ class Received:
         return data
 
 
-def stream_chat(client: httpx.Client, chat_session_id: str, content: str = "Hello there") -> Received:
+def stream_chat(client: httpx.Client, chat_session_id: str, content: str = "Hello there",
+                headers: dict[str, str] | None = None) -> Received:
     received = Received()
     body = {"chatSessionId": chat_session_id, "content": content}
-    with connect_sse(client, "POST", "/chat/stream", json=body) as src:
+    with connect_sse(client, "POST", "/chat/stream", json=body, headers=headers or {}) as src:
         assert src.response.status_code == 200
         for sse in src.iter_sse():
             if sse.event == "token" and received.first_token_at is None:
