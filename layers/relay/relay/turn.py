@@ -1,9 +1,11 @@
 """One chat turn: relay a provider's answer to the client while the store keeps both sides of the conversation.
 
-The caller has already loaded the session and its history (the one read before the provider call). Then:
-the provider request leaves at once while the user message and a ``streaming`` placeholder are written alongside;
-each text delta goes to the client as it arrives; at the end the AI message is stored with its terminal status
-and metadata, the metrics are flushed, and only then does the client get ``Done`` or ``Failed``.
+The caller has already loaded the session and its history (the one read before the provider call). Then the
+provider request leaves at once (retried, then the session's fallbacks tried, only until its first batch); the
+user message and a ``streaming`` placeholder are written once the provider answers; each batch of text deltas
+goes to the client as it arrives, and the text so far is checkpointed about once a second (where a Stop is
+noticed); timeouts and the Lambda deadline bound every wait. At the end the AI message is stored with its
+terminal status and metadata, the metrics are flushed, and only then does the client get ``Done`` or ``Failed``.
 """
 
 from __future__ import annotations
