@@ -36,12 +36,13 @@ from relay.context import Invocation
 from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
-from relay.resume import follow_message
-from relay.store import STREAMING, ChatSession, ChatStore, now_iso
-from relay.turn import Connection, Done, Failed, Started, Timeouts, Tokens, TurnEvent, relay_turn
+from relay.resume import attach, follow_message
+from relay.store import STREAMING, ChatSession, ChatStore, SessionNotFound, now_iso
+from relay.turn import Connection, Done, Failed, Started, Timeouts, Tokens, TurnEvent, new_message_ids, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization")
 
 
@@ -202,18 +203,36 @@ async def chat_stream(request: Request) -> Response:
     body = await read_json_object(request)
     chat_session_id = require_string(body, "chatSessionId", 64)
     content = require_string(body, "content", config.MAX_CONTENT_CHARS)
+    client_message_id = optional_string(body, "clientMessageId", 64)
+    if client_message_id is not None and not CLIENT_ID_PATTERN.match(client_message_id):
+        raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
     if not _is_id(chat_session_id):
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
     state = request.app.state
+    message_ids = new_message_ids()
     # The one read and the limits' writes go together, so the limits add no round trip before the provider call.
     read_started = time.perf_counter()
     with tracing.subsegment("store.load_conversation"):
-        loaded, admitted = await asyncio.gather(
+        loaded, admitted, earlier = await asyncio.gather(
             state.store.load_conversation(chat_session_id, state.settings.history_max_messages, user_id),
             state.limits.admit(user_id),
+            state.store.claim_client_message(chat_session_id, user_id, client_message_id, message_ids)
+            if client_message_id else _nothing(),
             return_exceptions=True,
         )
     lease = admitted if isinstance(admitted, Lease) else None
+    if isinstance(earlier, SessionNotFound):
+        loaded = None
+    elif isinstance(earlier, BaseException):
+        loaded = earlier
+    elif earlier is not None and not isinstance(loaded, BaseException) and loaded is not None:
+        # A retry of a request already under way or done: join its turn, no second message, no second call.
+        if lease is not None:
+            await lease.release()
+        wait = 2 * state.settings.first_token_timeout_seconds + state.settings.deadline_margin_seconds
+        events = attach(state.store, chat_session_id, earlier, wait)
+        return EventStreamResponse(_as_sse(events), "text/event-stream; charset=utf-8", Connection(),
+                                   config.ON_DISCONNECT_CANCEL)
     if isinstance(loaded, BaseException) or isinstance(admitted, BaseException) or loaded is None:
         if lease is not None:
             await lease.release()
@@ -235,6 +254,7 @@ async def chat_stream(request: Request) -> Response:
                  if (candidate := state.providers.get(name)) is not None]
     events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
                         connection=connection, fallbacks=fallbacks, max_retries=state.settings.provider_max_retries,
+                        message_ids=message_ids,
                         history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms,
                         timeouts=Timeouts.from_settings(state.settings))
     if lease is not None:
@@ -300,6 +320,10 @@ class EventStreamResponse(StreamingResponse):
                 chunks.close()
             group.cancel_scope.cancel()
         return not gone
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _releasing(events: AsyncGenerator[TurnEvent, None], lease: Lease) -> AsyncGenerator[TurnEvent, None]:

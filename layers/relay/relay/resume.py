@@ -8,10 +8,11 @@ would have. A finished answer replays at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from relay.store import COMPLETE, STREAMING, ChatStore, StoredMessage
-from relay.turn import Done, Failed, Tokens, TurnEvent
+from relay.turn import Done, Failed, Started, Tokens, TurnEvent
 
 POLL_SECONDS = 0.5
 
@@ -41,3 +42,19 @@ def outcome(message: StoredMessage) -> TurnEvent:
                     usage.get("outputTokens"), metadata.get("ttftMs"), metadata.get("tokensPerSecond"))
     error = metadata.get("error") or {}
     return Failed(error.get("code") or message.status, error.get("message") or f"the answer ended {message.status}")
+
+
+async def attach(
+    store: ChatStore, chat_session_id: str, ids: tuple[str, str], wait_seconds: float,
+    poll_seconds: float = POLL_SECONDS,
+) -> AsyncIterator[TurnEvent]:
+    """A retried request joins the turn its first attempt started: same ids, the whole answer from the start."""
+    yield Started(*ids)
+    give_up_at = time.monotonic() + wait_seconds
+    while (message := await store.get_message(chat_session_id, ids[1])) is None:  # it is written on first answer
+        if time.monotonic() > give_up_at:
+            yield Failed("not_found", "the first attempt of this request left no answer")
+            return
+        await asyncio.sleep(poll_seconds)
+    async for event in follow_message(store, chat_session_id, message, 0, poll_seconds):
+        yield event

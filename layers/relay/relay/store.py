@@ -2,6 +2,7 @@
 
     PK = SESSION#<chatSessionId>   SK = SESSION          the session
                                    SK = MSG#<messageId>  a message; message ids are ULIDs, so SK sorts by time
+                                   SK = CLIENT#<id>      a client's message id, claimed once (idempotency)
 
 "SESSION" sorts after every "MSG#…", so one descending Query returns the session first and then the newest
 messages: the single read that precedes a provider call.
@@ -21,6 +22,7 @@ from relay.errors import RelayError
 
 SESSION_SORT_KEY = "SESSION"
 MESSAGE_PREFIX = "MSG#"
+CLIENT_PREFIX = "CLIENT#"  # a client's message id, claimed once: retries of the same request attach to its turn
 TTL_ATTRIBUTE = "expiresAt"
 TABLE_KEY_SCHEMA = {"PK": "HASH", "SK": "RANGE"}
 
@@ -34,6 +36,10 @@ INTERRUPTED = "interrupted"
 
 class StoreError(RelayError):
     """When DynamoDB fails after botocore's own retries."""
+
+
+class SessionNotFound(RelayError):
+    """When a session does not exist or belongs to someone else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +158,46 @@ class ChatStore:
         items = [_deserialize(raw) for raw in response.get("Items", [])]
         if not items or items[0]["SK"] != SESSION_SORT_KEY or items[0].get("ownerId", "") != owner_id:
             return None
-        history = [_message_from_item(item) for item in reversed(items[1:])]
+        history = [_message_from_item(item) for item in reversed(items[1:]) if item["SK"].startswith(MESSAGE_PREFIX)]
         return Conversation(_session_from_item(items[0]), history)
+
+    async def claim_client_message(
+        self, chat_session_id: str, owner_id: str, client_message_id: str, message_ids: tuple[str, str]
+    ) -> tuple[str, str] | None:
+        """Record that a client's message starts this turn, in one transaction with the check that the session is
+        the caller's. Returns None for a new turn, the earlier turn's (user, answer) ids for a retry; raises
+        SessionNotFound when the session is not the caller's (and then nothing is written)."""
+        key = {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": CLIENT_PREFIX + client_message_id}}
+        try:
+            await self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {"ConditionCheck": {
+                        "TableName": self.table_name,
+                        "Key": {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": SESSION_SORT_KEY}},
+                        "ConditionExpression": "attribute_exists(PK) AND ownerId = :owner",
+                        "ExpressionAttributeValues": {":owner": {"S": owner_id}},
+                    }},
+                    {"Put": {
+                        "TableName": self.table_name,
+                        "Item": {**key, "userMessageId": {"S": message_ids[0]}, "messageId": {"S": message_ids[1]},
+                                 TTL_ATTRIBUTE: {"N": str(self._expires_at())}},
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }},
+                ],
+            )
+            return None
+        except StoreError as exc:
+            reasons = getattr(exc.__cause__, "response", {}).get("CancellationReasons") or []
+            codes = [reason.get("Code") for reason in reasons]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                raise SessionNotFound(chat_session_id) from exc
+            if codes[1:2] != ["ConditionalCheckFailed"]:
+                raise
+        response = await self._call("query", TableName=self.table_name, KeyConditionExpression="PK = :pk AND SK = :sk",
+                                    ExpressionAttributeValues={":pk": key["PK"], ":sk": key["SK"]}, ConsistentRead=True)
+        item = _deserialize(response["Items"][0])
+        return item["userMessageId"], item["messageId"]
 
     async def get_message(self, chat_session_id: str, message_id: str) -> StoredMessage | None:
         response = await self._call(
@@ -183,7 +227,7 @@ class ChatStore:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         if not items or items[-1]["SK"] != SESSION_SORT_KEY or items[-1].get("ownerId", "") != owner_id:
             return None
-        return [_message_from_item(item) for item in items[:-1]]
+        return [_message_from_item(item) for item in items[:-1] if item["SK"].startswith(MESSAGE_PREFIX)]
 
     async def put_messages(self, chat_session_id: str, *messages: StoredMessage) -> None:
         """Write whole messages in one round trip (each put replaces the item: safe to repeat)."""

@@ -178,12 +178,13 @@ async def relay_turn(
     connection: Connection | None = None,
     fallbacks: Sequence[tuple[ChatProvider, str]] = (),
     max_retries: int = config.DEFAULT_PROVIDER_MAX_RETRIES,
+    message_ids: tuple[str, str] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
     deadline_ms = invocation.deadline_ms or int((time.time() + timeouts.function_timeout) * 1000)
     stop_at = clock() + deadline_ms / 1000 - time.time() - timeouts.deadline_margin
-    user_message, placeholder = _new_turn_messages(content, deadline_ms)
+    user_message, placeholder = _new_turn_messages(content, deadline_ms, message_ids or new_message_ids())
     messages = _provider_history(conversation, ChatMessage("user", content), history_max_chars)
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
@@ -409,14 +410,17 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(config.RETRY_MAX_SECONDS, config.RETRY_BASE_SECONDS * 2**attempt))
 
 
-def _new_turn_messages(content: str, deadline_ms: int) -> tuple[StoredMessage, StoredMessage]:
+def new_message_ids() -> tuple[str, str]:
+    """A turn's user message id and answer id: the answer's is the user's plus one, so it always sorts right after."""
     user_id = ULID()
-    # The reply's id is the user's plus one: same millisecond, and it always sorts right after.
-    reply_id = ULID.from_int(int(user_id) + 1)
+    return str(user_id), str(ULID.from_int(int(user_id) + 1))
+
+
+def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> tuple[StoredMessage, StoredMessage]:
     created_at = now_iso()
     return (
-        StoredMessage(str(user_id), "user", content, COMPLETE, created_at),
-        StoredMessage(str(reply_id), "ai", "", STREAMING, created_at, deadline_at=deadline_ms),
+        StoredMessage(ids[0], "user", content, COMPLETE, created_at),
+        StoredMessage(ids[1], "ai", "", STREAMING, created_at, deadline_at=deadline_ms),
     )
 
 

@@ -1,0 +1,77 @@
+"""Idempotent turns: a request retried with the same clientMessageId never makes a second user message or a second
+provider call; it joins the running answer or replays the stored one. Claimed with a conditional transaction."""
+
+import threading
+
+import httpx
+from httpx_sse import connect_sse
+from ulid import ULID
+
+from devtools.simulated_provider import answer_tokens
+from tests.conftest import count_items, new_session
+from tests.test_turn import Received, messages_of, stream_chat
+
+
+def chat(client: httpx.Client, chat_session_id: str, client_message_id: str,
+         received_into: Received | None = None) -> Received:
+    received = received_into if received_into is not None else Received()
+    body = {"chatSessionId": chat_session_id, "content": "hi", "clientMessageId": client_message_id}
+    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+        assert source.response.status_code == 200
+        for sse in source.iter_sse():
+            received.events.append((sse.event, sse.json()))
+    return received
+
+
+def provider_calls(stack, model: str) -> int:
+    return len([record for record in stack.provider.records if record.model == model])
+
+
+def test_a_retry_after_the_answer_replays_it_without_a_second_message_or_call(client, stack):
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=15,fault_at=99"
+    chat_session_id = new_session(client, model)
+    client_message_id = f"client-{ULID()}"
+    first = chat(client, chat_session_id, client_message_id)
+    again = chat(client, chat_session_id, client_message_id)
+    assert again.one("start") == first.one("start")
+    assert "".join(again.tokens) == "".join(first.tokens) == "".join(answer_tokens(15))
+    assert again.one("done")["messageId"] == first.one("done")["messageId"]
+    assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]
+    assert provider_calls(stack, model) == 1
+
+
+def test_a_retry_while_the_answer_streams_joins_it_with_nothing_lost_or_repeated(client, stack):
+    model = "sim:first_token_ms=0,tokens_per_second=15,tokens=30,fault_at=98"
+    chat_session_id = new_session(client, model)
+    client_message_id = f"client-{ULID()}"
+    first = Received()
+    thread = threading.Thread(target=chat, args=(client, chat_session_id, client_message_id, first))
+    thread.start()
+    try:
+        while len(first.tokens) < 3:
+            thread.join(0.02)
+        joined = chat(client, chat_session_id, client_message_id)
+    finally:
+        thread.join(15)
+    assert "".join(joined.tokens) == "".join(first.tokens) == "".join(answer_tokens(30))
+    assert joined.one("done")["messageId"] == first.one("start")["messageId"]
+    assert len(messages_of(client, chat_session_id)) == 2
+    assert provider_calls(stack, model) == 1
+
+
+def test_a_client_message_id_on_someone_elses_or_no_session_writes_nothing(client, dynamodb):
+    before = count_items(dynamodb)
+    body = {"chatSessionId": "01HZY0000000000000000NOPE0", "content": "hi", "clientMessageId": "abc"}
+    response = client.post("/chat/stream", json=body)
+    assert response.status_code == 404
+    assert count_items(dynamodb) == before
+    bad = client.post("/chat/stream", json={**body, "clientMessageId": "no spaces allowed"})
+    assert bad.status_code == 422
+
+
+def test_different_client_message_ids_are_different_turns(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=2")
+    chat(client, chat_session_id, "one")
+    chat(client, chat_session_id, "two")
+    stream_chat(client, chat_session_id)  # and none at all
+    assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"] * 3
