@@ -18,6 +18,7 @@ How it answers comes from the server's defaults, overridden per request by param
     sim:fault=error_after,fault_at=5                  the provider's in-stream error after 5 tokens (after HTTP 200)
     sim:fault=drop_after,fault_at=5                   the connection dropped after 5 tokens
     sim:fault=flaky,fault_at=2                        the first 2 requests for this exact model get 429, then it works
+    sim:fault=garbage                                 keep-alive comments and lines that are no SSE field between events
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
 client saw and when.
@@ -42,7 +43,7 @@ from ulid import ULID
 
 WORDS = ["Streaming", " tokens", " from", " the", " simulated", " provider", ",", " café", " naïve", " 🙂", ".",
          "\n\n", "Each", " one", " arrives", " on", " its", " own", ":", " data:", " event:", " done", "."]
-FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky"}
+FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky", "garbage"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,10 @@ class SimulatedProvider:
         turn = Turn(scenario, record, prompt_tokens)
 
         async def frames() -> AsyncIterator[bytes]:
-            if scenario.tokens_per_second > 0:
+            if scenario.fault == "garbage":  # what proxies and odd servers put between events: to be ignored
+                async for frame in writer(turn):
+                    yield b": keep-alive\r\n\r\nnot a field at all\nretry: 1000\n\n" + frame + b":\n\n"
+            elif scenario.tokens_per_second > 0:
                 async for frame in writer(turn):
                     yield frame
             else:  # as fast as possible: many frames per write, as a fast real server's TCP stream carries them

@@ -103,10 +103,11 @@ async def post_sse(
         raise ProviderError(code, f"{provider} closed the connection mid-stream") from exc
     except httpx.TransportError as exc:
         raise ProviderError(PROVIDER_UNAVAILABLE, f"{provider} could not be reached") from exc
-    if decoder.unframed:
-        # Some providers (Gemini) report a failure after HTTP 200 as bare JSON, without SSE framing.
-        detail = error_detail("".join(decoder.unframed).encode())
-        raise ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {detail or 'unreadable stream'}")
+    # Some providers (Gemini) report a failure after HTTP 200 as bare JSON, without SSE framing; any other line that
+    # is no SSE field is ignored, as the SSE specification says.
+    detail = error_detail("".join(decoder.unframed).encode()) if decoder.unframed else None
+    if detail:
+        raise ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {detail}")
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
