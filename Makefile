@@ -7,7 +7,7 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke report bench bench-smoke build clean
+.PHONY: dev test lint unit invoke report bench bench-smoke load load-smoke build clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
@@ -41,6 +41,13 @@ bench: $(VENV)/.installed
 
 bench-smoke: $(VENV)/.installed
 	$(PY) -m devtools.bench --smoke
+
+# 100 streams at once for about 60 s on loopback; fails on any lost or stuck message, never on a timing.
+load: $(VENV)/.installed
+	$(PY) -m devtools.load
+
+load-smoke: $(VENV)/.installed
+	$(PY) -m devtools.load --streams 5 --seconds 5
 
 # sam pins its own boto3, so it lives in a virtual environment of its own.
 build:
