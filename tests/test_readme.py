@@ -1,0 +1,36 @@
+"""The README in step with the code and the template, so the two cannot drift apart as the adapter's own did."""
+
+import re
+from pathlib import Path
+
+from relay.app import create_app
+from tests.cloudformation import load_template
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_every_route_in_the_api_table_exists_and_every_route_is_documented():
+    documented = set(re.findall(r"^\| `(?:GET|POST) (/[^`]*)`", README, flags=re.MULTILINE))
+    served = {route.path for route in create_app().routes}
+    assert documented == served
+
+
+def test_every_template_parameter_is_explained():
+    missing = [name for name in load_template()["Parameters"] if f"`{name}`" not in README]
+    assert missing == []
+
+
+def test_the_quick_start_commands_are_make_targets():
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    for command in re.findall(r"^make (\w[\w-]*)", README, flags=re.MULTILINE):
+        assert re.search(rf"^{command}:", makefile, flags=re.MULTILINE), command
+    assert "make dev" in README and "make test" in README
+
+
+def test_the_streaming_settings_the_readme_names_are_the_templates():
+    function = load_template()["Resources"]["ChatFunction"]["Properties"]
+    assert "`AWS_LWA_INVOKE_MODE=response_stream`" in README
+    assert function["Environment"]["Variables"]["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert "`InvokeMode: RESPONSE_STREAM`" in README
+    assert function["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert f"Python {function['Runtime'].removeprefix('python')}" in README
