@@ -2,8 +2,11 @@
 offset gets the rest: from the store, then live while the answer is still being generated, then the end."""
 
 import httpx
+import pytest
+from botocore.exceptions import ClientError
 from httpx_sse import connect_sse
 
+from devtools.local_run import TABLE_NAME
 from devtools.simulated_provider import answer_tokens
 from tests.conftest import new_session
 from tests.test_turn import Received, disconnect_after_three_tokens, messages_of, stream_chat
@@ -63,3 +66,20 @@ def test_resume_refuses_what_it_cannot_serve(client):
     assert client.get(f"{base}/{ai['messageId']}/stream?offset=-1").status_code == 422
     assert client.get(f"{base}/{user['messageId']}/stream").status_code == 404
     assert client.get(f"/sessions/01HZY0000000000000000NOPE0/messages/{ai['messageId']}/stream").status_code == 404
+
+
+def test_an_answer_longer_than_one_item_holds_is_stored_and_replayed_whole(client, dynamodb):
+    # GIVEN that DynamoDB (moto, like the real one) refuses an item over 400 KB
+    with pytest.raises(ClientError):
+        dynamodb.put_item(TableName=TABLE_NAME, Item={"PK": {"S": "x"}, "SK": {"S": "y"}, "c": {"S": "é" * 250_000}})
+    # WHEN an answer of about 360,000 characters streams through
+    tokens = 70_000
+    chat_session_id = new_session(client, f"sim:first_token_ms=0,tokens_per_second=0,tokens={tokens}")
+    received = stream_chat(client, chat_session_id)
+    full = "".join(answer_tokens(tokens))
+    assert len(full) > 300_000 and "".join(received.tokens) == full
+    # THEN it is stored across items and read back whole, from the listing and from a resume
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("complete", full)
+    resumed = resume(client, f"/sessions/{chat_session_id}/messages/{ai['messageId']}/stream?offset=250000")
+    assert "".join(resumed.tokens) == full[250_000:]

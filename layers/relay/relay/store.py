@@ -2,6 +2,7 @@
 
     PK = SESSION#<chatSessionId>   SK = SESSION          the session
                                    SK = MSG#<messageId>  a message; message ids are ULIDs, so SK sorts by time
+                                   SK = MSG#<messageId>#<n>  part n of a text too long for one item
                                    SK = CLIENT#<id>      a client's message id, claimed once (idempotency)
 
 "SESSION" sorts after every "MSG#…", so one descending Query returns the session first and then the newest
@@ -22,6 +23,8 @@ from relay.errors import RelayError
 
 SESSION_SORT_KEY = "SESSION"
 MESSAGE_PREFIX = "MSG#"
+MAX_ITEM_CHARS = 90_000  # text per item: even at 4 UTF-8 bytes a character it stays under DynamoDB's 400 KB
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit per BatchWriteItem
 CLIENT_PREFIX = "CLIENT#"  # a client's message id, claimed once: retries of the same request attach to its turn
 TTL_ATTRIBUTE = "expiresAt"
 TABLE_KEY_SCHEMA = {"PK": "HASH", "SK": "RANGE"}
@@ -158,7 +161,7 @@ class ChatStore:
         items = [_deserialize(raw) for raw in response.get("Items", [])]
         if not items or items[0]["SK"] != SESSION_SORT_KEY or items[0].get("ownerId", "") != owner_id:
             return None
-        history = [_message_from_item(item) for item in reversed(items[1:]) if item["SK"].startswith(MESSAGE_PREFIX)]
+        history = _messages_from_items(list(reversed(items[1:])))
         return Conversation(_session_from_item(items[0]), history)
 
     async def claim_client_message(
@@ -203,13 +206,13 @@ class ChatStore:
         response = await self._call(
             "query",
             TableName=self.table_name,
-            KeyConditionExpression="PK = :pk AND SK = :sk",
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
             ExpressionAttributeValues={":pk": {"S": _session_key(chat_session_id)},
                                        ":sk": {"S": MESSAGE_PREFIX + message_id}},
             ConsistentRead=True,
         )
-        items = response.get("Items", [])
-        return _message_from_item(_deserialize(items[0])) if items else None
+        messages = _messages_from_items([_deserialize(raw) for raw in response.get("Items", [])])
+        return messages[0] if messages else None
 
     async def list_messages(self, chat_session_id: str, owner_id: str) -> list[StoredMessage] | None:
         """All messages oldest first; None when the session does not exist or is someone else's."""
@@ -227,20 +230,20 @@ class ChatStore:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         if not items or items[-1]["SK"] != SESSION_SORT_KEY or items[-1].get("ownerId", "") != owner_id:
             return None
-        return [_message_from_item(item) for item in items[:-1] if item["SK"].startswith(MESSAGE_PREFIX)]
+        return _messages_from_items(items[:-1])
 
     async def put_messages(self, chat_session_id: str, *messages: StoredMessage) -> None:
-        """Write whole messages in one round trip (each put replaces the item: safe to repeat)."""
+        """Write whole messages, in one round trip unless a text needs many items (each put replaces its item:
+        safe to repeat). A text too long for one item continues in part items after it."""
         expires_at = self._expires_at()
-        requests = [
-            {"PutRequest": {"Item": _serialize(_message_item(chat_session_id, message, expires_at))}}
-            for message in messages
-        ]
-        while requests:
-            response = await self._call("batch_write_item", RequestItems={self.table_name: requests})
-            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
-            if requests:
-                await asyncio.sleep(0.05)
+        items = [item for message in messages for item in _message_items(chat_session_id, message, expires_at)]
+        for start in range(0, len(items), BATCH_WRITE_ITEMS):
+            requests = [{"PutRequest": {"Item": _serialize(item)}} for item in items[start:start + BATCH_WRITE_ITEMS]]
+            while requests:
+                response = await self._call("batch_write_item", RequestItems={self.table_name: requests})
+                requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                if requests:
+                    await asyncio.sleep(0.05)
 
 
     async def checkpoint(self, chat_session_id: str, message_id: str, content: str) -> bool:
@@ -250,7 +253,8 @@ class ChatStore:
             Key=_message_key(chat_session_id, message_id),
             UpdateExpression="SET content = :content",
             ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested)",
-            ExpressionAttributeValues={":content": {"S": content}},
+            # The first item's share only: a longer text is whole again with the final write.
+            ExpressionAttributeValues={":content": {"S": content[:MAX_ITEM_CHARS]}},
         )
 
     async def request_cancel(self, chat_session_id: str, message_id: str) -> bool:
@@ -369,6 +373,45 @@ def _session_from_item(item: dict[str, Any]) -> ChatSession:
         owner_id=item.get("ownerId", ""),
         fallbacks=tuple((f["provider"], f["model"]) for f in item.get("fallbacks") or ()),
     )
+
+
+def _message_items(chat_session_id: str, message: StoredMessage, expires_at: int) -> list[dict[str, Any]]:
+    text = message.content
+    chunks = [text[i:i + MAX_ITEM_CHARS] for i in range(0, len(text), MAX_ITEM_CHARS)] or [""]
+    main = _message_item(chat_session_id, message, expires_at)
+    main["content"] = chunks[0]
+    if len(chunks) > 1:
+        main["parts"] = len(chunks) - 1
+    key = main["SK"]
+    return [main] + [
+        {"PK": main["PK"], "SK": f"{key}#{index:04d}", "partOf": message.message_id, "part": index,
+         "content": chunk, TTL_ATTRIBUTE: expires_at}
+        for index, chunk in enumerate(chunks[1:], start=1)
+    ]
+
+
+def _messages_from_items(items: list[dict[str, Any]]) -> list[StoredMessage]:
+    """Messages from their items in the order given, each text joined again from its parts (a message whose parts
+    a Query's limit cut off keeps the parts it has, in order)."""
+    parts: dict[str, dict[int, str]] = {}
+    mains = []
+    for item in items:
+        if not item["SK"].startswith(MESSAGE_PREFIX):
+            continue
+        if "partOf" in item:
+            parts.setdefault(item["partOf"], {})[int(item["part"])] = item.get("content", "")
+        else:
+            mains.append(item)
+    messages = []
+    for item in mains:
+        found = parts.get(item["messageId"], {})
+        text = [item.get("content", "")]
+        for index in range(1, int(item.get("parts", 0)) + 1):
+            if index not in found:
+                break
+            text.append(found[index])
+        messages.append(_message_from_item({**item, "content": "".join(text)}))
+    return messages
 
 
 def _message_from_item(item: dict[str, Any]) -> StoredMessage:
