@@ -78,3 +78,16 @@ def test_stopping_a_finished_or_unknown_message_is_refused(client):
     assert unknown.status_code == 404
     _, ai_after = messages_of(client, chat_session_id)
     assert ai_after == ai  # nothing changed
+
+
+def test_an_answer_is_pending_until_its_first_token_then_streaming_then_complete(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=1500,tokens_per_second=10,tokens=25")
+    _, thread = stream_in_background(client, chat_session_id)
+    try:
+        wait_for(lambda: len(messages_of(client, chat_session_id)) == 2)
+        user, ai = messages_of(client, chat_session_id)
+        assert (user["status"], ai["status"], ai["content"]) == ("complete", "pending", "")  # stored before any token
+        wait_for(lambda: messages_of(client, chat_session_id)[1]["status"] == "streaming")
+    finally:
+        thread.join(15)
+    assert messages_of(client, chat_session_id)[1]["status"] == "complete"

@@ -192,7 +192,8 @@ def disconnect_after_three_tokens(client: httpx.Client, chat_session_id: str) ->
 
 def final_message(client: httpx.Client, chat_session_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 15
-    while (ai := messages_of(client, chat_session_id)[-1])["status"] == "streaming" and time.monotonic() < deadline:
+    while (ai := messages_of(client, chat_session_id)[-1])["status"] in ("pending", "streaming") \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     return ai
 

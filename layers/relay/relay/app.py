@@ -37,7 +37,7 @@ from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
 from relay.resume import attach, follow_message
-from relay.store import STREAMING, ChatSession, ChatStore, SessionNotFound, now_iso
+from relay.store import LIVE, ChatSession, ChatStore, SessionNotFound, now_iso
 from relay.turn import Connection, Done, Failed, Started, Timeouts, Tokens, TurnEvent, new_message_ids, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
@@ -188,7 +188,7 @@ async def resume_message(request: Request) -> Response:
     message = await store.get_message(chat_session_id, message_id) if owned and _is_id(message_id) else None
     if message is None or message.role != "ai":
         raise RequestRejected(404, "message_not_found", "no such answer in a session of yours")
-    if offset > len(message.content) and message.status != STREAMING:  # live: the client may be ahead of a checkpoint
+    if offset > len(message.content) and message.status not in LIVE:  # live: the client may be ahead of a checkpoint
         raise RequestRejected(422, "validation_error", f"offset {offset} is beyond the {len(message.content)} "
                                                        "characters stored so far")
     events = follow_message(store, chat_session_id, message, offset)

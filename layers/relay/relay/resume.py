@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from relay.store import COMPLETE, STREAMING, ChatStore, StoredMessage
+from relay.store import COMPLETE, LIVE, ChatStore, StoredMessage
 from relay.turn import Done, Failed, Started, Tokens, TurnEvent
 
 POLL_SECONDS = 0.5
@@ -24,7 +24,7 @@ async def follow_message(
         if len(message.content) > offset:
             yield Tokens([message.content[offset:]])
             offset = len(message.content)
-        if message.status != STREAMING:
+        if message.status not in LIVE:
             yield outcome(message)
             return
         await asyncio.sleep(poll_seconds)

@@ -30,7 +30,9 @@ TTL_ATTRIBUTE = "expiresAt"
 TABLE_KEY_SCHEMA = {"PK": "HASH", "SK": "RANGE"}
 
 # Message status values.
+PENDING = "pending"  # accepted, stored, waiting for the provider's first token
 STREAMING = "streaming"
+LIVE = (PENDING, STREAMING)  # a run is (or was) generating it
 COMPLETE = "complete"
 ERROR = "error"
 INCOMPLETE = "incomplete"
@@ -251,21 +253,23 @@ class ChatStore:
         return await self._update_if(
             TableName=self.table_name,
             Key=_message_key(chat_session_id, message_id),
-            UpdateExpression="SET content = :content",
+            UpdateExpression="SET content = :content, #status = :streaming",
             ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested)",
+            ExpressionAttributeNames={"#status": "status"},
             # The first item's share only: a longer text is whole again with the final write.
-            ExpressionAttributeValues={":content": {"S": content[:MAX_ITEM_CHARS]}},
+            ExpressionAttributeValues={":content": {"S": content[:MAX_ITEM_CHARS]}, ":streaming": {"S": STREAMING}},
         )
 
     async def request_cancel(self, chat_session_id: str, message_id: str) -> bool:
-        """Mark a streaming message to be stopped; False when it is not streaming (finished, or unknown)."""
+        """Mark a message being generated to be stopped; False when it is not (finished, or unknown)."""
         return await self._update_if(
             TableName=self.table_name,
             Key=_message_key(chat_session_id, message_id),
             UpdateExpression="SET cancelRequested = :yes",
-            ConditionExpression="attribute_exists(PK) AND #status = :streaming",
+            ConditionExpression="attribute_exists(PK) AND #status IN (:pending, :streaming)",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":streaming": {"S": STREAMING}},
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":pending": {"S": PENDING},
+                                       ":streaming": {"S": STREAMING}},
         )
 
     async def _update_if(self, **update: Any) -> bool:
@@ -416,7 +420,7 @@ def _messages_from_items(items: list[dict[str, Any]]) -> list[StoredMessage]:
 
 def _message_from_item(item: dict[str, Any]) -> StoredMessage:
     status, deadline_at = item["status"], item.get("deadlineAt")
-    if status == STREAMING and deadline_at is not None and deadline_at < time.time() * 1000:
+    if status in LIVE and deadline_at is not None and deadline_at < time.time() * 1000:
         status = INTERRUPTED  # the run that was writing it is gone: it will never finish
     return StoredMessage(
         message_id=item["messageId"],

@@ -39,7 +39,7 @@ from relay.store import (
     ERROR,
     INCOMPLETE,
     INTERRUPTED,
-    STREAMING,
+    PENDING,
     ChatStore,
     Conversation,
     StoredMessage,
@@ -89,7 +89,7 @@ class ProviderReader:
     waking up for a checkpoint does not disturb the read, and batches that have arrived are taken without waiting."""
 
     def __init__(self, stream: AsyncIterator[list[ProviderEvent]], provider: str, timeouts: Timeouts,
-                 stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[None]]) -> None:
+                 stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[bool]]) -> None:
         self._stream = stream
         self._provider = provider
         self._timeouts = timeouts
@@ -115,8 +115,9 @@ class ProviderReader:
         give_up_at = min(self._clock() + waiting, self._stop_at)
         while True:
             if self._clock() >= self._next_checkpoint:
-                self._next_checkpoint = self._clock() + self._timeouts.checkpoint
-                await self._checkpoint()
+                done = await self._checkpoint()
+                wait = self._timeouts.checkpoint if done else CHECKPOINT_RETRY_SECONDS
+                self._next_checkpoint = self._clock() + wait
             if not self._batches.empty():
                 return self._unpack(self._batches.get_nowait())
             wake_at = min(give_up_at, self._next_checkpoint)
@@ -135,6 +136,9 @@ class ProviderReader:
         if isinstance(item, BaseException):
             raise item
         return item
+
+    def checkpoint_soon(self) -> None:
+        self._next_checkpoint = self._clock()
 
     async def close(self) -> None:
         if self._pump is not None:
@@ -189,19 +193,27 @@ async def relay_turn(
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
+    async def save_soon() -> None:
+        await asyncio.sleep(0)  # let the provider request go out first; this write runs alongside it
+        await store.put_messages(session.chat_session_id, user_message, placeholder)
+
     saving: asyncio.Task[None] | None = None
 
-    async def checkpoint() -> None:
-        """The text so far into the store, which also says whether someone asked to stop this answer."""
-        if saving is None or not saving.done() or saving.exception() is not None:
-            return  # the placeholder is not there yet
+    async def checkpoint() -> bool:
+        """The text so far into the store, which also says whether someone asked to stop this answer; False when
+        the pending answer is not stored yet, to be tried again shortly."""
+        if saving is None or not saving.done():
+            return False
+        if saving.exception() is not None:
+            return True  # the final write will store both messages
         try:
             going_on = await store.checkpoint(session.chat_session_id, placeholder.message_id, "".join(tally.parts))
         except StoreError:
             telemetry.logger.warning("checkpoint failed; the final write will carry the text", exc_info=True)
-            return
+            return True
         if not going_on:
             raise ProviderError(CANCELLED, "the answer was stopped on request; the text so far is stored")
+        return True
 
     async def open_answer() -> tuple[ProviderReader, list[ProviderEvent] | None]:
         """The first batch of an answer: retried on connection errors, 429 and 5xx, then the session's fallbacks,
@@ -234,15 +246,13 @@ async def relay_turn(
     try:
         yield Started(user_message.message_id, placeholder.message_id)
         tally.request_sent()
+        # The user message and the pending answer are stored at once, so that no accepted message is lost.
+        saving = asyncio.create_task(save_soon())
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
             reader, batch = await open_answer()
+            reader.checkpoint_soon()  # the first checkpoint also marks the answer streaming
+            telemetry.logger.info("stream started", extra=log)
             while batch is not None:
-                if saving is None:
-                    # Written once the provider request is out and answering, so that the write's CPU work does
-                    # not delay the request; a failure before this point stores both messages at the end.
-                    saving = asyncio.create_task(store.put_messages(session.chat_session_id, user_message,
-                                                                    placeholder))
-                    telemetry.logger.info("stream started", extra=log)
                 texts = []
                 first = False
                 for event in batch:
@@ -403,6 +413,7 @@ async def _store_reply(
 
 
 RETRYABLE = {PROVIDER_RATE_LIMITED, PROVIDER_UNAVAILABLE}
+CHECKPOINT_RETRY_SECONDS = 0.05  # how soon to try a checkpoint again while the first write is still under way
 
 
 def _backoff(attempt: int) -> float:
@@ -420,7 +431,7 @@ def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> 
     created_at = now_iso()
     return (
         StoredMessage(ids[0], "user", content, COMPLETE, created_at),
-        StoredMessage(ids[1], "ai", "", STREAMING, created_at, deadline_at=deadline_ms),
+        StoredMessage(ids[1], "ai", "", PENDING, created_at, deadline_at=deadline_ms),
     )
 
 
