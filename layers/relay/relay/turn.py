@@ -193,8 +193,14 @@ async def relay_turn(
     tally = Tally(session.provider, session.model, invocation.received_at, clock, telemetry.take_cold_start())
     log = {"request_id": invocation.request_id, "chat_session_id": session.chat_session_id,
            "message_id": placeholder.message_id, "provider": session.provider, "model": session.model}
+    answering = asyncio.Event()
+
     async def save_soon() -> None:
-        await asyncio.sleep(0)  # let the provider request go out first; this write runs alongside it
+        # While the provider thinks, or once its first tokens are on their way if it answers at once: the write's
+        # CPU work then never delays the request or the first token, and a crash can lose at most this window.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_WRITE_DELAY_SECONDS):
+                await answering.wait()
         await store.put_messages(session.chat_session_id, user_message, placeholder)
 
     saving: asyncio.Task[None] | None = None
@@ -263,6 +269,7 @@ async def relay_turn(
                         tally.note(event)
                 if texts:
                     yield Tokens(texts)
+                answering.set()
                 if first:  # logged once the token is on its way, not before
                     telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
                 batch = await reader.next(waiting_for_first=tally.first_token_at is None)
@@ -413,6 +420,7 @@ async def _store_reply(
 
 
 RETRYABLE = {PROVIDER_RATE_LIMITED, PROVIDER_UNAVAILABLE}
+FIRST_WRITE_DELAY_SECONDS = 0.05  # see save_soon in relay_turn
 CHECKPOINT_RETRY_SECONDS = 0.05  # how soon to try a checkpoint again while the first write is still under way
 
 
