@@ -58,34 +58,25 @@ def publish_turn_metrics(report: TurnReport) -> None:
     metrics.add_dimensions(service=service, provider=report.provider, model=report.model)
 
     completed = report.status == "complete"
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="StreamCompleted", unit=MetricUnit.Count, value=1 if completed else 0)
-    metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=1 if report.error_code else 0)
-    metrics.add_metric(name="ClientDisconnects", unit=MetricUnit.Count, value=1 if report.client_disconnected else 0)
-    metrics.add_metric(name="StreamDuration", unit=MetricUnit.Milliseconds, value=report.duration_ms)
-    metrics.add_metric(name="Retries", unit=MetricUnit.Count, value=report.retries)
-    metrics.add_metric(name="Fallbacks", unit=MetricUnit.Count, value=report.fallbacks)
-    metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1 if report.cold_start else 0)
-    if report.relay_overhead_ms is not None:
-        metrics.add_metric(
-            name="RelayOverhead",
-            unit=MetricUnit.Milliseconds,
-            value=report.relay_overhead_ms,
-            resolution=MetricResolution.High,
-        )
-    if report.ttft_ms is not None:
-        metrics.add_metric(
-            name="TimeToFirstToken",
-            unit=MetricUnit.Milliseconds,
-            value=report.ttft_ms,
-            resolution=MetricResolution.High,
-        )
-    if report.tokens_per_second is not None:
-        metrics.add_metric(name="TokensPerSecond", unit=MetricUnit.CountPerSecond, value=report.tokens_per_second)
-    if report.input_tokens is not None:
-        metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=report.input_tokens)
-    if report.output_tokens is not None:
-        metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=report.output_tokens)
+    ms, count, high = MetricUnit.Milliseconds, MetricUnit.Count, MetricResolution.High
+    turn: list[tuple[str, MetricUnit, float | None, MetricResolution]] = [
+        ("Requests", count, 1, MetricResolution.Standard),
+        ("StreamCompleted", count, 1 if completed else 0, MetricResolution.Standard),
+        ("StreamErrors", count, 1 if report.error_code else 0, MetricResolution.Standard),
+        ("ClientDisconnects", count, 1 if report.client_disconnected else 0, MetricResolution.Standard),
+        ("StreamDuration", ms, report.duration_ms, MetricResolution.Standard),
+        ("Retries", count, report.retries, MetricResolution.Standard),
+        ("Fallbacks", count, report.fallbacks, MetricResolution.Standard),
+        ("ColdStart", count, 1 if report.cold_start else 0, MetricResolution.Standard),
+        ("RelayOverhead", ms, report.relay_overhead_ms, high),
+        ("TimeToFirstToken", ms, report.ttft_ms, high),
+        ("TokensPerSecond", MetricUnit.CountPerSecond, report.tokens_per_second, MetricResolution.Standard),
+        ("InputTokens", count, report.input_tokens, MetricResolution.Standard),
+        ("OutputTokens", count, report.output_tokens, MetricResolution.Standard),
+    ]
+    for name, unit, value, resolution in turn:
+        if value is not None:  # what a turn never had (no first token, no usage) is left out, not sent as 0
+            metrics.add_metric(name=name, unit=unit, value=value, resolution=resolution)
     metrics.flush_metrics()
 
     if report.error_code:
