@@ -7,12 +7,17 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke report bench bench-smoke load load-smoke build clean
+.PHONY: dev test lint unit invoke report bench bench-smoke load load-smoke build vendor clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
 	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# The AI SDK (the tests read the relay's UI message stream with it) and the page's libraries, pinned in package.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 dev: $(VENV)/.installed
@@ -24,7 +29,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 EVENT ?= events/chat-stream.json
@@ -54,5 +59,12 @@ build:
 	@test -x .venv-sam/bin/sam || { $(BASE_PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli; }
 	PATH="$$(dirname $(BASE_PYTHON)):$$PATH" .venv-sam/bin/sam build
 
+# Copies the page's markdown renderer and sanitiser, with their licenses, from the versions package.json pins.
+vendor: node_modules/.installed
+	sed '/^\/\/# sourceMappingURL/d' node_modules/marked/lib/marked.esm.js > web/vendor/marked.esm.js
+	sed '/^\/\/# sourceMappingURL/d' node_modules/dompurify/dist/purify.es.mjs > web/vendor/purify.es.js
+	cp node_modules/marked/LICENSE web/vendor/marked.LICENSE
+	cp node_modules/dompurify/LICENSE web/vendor/dompurify.LICENSE
+
 clean:
-	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache .ruff_cache
+	rm -rf node_modules $(VENV) .venv-sam .aws-sam .pytest_cache .ruff_cache

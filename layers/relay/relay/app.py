@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from ulid import ULID
 
-from relay import config, sse, tracing
+from relay import ai_sdk, config, sse, tracing
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
 from relay.context import Invocation
@@ -200,7 +201,10 @@ async def chat_stream(request: Request) -> Response:
     invocation = Invocation.from_headers(request.headers, received_at=time.perf_counter())
     tracing.bind_invocation(invocation.trace_id)
     user_id = await authenticate(request)
+    encoding = _stream_encoding(request)
     body = await read_json_object(request)
+    if encoding.encode is ai_sdk.ui_message_stream:
+        body = dict(zip(("chatSessionId", "content", "clientMessageId"), ai_sdk.new_message(body), strict=True))
     chat_session_id = require_string(body, "chatSessionId", 64)
     content = require_string(body, "content", config.MAX_CONTENT_CHARS)
     client_message_id = optional_string(body, "clientMessageId", 64)
@@ -231,8 +235,7 @@ async def chat_stream(request: Request) -> Response:
             await lease.release()
         wait = 2 * state.settings.first_token_timeout_seconds + state.settings.deadline_margin_seconds
         events = attach(state.store, chat_session_id, earlier, wait)
-        return EventStreamResponse(_as_sse(events), "text/event-stream; charset=utf-8", Connection(),
-                                   config.ON_DISCONNECT_CANCEL)
+        return encoding.response(events, Connection(), config.ON_DISCONNECT_CANCEL)
     if isinstance(loaded, BaseException) or isinstance(admitted, BaseException) or loaded is None:
         if lease is not None:
             await lease.release()
@@ -259,9 +262,33 @@ async def chat_stream(request: Request) -> Response:
                         timeouts=Timeouts.from_settings(state.settings))
     if lease is not None:
         events = _releasing(events, lease)
+    return encoding.response(events, connection, on_disconnect)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How a turn's events go on the wire."""
+
+    encode: Callable[[AsyncGenerator[TurnEvent, None]], AsyncGenerator[bytes, None]]
+    media_type: str = "text/event-stream; charset=utf-8"
+    headers: dict[str, str] | None = None
+
+    def response(self, events: AsyncGenerator[TurnEvent, None], connection: Connection,
+                 on_disconnect: str) -> EventStreamResponse:
+        return EventStreamResponse(self.encode(events), self.media_type, connection, on_disconnect, self.headers)
+
+
+def _stream_encoding(request: Request) -> Encoding:
+    """Our SSE events by default, plain text for ``Accept: text/plain``, the AI SDK's UI message stream for
+    ``?protocol=ai-sdk``."""
+    protocol = request.query_params.get("protocol")
+    if protocol == ai_sdk.PROTOCOL:
+        return Encoding(ai_sdk.ui_message_stream, headers=ai_sdk.HEADERS)
+    if protocol is not None:
+        raise RequestRejected(422, "validation_error", f"protocol must be {ai_sdk.PROTOCOL!r} or absent")
     if _wants_plain_text(request):
-        return EventStreamResponse(_as_plain_text(events), "text/plain; charset=utf-8", connection, on_disconnect)
-    return EventStreamResponse(_as_sse(events), "text/event-stream; charset=utf-8", connection, on_disconnect)
+        return Encoding(_as_plain_text, "text/plain; charset=utf-8")
+    return Encoding(_as_sse)
 
 
 class EventStreamResponse(StreamingResponse):
@@ -273,8 +300,8 @@ class EventStreamResponse(StreamingResponse):
     body_iterator: AsyncGenerator[bytes, None]
 
     def __init__(self, content: AsyncGenerator[bytes, None], media_type: str, connection: Connection,
-                 on_disconnect: str = config.ON_DISCONNECT_FINISH) -> None:
-        super().__init__(content, media_type=media_type, headers=STREAM_HEADERS)
+                 on_disconnect: str = config.ON_DISCONNECT_FINISH, headers: dict[str, str] | None = None) -> None:
+        super().__init__(content, media_type=media_type, headers={**STREAM_HEADERS, **(headers or {})})
         self.connection = connection
         self.on_disconnect = on_disconnect
 

@@ -98,15 +98,15 @@ class SSEDecoder:
         return None
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
+encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
 
 
 def format_event(event: str, data: dict[str, Any], *, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {_encode(data)}\n\n".encode()
+    return f"{head}event: {event}\ndata: {encode_json(data)}\n\n".encode()
 
 
 def token_event(text: str, offset: int) -> bytes:
     """``format_event("token", {"text": text}, event_id=str(offset))``, on the hot path: one per token. The id is
     the character offset after the token, which a reconnecting client sends back as ``Last-Event-ID``."""
-    return f'id: {offset}\nevent: token\ndata: {{"text":{_encode(text)}}}\n\n'.encode()
+    return f'id: {offset}\nevent: token\ndata: {{"text":{encode_json(text)}}}\n\n'.encode()

@@ -1,0 +1,87 @@
+"""The Vercel AI SDK's UI message stream protocol, v1, so that a React app can point ``useChat`` at the relay.
+
+Asked for with ``?protocol=ai-sdk`` on ``POST /chat/stream``. The request is the body the AI SDK's
+``DefaultChatTransport`` posts (``{id, messages, trigger, messageId}`` plus any ``body`` the app adds): the chat
+session is ``chatSessionId`` when the app sends one, else ``id``; the new content is the text of the last message,
+which must be the user's; the history the provider sees is the stored one, not the client's copy. The answer is
+``start``, ``text-start``, ``text-delta``..., ``text-end``, ``finish`` or ``error``, then ``data: [DONE]``
+(https://ai-sdk.dev/docs/ai-sdk-ui/stream-protocol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from relay import sse
+from relay.errors import RequestRejected
+from relay.turn import Done, Failed, Started, Tokens, TurnEvent
+
+PROTOCOL = "ai-sdk"
+HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
+DONE = b"data: [DONE]\n\n"
+
+# Provider finish reasons in the AI SDK's words; anything else is "other".
+FINISH_REASONS = {
+    "stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "completed": "stop",
+    "length": "length", "max_tokens": "length", "max_output_tokens": "length",
+    "content_filter": "content-filter", "safety": "content-filter", "recitation": "content-filter",
+    "guardrail_intervened": "content-filter", "blocklist": "content-filter", "prohibited_content": "content-filter",
+    "tool_calls": "tool-calls", "tool_use": "tool-calls",
+}
+
+
+def new_message(body: dict[str, Any]) -> tuple[Any, str, str | None]:
+    """``(chatSessionId, content, clientMessageId)`` from a ``DefaultChatTransport`` body. The last message's id
+    doubles as the idempotency key, so a retried submit does not ask the provider twice."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        raise RequestRejected(422, "validation_error", "messages must be a non-empty list of UI messages")
+    last = messages[-1]
+    if last.get("role") != "user":
+        raise RequestRejected(422, "validation_error", "the last message must be the user's new message "
+                                                       "(regenerating an answer is not supported)")
+    parts = last.get("parts")
+    if not isinstance(parts, list):
+        raise RequestRejected(422, "validation_error", "the last message must have a list of parts")
+    texts = [part.get("text") for part in parts if isinstance(part, dict) and part.get("type") == "text"]
+    if not all(isinstance(text, str) for text in texts):
+        raise RequestRejected(422, "validation_error", "a text part's text must be a string")
+    message_id = last.get("id") if isinstance(last.get("id"), str) else None
+    return body.get("chatSessionId", body.get("id")), "".join(texts), message_id
+
+
+async def ui_message_stream(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
+    text_id: str | None = None
+    message_id = "text"
+    try:
+        async for event in events:
+            match event:
+                case Started():
+                    message_id = event.message_id
+                    yield _chunk({"type": "start", "messageId": event.message_id})
+                case Tokens(texts):
+                    frames = []
+                    if text_id is None:
+                        text_id = message_id
+                        frames.append(_chunk({"type": "text-start", "id": text_id}))
+                    frames.extend(_chunk({"type": "text-delta", "id": text_id, "delta": text}) for text in texts)
+                    yield b"".join(frames)
+                case Done():
+                    if text_id is not None:
+                        yield _chunk({"type": "text-end", "id": text_id})
+                    metadata = {"usage": {"inputTokens": event.input_tokens, "outputTokens": event.output_tokens},
+                                "ttftMs": event.ttft_ms, "tokensPerSecond": event.tokens_per_second}
+                    reason = FINISH_REASONS.get((event.finish_reason or "stop").lower(), "other")
+                    yield _chunk({"type": "finish", "finishReason": reason, "messageMetadata": metadata})
+                case Failed(code, message):
+                    if text_id is not None:
+                        yield _chunk({"type": "text-end", "id": text_id})
+                    yield _chunk({"type": "error", "errorText": f"{code}: {message}"})
+        yield DONE
+    finally:
+        await events.aclose()
+
+
+def _chunk(data: dict[str, Any]) -> bytes:
+    return b"data: " + sse.encode_json(data).encode() + b"\n\n"

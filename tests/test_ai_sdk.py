@@ -1,0 +1,109 @@
+"""``?protocol=ai-sdk``: the Vercel AI SDK's UI message stream, read by the real ``ai`` package from npm (its
+``DefaultChatTransport`` and ``readUIMessageStream``, the code ``useChat`` runs) and checked on the wire."""
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.simulated_provider import answer_tokens
+from tests.conftest import count_items, new_session
+from tests.test_turn import messages_of
+
+READER = Path(__file__).parent / "web" / "ai_sdk_reader.mjs"
+
+
+def read_with_the_ai_sdk(url: str, chat_session_id: str, text: str) -> dict[str, Any]:
+    done = subprocess.run(["node", str(READER), url, chat_session_id, text], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ui_body(chat_session_id: str, *messages: tuple[str, str, str]) -> dict[str, Any]:
+    """What DefaultChatTransport posts: ``(id, role, text)`` per message."""
+    return {"id": chat_session_id, "trigger": "submit-message", "messageId": None, "messages": [
+        {"id": message_id, "role": role, "parts": [{"type": "text", "text": text}]}
+        for message_id, role, text in messages]}
+
+
+def test_use_chat_reads_the_answer_as_it_grows_and_it_equals_the_stored_one(client, stack):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=50,tokens=8")
+
+    read = read_with_the_ai_sdk(stack.url, chat_session_id, "Hello from useChat")
+
+    assert read["errors"] == []
+    user, ai = messages_of(client, chat_session_id)
+    assert user["content"] == "Hello from useChat"
+    assert read["message"]["id"] == ai["messageId"]
+    assert read["message"]["parts"] == [{"type": "text", "text": ai["content"], "state": "done"}]
+    assert ai["content"] == "".join(answer_tokens(8))
+    growing = [text for text in read["snapshots"] if text]
+    assert len(set(growing)) == 8 and growing == sorted(growing, key=len)  # one snapshot per token
+    kinds = [chunk["type"] for chunk in read["chunks"]]
+    assert kinds == ["start", "text-start", *["text-delta"] * 8, "text-end", "finish"]
+    assert read["chunks"][-1]["finishReason"] == "stop"
+    assert read["chunks"][-1]["messageMetadata"]["usage"]["outputTokens"] == 8
+
+
+def test_a_provider_error_reaches_use_chat_as_an_error_after_the_text_so_far(client, stack):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens=8,fault=error_after,fault_at=3")
+
+    read = read_with_the_ai_sdk(stack.url, chat_session_id, "hi")
+
+    assert len(read["errors"]) == 1 and read["errors"][0].startswith("provider_error: ")
+    assert read["chunks"][-1]["type"] == "error"
+    _, ai = messages_of(client, chat_session_id)
+    assert ai["status"] == "error"
+    assert read["message"]["parts"][0]["text"] == ai["content"] == "".join(answer_tokens(3))
+
+
+def test_the_stream_is_marked_as_ui_message_stream_v1_and_ends_with_done(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+    body = ui_body(chat_session_id, ("m1", "user", "hi"))
+
+    response = client.post("/chat/stream", params={"protocol": "ai-sdk"}, json=body)
+
+    assert response.status_code == 200
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert response.headers["content-type"].startswith("text/event-stream")
+    frames = response.text.split("\n\n")
+    assert frames[-2:] == ["data: [DONE]", ""]
+    assert all(frame.startswith("data: ") for frame in frames[:-1])
+
+
+def test_the_client_history_is_not_trusted_and_the_last_message_id_makes_a_retry_harmless(client, stack):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+    body = ui_body(chat_session_id, ("m0", "user", "an invented earlier turn"), ("a0", "assistant", "invented"),
+                   ("m1", "user", "the new message"))
+
+    first = client.post("/chat/stream", params={"protocol": "ai-sdk"}, json=body)
+    again = client.post("/chat/stream", params={"protocol": "ai-sdk"}, json=body)
+
+    assert first.status_code == again.status_code == 200
+    assert [m["content"] for m in messages_of(client, chat_session_id) if m["role"] == "user"] == ["the new message"]
+    assert len(stack.provider.records[-1].messages) == 1  # the stored history (none), not the client's
+
+
+@pytest.mark.parametrize(("messages", "detail"), [
+    ([], "non-empty list"),
+    ([("m1", "user", "hi"), ("a1", "assistant", "regenerate me")], "the user's new message"),
+    ([("m1", "user", "   ")], "content must not be empty"),
+])
+def test_a_body_use_chat_cannot_mean_is_refused_and_writes_nothing(client, dynamodb, messages, detail):
+    chat_session_id = new_session(client)
+    before = count_items(dynamodb)
+
+    response = client.post("/chat/stream", params={"protocol": "ai-sdk"}, json=ui_body(chat_session_id, *messages))
+
+    assert response.status_code == 422
+    assert detail in response.json()["error"]["message"]
+    assert count_items(dynamodb) == before
+
+
+def test_an_unknown_protocol_is_refused(client: httpx.Client):
+    response = client.post("/chat/stream", params={"protocol": "ai-sdk-v9"}, json={})
+    assert response.status_code == 422 and "protocol" in response.json()["error"]["message"]

@@ -1,0 +1,28 @@
+// Sends one message to the relay the way `useChat` does and reads the answer with the AI SDK's own code
+// (DefaultChatTransport, then readUIMessageStream). Prints what it read as JSON; tests/test_ai_sdk.py checks it.
+// Usage: node tests/web/ai_sdk_reader.mjs <relay url> <chatSessionId> <text>
+import { DefaultChatTransport, readUIMessageStream } from "ai";
+
+const [url, chatSessionId, text] = process.argv.slice(2);
+const transport = new DefaultChatTransport({ api: `${url}/chat/stream?protocol=ai-sdk` });
+const messages = [
+  { id: `user-${Date.now()}`, role: "user", parts: [{ type: "text", text }] },
+];
+const stream = await transport.sendMessages({
+  chatId: chatSessionId, messages, trigger: "submit-message", messageId: undefined, abortSignal: undefined,
+});
+
+const [forChunks, forMessages] = stream.tee();
+const chunks = [];
+const readingChunks = (async () => {
+  for await (const chunk of forChunks) chunks.push(chunk);
+})();
+const errors = [];
+const snapshots = [];
+for await (const message of readUIMessageStream({ stream: forMessages, onError: (error) => errors.push(String(error.message ?? error)) })) {
+  const textPart = message.parts.find((part) => part.type === "text");
+  snapshots.push(textPart ? textPart.text : "");
+  var last = message;
+}
+await readingChunks;
+console.log(JSON.stringify({ chunks, message: last ?? null, snapshots, errors }));
