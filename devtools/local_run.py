@@ -25,6 +25,7 @@ LIMITS_TABLE_NAME = "chat-relay-local-limits"
 # A fixed session that exists from the start, so the README's curl example and events/*.json work as they are.
 DEMO_SESSION_ID = "01HZY00000000000000000DEM0"
 DEMO_MODEL = "sim"
+WEB_DIRECTORY = Path(__file__).resolve().parent.parent / "web"
 
 LOCAL_ENVIRONMENT = {
     # Credentials and region for the embedded DynamoDB only; nothing here reaches AWS.
@@ -77,7 +78,9 @@ class LocalRun:
     def create_app(self) -> Any:
         from relay.app import create_app
 
-        return create_app()
+        app = create_app()
+        app.router.routes.extend(web_routes())
+        return app
 
     def start(self) -> LocalRun:
         self.start_backends()
@@ -93,6 +96,22 @@ class LocalRun:
         for server in (self.app_server, self.provider_server, self.dynamodb):
             if server is not None:
                 server.stop()
+
+
+def web_routes() -> list[Any]:
+    """The chat page, one route per file or folder of web/: a catch-all mount at "/" would answer for the API's
+    paths too (a GET of /chat/stream would be the page's 404 instead of the API's 405)."""
+    from starlette.responses import FileResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    routes = [Route("/", lambda request: FileResponse(WEB_DIRECTORY / "index.html"), methods=["GET"])]
+    for path in sorted(WEB_DIRECTORY.iterdir()):
+        if path.is_dir():
+            routes.append(Mount(f"/{path.name}", app=StaticFiles(directory=path)))
+        else:
+            routes.append(Route(f"/{path.name}", lambda request, path=path: FileResponse(path), methods=["GET"]))
+    return routes
 
 
 # Each provider whose key is not set talks to the simulated server, in its own wire format.
@@ -163,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"""
 Chat relay running at {run.url}   (Ctrl-C stops it)
+  chat page           {run.url}/   (open it in a browser)
   embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}
   simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
   simulated in their own wire format: {", ".join(run.simulated) or "none"}

@@ -19,6 +19,7 @@ How it answers comes from the server's defaults, overridden per request by param
     sim:fault=drop_after,fault_at=5                   the connection dropped after 5 tokens
     sim:fault=flaky,fault_at=2                        the first 2 requests for this exact model get 429, then it works
     sim:fault=garbage                                 keep-alive comments and lines that are no SSE field between events
+    sim:echo=1                                        the answer is the user's message, word by word
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
 client saw and when.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import json
+import re
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +55,7 @@ class Scenario:
     tokens: int = 40
     fault: str | None = None
     fault_at: int = 5
+    echo: int = 0  # 1: the answer is the last message, word by word (to see markdown and odd text on the page)
 
     def with_model_parameters(self, model: str) -> Scenario:
         """This scenario overridden by ``name:key=value,...`` in the model name; unknown keys are an error."""
@@ -104,7 +107,7 @@ class Turn:
         """The answer's tokens at the scenario's pace; an error after ``fault_at`` tokens raises InStreamError."""
         await asyncio.sleep(self.scenario.first_token_ms / 1000)
         interval = 1 / self.scenario.tokens_per_second if self.scenario.tokens_per_second > 0 else 0.0
-        for index, token in enumerate(answer_tokens(self.scenario.tokens)):
+        for index, token in enumerate(self.answer):
             if index == self.scenario.fault_at and self.scenario.fault == "error_after":
                 raise InStreamError
             if index == self.scenario.fault_at and self.scenario.fault == "drop_after":
@@ -117,8 +120,15 @@ class Turn:
             self.record.tokens_sent.append(token)
 
     @property
+    def answer(self) -> list[str]:
+        if not self.scenario.echo:
+            return answer_tokens(self.scenario.tokens)
+        last = self.record.messages[-1]
+        return re.findall(r"\s*\S+\s*$|\s*\S+", str(last.get("content", "")) if isinstance(last, dict) else "")
+
+    @property
     def output_tokens(self) -> int:
-        return self.scenario.tokens
+        return len(self.answer)
 
 
 Writer = Callable[[Turn], AsyncIterator[bytes]]

@@ -56,3 +56,11 @@ def new_session(client: httpx.Client, model: str = "sim", **extra: Any) -> str:
 def emf_lines(captured: str) -> list[dict[str, Any]]:
     """The EMF blobs among captured stdout lines (Powertools' documented test pattern)."""
     return [json.loads(line) for line in captured.splitlines() if line.startswith('{"_aws"')]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keeps each phase's report on the test item, so a fixture can tell in its teardown that its test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

@@ -74,3 +74,13 @@ def test_dev_run_writes_its_emf_where_the_report_finds_it(dev_server):
     report = Report.from_blobs(emf_blobs(log.read_text()))
     assert report.groups[("simulated", "sim")].turns == 1
     assert "Chat relay running at" in log.read_text()
+
+
+def test_the_local_run_serves_the_chat_page_beside_the_api(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="chat.js">' in page.text
+    for path in ("/chat.js", "/relay-client.js", "/vendor/marked.esm.js", "/vendor/purify.es.js"):
+        script = client.get(path)
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript"), path
+    assert client.get("/chat/stream").status_code == 405  # the page's files do not shadow the API

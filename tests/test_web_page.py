@@ -1,0 +1,254 @@
+"""The chat page (web/) in a real browser: Debian's Chromium driven by Playwright, against the real local stack.
+
+Chromium comes from the system (``apt-get install chromium``; Playwright's own browser download does not work on
+these machines). Without it these tests are skipped, unless ``REQUIRE_BROWSER=1`` (CI sets it) makes that a
+failure. A failing test leaves a screenshot in ``.local/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.simulated_provider import answer_tokens
+from tests.conftest import new_session
+from tests.test_turn import messages_of
+
+SCREENSHOTS = Path(".local/screenshots")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+LAST_ANSWER = ".message.ai >> nth=-1"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium) and REQUIRE_BROWSER is set")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{request.node.name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+    context.close()
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the app whose open connections can be cut at once, like a network blip."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        with self.lock:
+            sockets, self.open = self.open, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self.lock:
+                self.open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def open_chat(page: Any, base_url: str, model: str) -> None:
+    page.goto(base_url + "/")
+    page.wait_for_selector("#provider option[value=simulated]", state="attached")
+    page.select_option("#provider", "simulated")
+    page.fill("#model", model)
+    page.dispatch_event("#model", "change")
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#content", text)
+    page.press("#content", "Enter")
+
+
+def answer(page: Any) -> dict[str, Any]:
+    return page.eval_on_selector(LAST_ANSWER, """(element) => ({
+        status: element.dataset.status, messageId: element.dataset.messageId ?? null,
+        text: element.querySelector('.content').textContent, meta: element.querySelector('.meta').innerText,
+        html: element.querySelector('.content').innerHTML, renders: Number(element.dataset.renders)})""")
+
+
+def watch_until(page: Any, done: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Samples of the last answer every 50 ms until ``done`` holds for one."""
+    page.wait_for_selector(LAST_ANSWER)
+    samples = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples.append(answer(page))
+        if done(samples[-1]):
+            return samples
+        page.wait_for_timeout(50)
+    raise AssertionError(f"timed out; last state: {samples[-1]}")
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def session_of(page: Any) -> str:
+    return str(page.evaluate("new URLSearchParams(location.hash.slice(1)).get('session')"))
+
+
+def test_the_answer_grows_on_screen_and_ends_as_the_stored_message(page, stack, client):
+    open_chat(page, stack.url, "sim:first_token_ms=300,tokens_per_second=15,tokens=30")
+
+    send(page, "Hello, page")
+    samples = watch_until(page, lambda state: state["status"] == "complete")
+
+    assert samples[0]["status"] == "pending"  # the spinner, before the first token
+    growing = [len(state["text"]) for state in samples if state["status"] == "streaming"]
+    assert len(set(growing)) >= 3, "the text should grow on screen several times before the done state"
+    assert growing == sorted(growing)
+    final = samples[-1]
+    user, ai = messages_of(client, session_of(page))
+    assert user["content"] == "Hello, page"
+    assert (ai["messageId"], ai["status"]) == (final["messageId"], "complete")
+    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(30)))
+    assert "tokens/s" in final["meta"]
+
+
+def test_rendering_is_throttled_to_about_ten_updates_a_second(page, stack):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=200,tokens=300")
+
+    send(page, "a fast answer")
+    final = watch_until(page, lambda state: state["status"] == "complete")[-1]
+
+    assert words(final["text"]) == words("".join(answer_tokens(300)))
+    assert final["renders"] < 300 / 5, f"{final['renders']} renders for 300 tokens in about 1.5 s"
+
+
+def test_markdown_is_rendered_and_what_could_run_is_removed(page, stack):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=0,echo=1")
+
+    send(page, "Some **bold** and `code`\n\n<img src=x onerror=\"document.title='owned'\"> <script>alert(1)</script>")
+    final = watch_until(page, lambda state: state["status"] == "complete")[-1]
+
+    assert "<strong>bold</strong>" in final["html"] and "<code>code</code>" in final["html"]
+    assert "onerror" not in final["html"] and "<script" not in final["html"]
+    assert page.title() != "owned"
+
+
+def test_a_provider_error_shows_the_error_state_with_its_message(page, stack, client):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=20,fault=error_after,fault_at=4")
+
+    send(page, "this will fail")
+    final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+
+    assert final["status"] == "error"
+    assert "provider_error" in final["meta"]
+    _, ai = messages_of(client, session_of(page))
+    assert ai["status"] == "error"
+    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(4)))
+
+
+def test_stop_ends_the_answer_as_interrupted_with_the_text_so_far(page, stack, client):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=400")
+
+    send(page, "a long one")
+    watch_until(page, lambda state: len(state["text"]) > 20)
+    page.click("#stop")
+    final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+
+    assert final["status"] == "interrupted"
+    _, ai = messages_of(client, session_of(page))
+    assert ai["status"] == "interrupted"
+    assert words(final["text"]) == words(ai["content"])
+    assert len(ai["content"]) < len("".join(answer_tokens(400)))
+
+
+def test_a_connection_cut_mid_answer_resumes_to_the_full_text(page, stack, client):
+    proxy = CuttableProxy(int(stack.url.rsplit(":", 1)[1]))
+    resumed: list[str] = []
+    page.on("request", lambda request: resumed.append(request.url) if request.url.endswith("/stream") else None)
+    try:
+        open_chat(page, proxy.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=60")
+        send(page, "keep going")
+        before = watch_until(page, lambda state: len(state["text"]) > 30)[-1]
+        proxy.cut()
+        final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+    finally:
+        proxy.close()
+
+    assert resumed, "the page should have asked to resume the answer"
+    assert final["status"] == "complete"
+    _, ai = messages_of(client, session_of(page))
+    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(60)))
+    assert len(final["text"]) > len(before["text"])
+
+
+def test_reloading_the_page_shows_the_chat_history_with_each_state(page, stack, client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    client.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": "first question"})
+
+    page.goto(f"{stack.url}/#session={chat_session_id}")
+    page.wait_for_selector(".message.ai")
+
+    shown = page.eval_on_selector_all(".message", """(elements) => elements.map((element) => ({
+        role: element.classList.contains('user') ? 'user' : 'ai', status: element.dataset.status,
+        text: element.querySelector('.content').textContent}))""")
+    stored = messages_of(client, chat_session_id)
+    assert [(m["role"], m["status"], words(m["text"])) for m in shown] == [
+        (m["role"], m["status"], words(m["content"])) for m in stored]

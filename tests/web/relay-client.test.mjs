@@ -1,0 +1,183 @@
+// The client module against scripted responses: `node --test tests/web/` (tests/test_web.py runs it).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { RelayError, SSEParser, streamChat } from "../../web/relay-client.js";
+
+const encoder = new TextEncoder();
+
+/** A body that sends `chunks` (strings or bytes), then ends, or fails like a dropped connection. */
+function body(chunks, { drop = false } = {}) {
+  return new ReadableStream({
+    async pull(controller) {
+      if (!chunks.length) {
+        if (drop) controller.error(new TypeError("network error"));
+        else controller.close();
+        return;
+      }
+      const chunk = chunks.shift();
+      controller.enqueue(typeof chunk === "string" ? encoder.encode(chunk) : chunk);
+    },
+  });
+}
+
+function eventStream(chunks, options) {
+  return new Response(body(chunks, options), { headers: { "content-type": "text/event-stream" } });
+}
+
+/** A fetch that answers each call with the next scripted response, and records the calls. */
+function scripted(...responses) {
+  const calls = [];
+  const fetch = async (url, request) => {
+    calls.push({ url, ...request, json: request.body ? JSON.parse(request.body) : undefined });
+    const next = responses.shift();
+    if (!next) throw new Error("no more responses");
+    return next();
+  };
+  return { fetch, calls };
+}
+
+function collect(overrides = {}) {
+  const seen = { tokens: [], offsets: [], done: [], errors: [], starts: [] };
+  return {
+    seen,
+    options: {
+      url: "http://relay.test/",
+      chatSessionId: "01HZY00000000000000000DEM0",
+      content: "hi",
+      onStart: (ids) => seen.starts.push(ids),
+      onToken: (text, offset) => { seen.tokens.push(text); seen.offsets.push(offset); },
+      onDone: (done) => seen.done.push(done),
+      onError: (error) => seen.errors.push(error),
+      ...overrides,
+    },
+  };
+}
+
+const START = 'event: start\ndata: {"messageId":"01HZY000000000000000000AI1","userMessageId":"01HZY000000000000000000US1"}\n\n';
+const DONE = 'event: done\ndata: {"messageId":"01HZY000000000000000000AI1","finishReason":"stop"}\n\n';
+const token = (text, offset) => `id: ${offset}\nevent: token\ndata: ${JSON.stringify({ text })}\n\n`;
+
+test("events split anywhere across chunks arrive whole: mid-field, mid-CRLF, mid-character", async () => {
+  const wire = encoder.encode((START + token("café ", 5) + token("🙂", 6) + DONE).replaceAll("\n", "\r\n"));
+  const smiley = wire.indexOf(0xf0);
+  const crlf = wire.indexOf(13) + 1; // between the CR and the LF of the first line
+  const cuts = [3, crlf, 40, smiley + 2, wire.length - 5].sort((a, b) => a - b);
+  const chunks = cuts.map((cut, i) => wire.slice(i ? cuts[i - 1] : 0, cut));
+  chunks.push(wire.slice(cuts.at(-1)));
+  const { fetch, calls } = scripted(() => eventStream(chunks));
+  const { seen, options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.deepEqual(seen.tokens, ["café ", "🙂"]);
+  assert.deepEqual(seen.offsets, [5, 6]); // code points, as the relay counts them, not UTF-16 units
+  assert.deepEqual(result, { status: "complete", text: "café 🙂", messageId: "01HZY000000000000000000AI1" });
+  assert.equal(seen.starts.length, 1);
+  assert.equal(seen.done[0].finishReason, "stop");
+  assert.equal(calls[0].url, "http://relay.test/chat/stream");
+  assert.equal(calls[0].json.content, "hi");
+  assert.ok(calls[0].json.clientMessageId, "an idempotency key is always sent");
+});
+
+test("the parser keeps CR, LF and CRLF apart and ignores comments and unknown fields", () => {
+  const events = [];
+  const parser = new SSEParser((event) => events.push(event));
+  for (const piece of [": keep-alive\r", "\nevent: a\rdata: 1\r", "\r", "retry: 5\ndata: x\ndata: y\n\n", "data: cut"]) {
+    parser.feed(encoder.encode(piece));
+  }
+  parser.end();
+  assert.deepEqual(events, [{ event: "a", data: "1", id: null }, { event: "message", data: "x\ny", id: null }]);
+});
+
+test("an error event ends the stream: onError with its code and message, and the text so far", async () => {
+  const error = 'event: error\ndata: {"code":"provider_error","message":"the provider failed"}\n\n';
+  const { fetch } = scripted(() => eventStream([START, token("Hello", 5), error]));
+  const { seen, options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.status, "error");
+  assert.equal(result.text, "Hello");
+  assert.equal(seen.errors.length, 1);
+  assert.ok(seen.errors[0] instanceof RelayError);
+  assert.equal(seen.errors[0].code, "provider_error");
+  assert.equal(seen.errors[0].message, "the provider failed");
+  assert.deepEqual(seen.done, []);
+});
+
+test("a refused request is a RelayError with the relay's code and the HTTP status", async () => {
+  const refusal = { error: { code: "rate_limited", message: "too many requests" } };
+  const { fetch } = scripted(() => Response.json(refusal, { status: 429 }));
+  const { seen, options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.status, "error");
+  assert.deepEqual([seen.errors[0].code, seen.errors[0].status], ["rate_limited", 429]);
+});
+
+test("a connection dropped mid-answer resumes from the last offset, without repeating text", async () => {
+  const { fetch, calls } = scripted(
+    () => eventStream([START, token("Hello", 5), token(" 🙂 wor", 11)], { drop: true }),
+    () => eventStream([token("🙂 world", 13), DONE]), // from a checkpoint before the offset asked for: overlaps
+  );
+  const { seen, options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.text, "Hello 🙂 world");
+  assert.equal(result.status, "complete");
+  assert.deepEqual(seen.tokens, ["Hello", " 🙂 wor", "ld"]);
+  assert.equal(calls[1].method, "GET");
+  assert.equal(calls[1].url, "http://relay.test/sessions/01HZY00000000000000000DEM0/messages/01HZY000000000000000000AI1/stream");
+  assert.equal(calls[1].headers["Last-Event-ID"], "11");
+});
+
+test("a connection dropped before the answer had an id sends the same request again, same clientMessageId", async () => {
+  const { fetch, calls } = scripted(
+    () => eventStream([], { drop: true }),
+    () => eventStream([START, token("Hi", 2), DONE]),
+  );
+  const { options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.text, "Hi");
+  assert.deepEqual(calls.map((call) => call.method), ["POST", "POST"]);
+  assert.equal(calls[1].json.clientMessageId, calls[0].json.clientMessageId);
+});
+
+test("a stream that keeps failing ends in connection_lost after maxReconnects", async () => {
+  const drop = () => eventStream([START], { drop: true });
+  const { fetch, calls } = scripted(drop, drop, drop);
+  const { seen, options } = collect({ fetch, maxReconnects: 2 });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.status, "error");
+  assert.equal(seen.errors[0].code, "connection_lost");
+  assert.equal(calls.length, 3);
+});
+
+test("aborting stops reading and settles as aborted", async () => {
+  const controller = new AbortController();
+  let more;
+  const stalled = new ReadableStream({
+    start(stream) {
+      stream.enqueue(encoder.encode(START + token("Hi", 2)));
+      more = stream;
+    },
+  });
+  const { fetch } = scripted(() => new Response(stalled));
+  const { seen, options } = collect({
+    fetch, signal: controller.signal, onToken: (text) => { seen.tokens.push(text); controller.abort(); },
+  });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.status, "aborted");
+  assert.equal(result.text, "Hi");
+  assert.deepEqual(seen.errors, []);
+  assert.ok(more);
+});

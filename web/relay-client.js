@@ -1,0 +1,333 @@
+/**
+ * A small client for the chat relay: send a message and read the answer as it streams, with no dependencies.
+ * It runs in browsers and in Node 18+ (it needs `fetch`, `TextDecoder` and streams). Copy it into your frontend.
+ *
+ * The wire format is server-sent events over a `fetch` POST (EventSource cannot POST):
+ * `start` {messageId, userMessageId}, then `token` {text} with the character offset as the event id, then
+ * `done` {...} or `error` {code, message}. After a dropped connection the answer is resumed from the last offset
+ * received (`Last-Event-ID`), or, if it dropped before `start`, the same request is sent again with the same
+ * `clientMessageId`, which the relay joins to the first one instead of asking the provider twice.
+ *
+ * @module relay-client
+ */
+
+/** An error the relay reported (`code` as in its JSON errors and `error` events), or a lost connection. */
+export class RelayError extends Error {
+  /**
+   * @param {string} code e.g. "provider_error", "rate_limited", "cancelled", "connection_lost"
+   * @param {string} message
+   * @param {number} [status] the HTTP status, when the request itself was refused
+   */
+  constructor(code, message, status) {
+    super(message);
+    this.name = "RelayError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/**
+ * @typedef {object} DoneInfo
+ * @property {string} messageId
+ * @property {string|null} finishReason
+ * @property {{inputTokens: number|null, outputTokens: number|null}} usage
+ * @property {number|null} ttftMs
+ * @property {number|null} tokensPerSecond
+ */
+
+/**
+ * @typedef {object} StreamResult
+ * @property {"complete"|"error"|"aborted"} status
+ * @property {string} text everything received
+ * @property {string|null} messageId the answer's id, once the relay has sent it
+ */
+
+/**
+ * Send `content` to a chat session and receive the answer as it is generated.
+ *
+ * @param {object} options
+ * @param {string} options.url the relay's base URL (the function URL), e.g. "https://abc.lambda-url.eu-west-1.on.aws"
+ * @param {string} [options.token] a bearer token, when the relay checks JWTs
+ * @param {string} options.chatSessionId from `createSession`
+ * @param {string} options.content the user's message
+ * @param {string} [options.clientMessageId] an idempotency key; one is made up when absent
+ * @param {(ids: {messageId: string, userMessageId: string}) => void} [options.onStart] the answer has an id
+ * @param {(text: string, offset: number) => void} [options.onToken] each piece of text, and the length so far
+ *   in Unicode code points (the unit of the relay's offsets and of `Last-Event-ID`)
+ * @param {(done: DoneInfo) => void} [options.onDone] the answer is complete and stored
+ * @param {(error: RelayError) => void} [options.onError] the request was refused, or the answer ended in an error
+ *   (code "cancelled" after `cancelMessage`); what was received before it is stored with the answer
+ * @param {AbortSignal} [options.signal] stops reading (the relay still finishes and stores the answer: to stop
+ *   the answer itself, call `cancelMessage`)
+ * @param {number} [options.maxReconnects=5] how often a dropped connection is picked up again
+ * @param {typeof fetch} [options.fetch] a fetch of your own (tests, instrumentation)
+ * @returns {Promise<StreamResult>} settles when the answer has ended, whichever way; it does not reject
+ */
+export async function streamChat(options) {
+  const { url, chatSessionId, content, signal, maxReconnects = 5 } = options;
+  const clientMessageId = options.clientMessageId ?? newClientMessageId();
+  const reader = new AnswerReader(options);
+  const post = () => send(options, "POST", "/chat/stream", { chatSessionId, content, clientMessageId });
+  const resume = () =>
+    send(options, "GET", `${sessionPath(chatSessionId)}/messages/${encodeURIComponent(reader.messageId)}/stream`,
+      undefined, { "Last-Event-ID": String(reader.offset) });
+  return reader.run(post, resume, { url, signal, maxReconnects });
+}
+
+/**
+ * Read an answer from a character offset on, e.g. one that was still being generated when the page was loaded.
+ * Same callbacks and result as `streamChat`.
+ *
+ * @param {object} options
+ * @param {string} options.url
+ * @param {string} [options.token]
+ * @param {string} options.chatSessionId
+ * @param {string} options.messageId the answer's id
+ * @param {number} [options.offset=0] how many characters the caller has already
+ * @param {(text: string, offset: number) => void} [options.onToken]
+ * @param {(done: DoneInfo) => void} [options.onDone]
+ * @param {(error: RelayError) => void} [options.onError]
+ * @param {AbortSignal} [options.signal]
+ * @param {number} [options.maxReconnects=5]
+ * @param {typeof fetch} [options.fetch]
+ * @returns {Promise<StreamResult>}
+ */
+export async function followAnswer(options) {
+  const { url, chatSessionId, messageId, signal, maxReconnects = 5 } = options;
+  const reader = new AnswerReader(options);
+  reader.messageId = messageId;
+  reader.offset = options.offset ?? 0;
+  const resume = () =>
+    send(options, "GET", `${sessionPath(chatSessionId)}/messages/${encodeURIComponent(messageId)}/stream`,
+      undefined, { "Last-Event-ID": String(reader.offset) });
+  return reader.run(resume, resume, { url, signal, maxReconnects });
+}
+
+/**
+ * Ask the relay to stop generating an answer. The stream then ends with an `error` event, code "cancelled",
+ * about a second later, and the text so far is stored as "interrupted".
+ *
+ * @param {{url: string, token?: string, chatSessionId: string, messageId: string, fetch?: typeof fetch}} options
+ * @returns {Promise<void>} rejects with a RelayError (409 "not_streaming" when the answer has already ended)
+ */
+export async function cancelMessage(options) {
+  const path = `${sessionPath(options.chatSessionId)}/messages/${encodeURIComponent(options.messageId)}/cancel`;
+  await json(await send(options, "POST", path, {}));
+}
+
+/**
+ * @param {{url: string, token?: string, provider: string, model: string, title?: string, system?: string,
+ *   fetch?: typeof fetch}} options
+ * @returns {Promise<string>} the new chat session's id
+ */
+export async function createSession(options) {
+  const { provider, model, title, system } = options;
+  const body = await json(await send(options, "POST", "/sessions", { provider, model, title, system }));
+  return body.chatSessionId;
+}
+
+/**
+ * @param {{url: string, token?: string, chatSessionId: string, fetch?: typeof fetch}} options
+ * @returns {Promise<Array<{messageId: string, role: "user"|"ai", content: string, status: string,
+ *   error?: {code: string, message: string}}>>} oldest first
+ */
+export async function listMessages(options) {
+  return (await json(await send(options, "GET", `${sessionPath(options.chatSessionId)}/messages`))).messages;
+}
+
+/**
+ * @param {{url: string, token?: string, fetch?: typeof fetch}} options
+ * @returns {Promise<Array<{name: string, models: string[]}>>} the providers this relay can serve now
+ */
+export async function listProviders(options) {
+  return (await json(await send(options, "GET", "/providers"))).providers;
+}
+
+/**
+ * Turns bytes into server-sent events as they arrive: lines end at CR, LF or CRLF (also when a CRLF is split
+ * across two chunks), a character split across chunks stays whole, an event is dispatched at its blank line.
+ */
+export class SSEParser {
+  /** @param {(event: {event: string, data: string, id: string|null}) => void} onEvent */
+  constructor(onEvent) {
+    this.onEvent = onEvent;
+    this.decoder = new TextDecoder();
+    this.buffer = "";
+    this.skipLineFeed = false;
+    this.event = "";
+    this.data = [];
+    this.id = null;
+  }
+
+  /** @param {Uint8Array} chunk */
+  feed(chunk) {
+    let text = this.decoder.decode(chunk, { stream: true });
+    if (this.skipLineFeed && text.startsWith("\n")) text = text.slice(1);
+    if (text) this.skipLineFeed = false;
+    this.buffer += text;
+    const lineBreak = /\r\n|\r|\n/g;
+    let start = 0;
+    for (let match; (match = lineBreak.exec(this.buffer)); start = lineBreak.lastIndex) {
+      if (match[0] === "\r" && lineBreak.lastIndex === this.buffer.length) this.skipLineFeed = true;
+      this.line(this.buffer.slice(start, match.index));
+    }
+    this.buffer = this.buffer.slice(start);
+  }
+
+  /** At the end of the body: an event without its closing blank line is incomplete and dropped, as browsers do. */
+  end() {
+    this.buffer = "";
+  }
+
+  /** @param {string} line */
+  line(line) {
+    if (line === "") {
+      if (this.data.length) this.onEvent({ event: this.event || "message", data: this.data.join("\n"), id: this.id });
+      this.event = "";
+      this.data = [];
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (name === "data") this.data.push(value);
+    else if (name === "event") this.event = value;
+    else if (name === "id" && !value.includes("\0")) this.id = value;
+  }
+}
+
+class AnswerReader {
+  constructor(options) {
+    this.options = options;
+    this.messageId = null;
+    this.offset = 0;
+    this.text = "";
+    this.ended = null;
+  }
+
+  async run(first, again, { signal, maxReconnects }) {
+    let request = first;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const response = await request();
+        if (!response.ok) return this.fail(await refusal(response));
+        await this.read(response.body, signal);
+        if (this.ended) return this.ended;
+      } catch (error) {
+        if (signal?.aborted) return this.result("aborted");
+        if (error instanceof RelayError) return this.fail(error);
+      }
+      if (signal?.aborted) return this.result("aborted");
+      if (attempt >= maxReconnects) {
+        return this.fail(new RelayError("connection_lost", "the connection was lost and could not be resumed"));
+      }
+      request = this.messageId ? again : first;
+      await pause(Math.min(250 * 2 ** attempt, 4000), signal);
+    }
+  }
+
+  async read(body, signal) {
+    const parser = new SSEParser((event) => this.handle(event));
+    const reader = body.getReader();
+    const stop = () => reader.cancel().catch(() => {});
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      while (!this.ended) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parser.feed(value);
+      }
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      parser.end();
+    }
+  }
+
+  handle({ event, data, id }) {
+    const payload = JSON.parse(data);
+    if (event === "start") {
+      const first = this.messageId === null;
+      this.messageId = payload.messageId;
+      if (first) this.options.onStart?.({ messageId: payload.messageId, userMessageId: payload.userMessageId });
+    } else if (event === "token") {
+      const size = codePoints(payload.text);
+      const offset = id === null ? this.offset + size : Number(id);
+      if (offset <= this.offset) return; // already had it: a resumed stream may repeat the boundary
+      const overlap = this.offset - (offset - size);
+      const text = overlap > 0 ? Array.from(payload.text).slice(overlap).join("") : payload.text;
+      this.offset = offset;
+      this.text += text;
+      this.options.onToken?.(text, offset);
+    } else if (event === "done") {
+      this.messageId = payload.messageId ?? this.messageId;
+      this.ended = this.result("complete");
+      this.options.onDone?.(payload);
+    } else if (event === "error") {
+      this.fail(new RelayError(payload.code, payload.message));
+    }
+  }
+
+  fail(error) {
+    this.ended = this.result("error");
+    this.options.onError?.(error);
+    return this.ended;
+  }
+
+  result(status) {
+    return { status, text: this.text, messageId: this.messageId };
+  }
+}
+
+function send(options, method, path, body, headers = {}) {
+  const request = { method, headers: { Accept: "application/json, text/event-stream", ...headers }, signal: options.signal };
+  if (options.token) request.headers.Authorization = `Bearer ${options.token}`;
+  if (body !== undefined) {
+    request.headers["Content-Type"] = "application/json";
+    request.body = JSON.stringify(body);
+  }
+  return (options.fetch ?? fetch)(options.url.replace(/\/+$/, "") + path, request);
+}
+
+async function json(response) {
+  if (!response.ok) throw await refusal(response);
+  return response.json();
+}
+
+async function refusal(response) {
+  let error = {};
+  try {
+    error = (await response.json()).error ?? {};
+  } catch {
+    // not the relay's JSON (a proxy's error page): the status says enough
+  }
+  return new RelayError(error.code ?? `http_${response.status}`, error.message ?? response.statusText, response.status);
+}
+
+/** Offsets count Unicode code points, as the relay's stored text does; a JS string's length counts UTF-16 units. */
+function codePoints(text) {
+  let count = text.length;
+  for (let i = 0; i < text.length; i += 1) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xdc00 && unit <= 0xdfff && i > 0 && text.charCodeAt(i - 1) >= 0xd800 && text.charCodeAt(i - 1) <= 0xdbff) {
+      count -= 1;
+    }
+  }
+  return count;
+}
+
+function sessionPath(chatSessionId) {
+  return `/sessions/${encodeURIComponent(chatSessionId)}`;
+}
+
+function newClientMessageId() {
+  return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
