@@ -4,8 +4,15 @@
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 
 const [url, chatSessionId, text] = process.argv.slice(2);
-const transport = new DefaultChatTransport({ api: `${url}/chat/stream?protocol=ai-sdk` });
+// The README's setup: only the new message is sent, the relay keeps the history.
+const transport = new DefaultChatTransport({
+  api: `${url}/chat/stream?protocol=ai-sdk`,
+  headers: () => ({ Authorization: "Bearer not-checked-locally" }),
+  prepareSendMessagesRequest: ({ id, messages }) => ({ body: { id, messages: messages.slice(-1) } }),
+});
 const messages = [
+  { id: "earlier", role: "user", parts: [{ type: "text", text: "an earlier question" }] },
+  { id: "earlier-answer", role: "assistant", parts: [{ type: "text", text: "an earlier answer" }] },
   { id: `user-${Date.now()}`, role: "user", parts: [{ type: "text", text }] },
 ];
 const stream = await transport.sendMessages({
