@@ -4,7 +4,8 @@
     python -m devtools.bench --smoke      # tiny sizes: CI runs it so it does not rot; it never asserts a timing
 
 The relay runs as Lambda runs it: its own process, uvicorn serving functions/chat/app.py. DynamoDB (moto) and the
-simulated provider run in this process. Results go to .local/bench/results.{md,json,png}.
+simulated provider run in a process of their own, so their work does not take the interpreter lock from the
+benchmark's client while it times the relay. Results go to .local/bench/results.{md,json,png}.
 
 1. Relay-added TTFT: time to the first token through the relay minus straight from the simulated provider.
 2. Throughput: a 20,000-token answer as fast as the provider can send it, through the relay, directly, and through
@@ -65,6 +66,42 @@ class Results:
     def add(self, name: str, value: str, reference: str = "") -> None:
         self.rows.append((name, value, reference))
         print(f"  {name}: {value}" + (f"   ({reference})" if reference else ""), flush=True)
+
+
+class Backends:
+    """DynamoDB (moto, table and demo session ready) and the simulated provider, in a process of their own; their
+    environment (endpoints, table names) is applied to this process, and so to the relay processes it starts."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "devtools.bench", "--serve-backends"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        environment = json.loads(self.process.stdout.readline())
+        self.provider_url = environment.pop("BENCH_PROVIDER_URL")
+        os.environ.update(environment)
+        self.dynamodb_url = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+
+    def dynamodb_client(self) -> Any:
+        import boto3
+
+        return boto3.client("dynamodb", endpoint_url=self.dynamodb_url, region_name="us-east-1",
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # serve_backends() returns when its stdin ends
+        self.process.wait(timeout=15)
+
+
+def serve_backends() -> None:
+    """The child side of Backends: starts them, prints what it set in the environment, serves until stdin ends."""
+    before = dict(os.environ)
+    run = LocalRun(port=0, provider_defaults=Scenario(first_token_ms=0, tokens_per_second=0, tokens=5))
+    run.start_backends()
+    environment = {name: value for name, value in os.environ.items() if before.get(name) != value}
+    print(json.dumps({**environment, "BENCH_PROVIDER_URL": run.provider_server.url}), flush=True)
+    sys.stdin.read()
+    run.stop()
 
 
 def free_port() -> int:
@@ -174,7 +211,7 @@ async def measure_ttft(results: Results, relay: RelayProcess, provider_url: str,
     results.data["ttft"] = {"relay": via_relay, "direct": direct, "store_read": store_reads}
     results.add("TTFT through the relay", stats(via_relay), f"directly: {stats(direct)}")
     results.add("Relay-added TTFT", stats(added), "the one DynamoDB read included")
-    results.add("  of which the DynamoDB read (moto, in the benchmark's process)", stats(store_reads))
+    results.add("  of which the DynamoDB read (moto, on this machine)", stats(store_reads))
     results.add("  of which the relay itself (read excluded)", stats(without_read), "target p50 ≤ 1 ms, p99 ≤ 5 ms")
     overheads = [float(log["relay_overhead_ms"]) for log in logs]
     results.add("  request reached the app → provider request handed over", stats(overheads), "RelayOverhead")
@@ -313,14 +350,14 @@ async def measure_rss(results: Results, sizes: Sizes) -> None:
                     if streams == 1 else "")
 
 
-def measure_dynamodb_requests(results: Results, run: LocalRun, sizes: Sizes) -> None:
+def measure_dynamodb_requests(results: Results, backends: Backends, sizes: Sizes) -> None:
     from devtools.local_run import TABLE_NAME
     from devtools.servers import UvicornThread
     from relay.app import create_app
     from relay.store import ChatStore
 
     calls: list[str] = []
-    real = run.dynamodb_client()
+    real = backends.dynamodb_client()
 
     class Counting:
         def __getattr__(self, operation: str) -> Any:
@@ -373,19 +410,19 @@ def write_outputs(results: Results) -> None:
     plt.close(figure)
 
 
-async def run_all(sizes: Sizes, run: LocalRun) -> Results:
+async def run_all(sizes: Sizes, backends: Backends) -> Results:
     results = Results(machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                               f"{platform.platform()}", sizes=sizes.__dict__)
     relay = RelayProcess()
     relay.wait_ready()
     try:
-        await measure_ttft(results, relay, run.provider_server.url, sizes)
-        await measure_throughput(results, relay, run.provider_server.url, sizes)
+        await measure_ttft(results, relay, backends.provider_url, sizes)
+        await measure_throughput(results, relay, backends.provider_url, sizes)
     finally:
         relay.stop()
     await measure_cold_start(results, sizes)
     await measure_rss(results, sizes)
-    await asyncio.to_thread(measure_dynamodb_requests, results, run, sizes)
+    await asyncio.to_thread(measure_dynamodb_requests, results, backends, sizes)
     return results
 
 
@@ -393,15 +430,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no LiteLLM: a check that it still runs")
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--serve-backends", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_backends:
+        serve_backends()
+        return 0
     sizes = SMOKE if args.smoke else Sizes(litellm=not args.no_litellm)
-    run = LocalRun(port=0, provider_defaults=Scenario(first_token_ms=0, tokens_per_second=0, tokens=5))
     os.environ.update(RATE_LIMIT_REQUESTS_PER_MINUTE="0", RATE_LIMIT_CONCURRENT_STREAMS="0")
-    run.start_backends()
+    backends = Backends()
     try:
-        results = asyncio.run(run_all(sizes, run))
+        results = asyncio.run(run_all(sizes, backends))
     finally:
-        run.stop()
+        backends.stop()
     write_outputs(results)
     print(f"\nWrote {OUT / 'results.md'}, results.json and results.png")
     return 0

@@ -108,9 +108,13 @@ class ProviderReader:
         except Exception as exc:  # handed to the turn, in order, after the batches before it
             self._batches.put_nowait(exc)
 
-    async def next(self, *, waiting_for_first: bool) -> list[ProviderEvent] | None:
+    def start(self) -> None:
+        """Sends the request: the provider is read from now on, whether or not anyone waits for it yet."""
         if self._pump is None:
             self._pump = asyncio.ensure_future(self._read())
+
+    async def next(self, *, waiting_for_first: bool) -> list[ProviderEvent] | None:
+        self.start()
         waiting = self._timeouts.first_token if waiting_for_first else self._timeouts.idle
         give_up_at = min(self._clock() + waiting, self._stop_at)
         while True:
@@ -221,14 +225,19 @@ async def relay_turn(
             raise ProviderError(CANCELLED, "the answer was stopped on request; the text so far is stored")
         return True
 
-    async def open_answer() -> tuple[ProviderReader, list[ProviderEvent] | None]:
+    def ask(candidate: ChatProvider, model: str) -> ProviderReader:
+        reader = ProviderReader(candidate.stream(ChatRequest(model, messages, session.system)), candidate.name,
+                                timeouts, stop_at, clock, checkpoint)
+        reader.start()
+        return reader
+
+    async def open_answer(first: ProviderReader) -> tuple[ProviderReader, list[ProviderEvent] | None]:
         """The first batch of an answer: retried on connection errors, 429 and 5xx, then the session's fallbacks,
         all before anything has been relayed (never after)."""
         failure: ProviderError | None = None
         for index, (candidate, model) in enumerate([(provider, session.model), *fallbacks]):
             for attempt in range(max_retries + 1):
-                reader = ProviderReader(candidate.stream(ChatRequest(model, messages, session.system)),
-                                        candidate.name, timeouts, stop_at, clock, checkpoint)
+                reader = first if index == attempt == 0 else ask(candidate, model)
                 try:
                     batch = await reader.next(waiting_for_first=True)
                 except ProviderError as exc:
@@ -250,14 +259,15 @@ async def relay_turn(
 
     reader: ProviderReader | None = None
     try:
-        yield Started(user_message.message_id, placeholder.message_id)
-        tally.request_sent()
-        # The user message and the pending answer are stored at once, so that no accepted message is lost.
-        saving = asyncio.create_task(save_soon())
         with tracing.subsegment("provider.stream", provider=session.provider, model=session.model):
-            reader, batch = await open_answer()
+            reader = ask(provider, session.model)  # the request leaves before anything is written to the client
+            tally.request_sent()
+            yield Started(user_message.message_id, placeholder.message_id)
+            # The user message and the pending answer are stored while the provider thinks (see save_soon).
+            saving = asyncio.create_task(save_soon())
+            reader, batch = await open_answer(reader)
             reader.checkpoint_soon()  # the first checkpoint also marks the answer streaming
-            telemetry.logger.info("stream started", extra=log)
+            started = False
             while batch is not None:
                 texts = []
                 first = False
@@ -270,7 +280,10 @@ async def relay_turn(
                 if texts:
                     yield Tokens(texts)
                 answering.set()
-                if first:  # logged once the token is on its way, not before
+                if not started:  # logged once the first batch is on its way, not before
+                    started = True
+                    telemetry.logger.info("stream started", extra=log)
+                if first:
                     telemetry.logger.info("first token", extra={**log, "ttft_ms": tally.ttft_ms})
                 batch = await reader.next(waiting_for_first=tally.first_token_at is None)
     except ProviderError as exc:
