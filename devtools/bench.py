@@ -111,19 +111,20 @@ def free_port() -> int:
 
 
 class RelayProcess:
-    """functions/chat/app.py under uvicorn in its own process, as the Lambda Web Adapter starts it."""
+    """functions/chat/app.py under uvicorn in its own process, as the Lambda Web Adapter starts it (or, with
+    ``app="devtools.passthrough:app"``, the bare pass-through the relay is compared with)."""
 
-    def __init__(self, layer: Path = ROOT / "layers/relay", **env: str) -> None:
+    def __init__(self, layer: Path = ROOT / "layers/relay", app: str = "app:app", **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "PYTHONPATH": str(layer), **env}
+        environment = {**os.environ, "PYTHONPATH": f"{layer}{os.pathsep}{ROOT}", **env}
         OUT.mkdir(parents=True, exist_ok=True)
         self.log = OUT / f"relay-{self.port}.log"
         self._log_file = self.log.open("w")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--port", str(self.port), "--no-access-log", "--log-level", "warning",
-             "app:app"],
+             app],
             cwd=ROOT / "functions/chat", env=environment, stdout=self._log_file, stderr=subprocess.STDOUT,
         )
 
@@ -195,24 +196,36 @@ def stats(values: list[float]) -> str:
 async def measure_ttft(results: Results, relay: RelayProcess, provider_url: str, sizes: Sizes) -> None:
     model = "sim:first_token_ms=0,tokens_per_second=0,tokens=5"
     session_id = new_session(relay.url, model)
-    async with httpx.AsyncClient(timeout=60) as client:
-        for _ in range(3):  # warm both paths: connections, caches
-            await relay_ttft(client, relay.url, session_id)
-            await direct_ttft(client, provider_url, model)
-        already = len(relay.turn_logs())
-        via_relay, direct = [], []
-        for _ in range(sizes.ttft_requests):  # interleaved, so drift on a noisy machine hits both alike
-            via_relay.append((await relay_ttft(client, relay.url, session_id))[0])
-            direct.append((await direct_ttft(client, provider_url, model))[0])
+    passthrough = RelayProcess(app="devtools.passthrough:app",
+                               SIMULATED_PROVIDER_URL=os.environ["SIMULATED_PROVIDER_URL"])
+    passthrough.wait_ready()
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            for _ in range(3):  # warm every path: connections, caches
+                await relay_ttft(client, relay.url, session_id)
+                await relay_ttft(client, passthrough.url, session_id)
+                await direct_ttft(client, provider_url, model)
+            already = len(relay.turn_logs())
+            via_relay, via_passthrough, direct = [], [], []
+            for _ in range(sizes.ttft_requests):  # interleaved, so drift on a noisy machine hits all alike
+                via_relay.append((await relay_ttft(client, relay.url, session_id))[0])
+                direct.append((await direct_ttft(client, provider_url, model))[0])
+                via_passthrough.append((await relay_ttft(client, passthrough.url, session_id))[0])
+    finally:
+        passthrough.stop()
     logs = relay.turn_logs()[already:]
     store_reads = [float(log["store_read_ms"]) for log in logs]
     added = [r - d for r, d in zip(via_relay, direct, strict=True)]
     without_read = [a - read for a, read in zip(added, store_reads, strict=True)]
-    results.data["ttft"] = {"relay": via_relay, "direct": direct, "store_read": store_reads}
+    hop = [p - d for p, d in zip(via_passthrough, direct, strict=True)]
+    results.data["ttft"] = {"relay": via_relay, "direct": direct, "store_read": store_reads,
+                            "passthrough": via_passthrough}
     results.add("TTFT through the relay", stats(via_relay), f"directly: {stats(direct)}")
     results.add("Relay-added TTFT", stats(added), "the one DynamoDB read included")
     results.add("  of which the DynamoDB read (moto, on this machine)", stats(store_reads))
     results.add("  of which the relay itself (read excluded)", stats(without_read), "target p50 ≤ 1 ms, p99 ≤ 5 ms")
+    results.add("  a bare pass-through adds (devtools/passthrough.py)", stats(hop),
+                "one more HTTP hop through uvicorn, Starlette and httpx, nothing else: the floor here")
     overheads = [float(log["relay_overhead_ms"]) for log in logs]
     results.add("  request reached the app → provider request handed over", stats(overheads), "RelayOverhead")
 
