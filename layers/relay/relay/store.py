@@ -113,10 +113,19 @@ class ChatStore:
     ) -> None:
         self.table_name = table_name
         self.ttl_seconds = ttl_days * 86_400
-        # Creating a boto3 client takes ~170 ms: start it now, in the background, so it overlaps start-up.
-        self._client_future: Future[Any] = ThreadPoolExecutor(max_workers=1).submit(client_factory)
+        self._client_factory = client_factory
+        self._client_future: Future[Any] | None = None
+
+    def connect(self) -> None:
+        """Starts creating the client in a thread of its own: it takes over 100 ms, so the app starts it once it is
+        serving, where the thread does not compete with start-up for the interpreter lock. The first call waits
+        for it; a call before ``connect()`` starts it."""
+        if self._client_future is None:
+            self._client_future = ThreadPoolExecutor(max_workers=1).submit(self._client_factory)
 
     async def _call(self, operation: str, **kwargs: Any) -> Any:
+        self.connect()
+        assert self._client_future is not None
         client = await asyncio.wrap_future(self._client_future)
         try:
             return await asyncio.to_thread(getattr(client, operation), **kwargs)
