@@ -1,7 +1,8 @@
 """The least a Python relay can do, as the benchmark's reference: read the request, make one streamed POST to the
 provider with httpx, and pass its bytes on as they arrive, each read as a ``token`` event. No store, no parsing,
-no checks. What the relay adds beyond this is its own cost; this itself is what one more HTTP hop through
-uvicorn, Starlette and httpx costs on the machine.
+no checks; Powertools' logger and metrics are created, as any service of ours would. What the relay adds beyond
+this is its own cost: per request, this is what one more HTTP hop through uvicorn, Starlette and httpx costs on the
+machine, and at a cold start what the stack itself costs.
 
     SIMULATED_PROVIDER_URL=http://127.0.0.1:PORT/v1 python -m uvicorn devtools.passthrough:app
 """
@@ -13,12 +14,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from aws_lambda_powertools import Logger, Metrics
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=5"
+logger, metrics = Logger(service="passthrough"), Metrics(namespace="Passthrough", service="passthrough")
 
 
 @asynccontextmanager
