@@ -296,8 +296,11 @@ def built_layers() -> dict[str, Path]:
 
     built, plain = OUT / "layer-built", OUT / "layer-plain"
     shutil.rmtree(built, ignore_errors=True)
-    subprocess.run(["make", "--silent", "-C", str(ROOT / "layers/relay"), "build-RelayLayer", f"ARTIFACTS_DIR={built}",
-                    "PLATFORM_FLAGS=", f"PYTHON={sys.executable}"], check=True)
+    done = subprocess.run(["make", "--silent", "-C", str(ROOT / "layers/relay"), "build-RelayLayer",
+                           f"ARTIFACTS_DIR={built}", "PLATFORM_FLAGS=", f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the layer failed:\n{done.stdout}{done.stderr}")
     shutil.rmtree(plain, ignore_errors=True)
     shutil.copytree(built / "python", plain, ignore=shutil.ignore_patterns("__pycache__"))
     return {"plain": plain, "compiled": built / "python"}
