@@ -126,3 +126,30 @@ def test_providers_lists_only_configured_providers_with_their_models():
 def test_providers_route_lists_every_simulated_provider_in_the_local_run(client):
     names = {p["name"] for p in client.get("/providers").json()["providers"]}
     assert names == set(PROVIDERS) | {"simulated"}
+
+
+def test_a_stream_the_parser_fails_is_closed_at_once_not_left_to_the_garbage_collector():
+    # GIVEN a provider stream whose second batch holds an error event
+    from relay.providers.openai import ChunkParser
+    from relay.providers.streaming import parsed
+    from relay.sse import ServerSentEvent
+
+    closed: list[bool] = []
+
+    async def batches():
+        try:
+            yield [ServerSentEvent(data='{"choices":[{"index":0,"delta":{"content":"Hi"}}]}')]
+            yield [ServerSentEvent(data='{"error":{"message":"overloaded","type":"server_error"}}')]
+            yield [ServerSentEvent(data="[DONE]")]
+        finally:
+            closed.append(True)  # where post_sse closes its HTTP response
+
+    async def read() -> tuple[list[str], list[bool]]:
+        texts = []
+        with pytest.raises(ProviderError):
+            async for batch in parsed(batches(), ChunkParser("openai")):
+                texts += [event.text for event in batch]
+        return texts, list(closed)  # before anything else runs on the loop
+
+    # WHEN the parser raises THEN the text before it arrived, and the stream is already closed
+    assert asyncio.run(read()) == (["Hi"], [True])

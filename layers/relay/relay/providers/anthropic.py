@@ -8,6 +8,7 @@ Events: ``message_start`` (input usage), ``content_block_delta`` (``text_delta``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -87,6 +88,7 @@ class AnthropicMessages:
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"x-api-key": await api_key(self.name, self._key), "anthropic-version": ANTHROPIC_VERSION}
         body = request_body(request, self._max_tokens)
-        async for batch in parsed(post_sse(self._http, self.name, self._url, body=body, headers=headers),
-                                  EventParser(self.name)):
-            yield batch
+        events = post_sse(self._http, self.name, self._url, body=body, headers=headers)
+        async with aclosing(parsed(events, EventParser(self.name))) as batches:
+            async for batch in batches:
+                yield batch

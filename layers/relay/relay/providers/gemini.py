@@ -9,6 +9,7 @@ after HTTP 200 can arrive as bare JSON without ``data:`` framing (handled in ``s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -79,5 +80,6 @@ class GeminiStreamGenerateContent:
         url = f"{self._base_url}/v1beta/models/{request.model}:streamGenerateContent"
         events = post_sse(self._http, self.name, url, body=request_body(request), headers=headers,
                           params={"alt": "sse"})
-        async for batch in parsed(events, ChunkParser(self.name)):
-            yield batch
+        async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
+            async for batch in batches:
+                yield batch

@@ -8,6 +8,7 @@ Azure OpenAI speaks the same format with a few quirks (chunks with empty ``choic
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -94,5 +95,6 @@ class OpenAIChatCompletions:
         else:
             url, body, params = f"{self._base_url}/chat/completions", request_body(request), None
         events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params)
-        async for batch in parsed(events, ChunkParser(self.name)):
-            yield batch
+        async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
+            async for batch in batches:
+                yield batch

@@ -8,6 +8,7 @@ the usage) or ``response.failed``; ``error`` can arrive after HTTP 200.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -74,5 +75,6 @@ class OpenAIResponses:
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"Authorization": f"Bearer {await api_key(self.name, self._key)}"}
         events = post_sse(self._http, self.name, self._url, body=request_body(request), headers=headers)
-        async for batch in parsed(events, EventParser(self.name)):
-            yield batch
+        async with aclosing(parsed(events, EventParser(self.name))) as batches:
+            async for batch in batches:
+                yield batch

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import httpx
@@ -44,22 +45,24 @@ async def api_key(provider: str, key: KeySource) -> str:
 
 
 async def parsed(
-    batches: AsyncIterator[list[ServerSentEvent]], parser: StreamParser
-) -> AsyncIterator[list[ProviderEvent]]:
+    batches: AsyncGenerator[list[ServerSentEvent], None], parser: StreamParser
+) -> AsyncGenerator[list[ProviderEvent], None]:
     """The normalised events of a stream, a batch per network read; a cut after the terminal event still counts
-    as whole."""
+    as whole. ``batches`` is closed when this ends, whichever way, so its HTTP response is too (``async for``
+    alone would leave it to the garbage collector when the parser raises)."""
     try:
-        async for batch in batches:
-            events: list[ProviderEvent] = []
-            try:
-                for sse in batch:
-                    events += parser.feed(sse.data, sse.event)
-            except ProviderError:
+        async with aclosing(batches):
+            async for batch in batches:
+                events: list[ProviderEvent] = []
+                try:
+                    for sse in batch:
+                        events += parser.feed(sse.data, sse.event)
+                except ProviderError:
+                    if events:
+                        yield events  # the text before the error still reaches the client and the store
+                    raise
                 if events:
-                    yield events  # the text before the error still reaches the client and the store
-                raise
-            if events:
-                yield events
+                    yield events
     except ProviderError as exc:
         if exc.code == PROVIDER_INCOMPLETE and parser.finished:
             return
@@ -75,7 +78,7 @@ async def post_sse(
     body: dict[str, Any],
     headers: dict[str, str],
     params: dict[str, str] | None = None,
-) -> AsyncIterator[list[ServerSentEvent]]:
+) -> AsyncGenerator[list[ServerSentEvent], None]:
     """The events of a streamed POST, as many as each network read completes. A cut connection raises
     ``provider_incomplete``; the caller decides whether its provider's terminal event had already arrived."""
     streaming = False
