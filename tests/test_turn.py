@@ -1,5 +1,6 @@
 """A chat turn end to end over real loopback HTTP: uvicorn + moto's DynamoDB server + the simulated provider."""
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,10 +191,10 @@ def disconnect_after_three_tokens(client: httpx.Client, chat_session_id: str) ->
     return tokens
 
 
-def final_message(client: httpx.Client, chat_session_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while (ai := messages_of(client, chat_session_id)[-1])["status"] in ("pending", "streaming") \
-            and time.monotonic() < deadline:
+def final_message(client: httpx.Client, chat_session_id: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (ai := (messages_of(client, chat_session_id) or [{"status": "pending"}])[-1])["status"] \
+            in ("pending", "streaming") and time.monotonic() < deadline:
         time.sleep(0.05)
     return ai
 
@@ -303,3 +304,28 @@ def test_logs_and_metrics_of_a_turn_hold_no_prompt_or_answer_text(client, capsys
     assert "stream ended" in output
     for secret in ("PROMPT-SECRET-TEXT", "SYSTEM-SECRET-TEXT", "".join(received.tokens[2:6])):
         assert secret not in output
+
+
+def test_a_client_that_stops_reading_without_leaving_cannot_hold_the_answer_up(client, stack, monkeypatch):
+    # GIVEN a client that sends its request, then never reads, and an answer far larger than the socket buffers
+    import socket
+
+    import relay.app
+
+    monkeypatch.setattr(relay.app, "SEND_TIMEOUT_SECONDS", 0.5)
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=150000"
+    chat_session_id = new_session(client, model)
+    host, port = stack.url.removeprefix("http://").split(":")
+    body = json.dumps({"chatSessionId": chat_session_id, "content": "hi"}).encode()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((host, int(port)))
+    try:
+        stalled.sendall(b"POST /chat/stream HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        # WHEN it is never read THEN the turn still ends, and the whole answer is stored
+        ai = final_message(client, chat_session_id, timeout=30)
+    finally:
+        stalled.close()
+    assert ai["status"] == "complete"
+    assert len(ai["content"]) == len("".join(answer_tokens(150000)))
