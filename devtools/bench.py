@@ -119,7 +119,8 @@ class RelayProcess:
     def __init__(self, layer: Path = ROOT / "layers/relay", app: str = "app:app", **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {**os.environ, "PYTHONPATH": f"{layer}{os.pathsep}{ROOT}", **env}
+        # No CORS middleware, as on Lambda, where the function URL answers CORS itself.
+        environment = {**os.environ, "PYTHONPATH": f"{layer}{os.pathsep}{ROOT}", "CORS_ALLOW_ORIGINS": "", **env}
         OUT.mkdir(parents=True, exist_ok=True)
         self.log = OUT / f"relay-{self.port}.log"
         self._log_file = self.log.open("w")
