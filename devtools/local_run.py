@@ -43,6 +43,7 @@ LOCAL_DEFAULTS = {
     "RATE_LIMIT_REQUESTS_PER_MINUTE": "60",
     "RATE_LIMIT_CONCURRENT_STREAMS": "5",
     "CORS_ALLOW_ORIGINS": "http://localhost:3000,http://127.0.0.1:3000",
+    "METRICS_MODEL_DIMENSION": "any",  # each simulated scenario its own model in `make report`
 }
 
 

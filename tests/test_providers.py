@@ -153,3 +153,14 @@ def test_a_stream_the_parser_fails_is_closed_at_once_not_left_to_the_garbage_col
 
     # WHEN the parser raises THEN the text before it arrived, and the stream is already closed
     assert asyncio.run(read()) == (["Hi"], [True])
+
+
+def test_a_model_outside_the_listed_ones_is_other_in_metrics_unless_every_model_may_be_its_own():
+    listed = ProviderRegistry(Settings(models={"openai": ["gpt-4o-mini"]}), httpx.AsyncClient())
+    assert listed.metric_model("openai", "gpt-4o-mini") == "gpt-4o-mini"
+    assert listed.metric_model("openai", "any-name-a-client-made-up") == "other"
+    assert listed.metric_model("gemini", "gpt-4o-mini") == "other"
+    open_ended = ProviderRegistry(Settings(models={"openai": []}, metrics_any_model=True), httpx.AsyncClient())
+    assert open_ended.metric_model("openai", "any-name-a-client-made-up") == "any-name-a-client-made-up"
+    assert Settings.from_environment({"METRICS_MODEL_DIMENSION": "any"}).metrics_any_model
+    assert not Settings.from_environment({}).metrics_any_model

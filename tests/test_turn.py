@@ -242,6 +242,29 @@ def test_with_on_client_disconnect_cancel_the_upstream_request_closes_and_the_te
     [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
     assert blob["ClientDisconnects"] == [1.0] and blob["StreamCompleted"] == [0.0]
 
+def test_a_deployment_counts_unlisted_models_as_other_so_clients_cannot_create_metrics(stack, dynamodb, capsys):
+    from dataclasses import replace
+
+    from devtools.local_run import TABLE_NAME
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.config import Settings
+    from relay.store import ChatStore
+
+    settings = replace(Settings.from_environment(), metrics_any_model=False)  # the default outside the local run
+    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    server.start()
+    made_up = "sim:first_token_ms=0,tokens_per_second=0,tokens=3"
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for model in ("sim", made_up):
+                stream_chat(http, new_session(http, model), "hi")
+    finally:
+        server.stop()
+    models = [blob["model"] for blob in emf_lines(capsys.readouterr().out) if "Requests" in blob]
+    assert models == ["sim", "other"]
+
+
 class RecordingClient:
     """A boto3 client whose calls are timed, with writes slowed down so that waiting for them would show."""
 

@@ -260,7 +260,7 @@ async def chat_stream(request: Request) -> Response:
                  if (candidate := state.providers.get(name)) is not None]
     events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
                         connection=connection, fallbacks=fallbacks, max_retries=state.settings.provider_max_retries,
-                        message_ids=message_ids,
+                        message_ids=message_ids, metric_model=state.providers.metric_model,
                         history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms,
                         timeouts=Timeouts.from_settings(state.settings))
     if lease is not None:

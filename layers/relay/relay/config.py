@@ -44,6 +44,11 @@ ON_DISCONNECT_CANCEL = "cancel"  # close the upstream request and store what arr
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
 # Models offered per provider by GET /providers: comma-separated, e.g. ANTHROPIC_MODELS=claude-sonnet-4-5
 MODELS_ENV_SUFFIX = "_MODELS"
+# The model as a metric dimension: "listed" keeps a provider's listed models and counts any other as "other", so
+# clients cannot create CloudWatch metrics at will (each is billed); "any" keeps every name (the local run's
+# simulated scenarios).
+METRICS_MODEL_DIMENSION_ENV = "METRICS_MODEL_DIMENSION"
+OTHER_MODEL = "other"
 
 # Defaults.
 DEFAULT_TABLE_NAME = "chat-relay"
@@ -117,6 +122,7 @@ class Settings:
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
     provider_max_retries: int = DEFAULT_PROVIDER_MAX_RETRIES
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
+    metrics_any_model: bool = False
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +161,7 @@ class Settings:
             provider_max_retries=_count(env, PROVIDER_MAX_RETRIES_ENV, DEFAULT_PROVIDER_MAX_RETRIES),
             on_client_disconnect=_choice(env, ON_CLIENT_DISCONNECT_ENV, (ON_DISCONNECT_FINISH, ON_DISCONNECT_CANCEL)),
             models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
+            metrics_any_model=_choice(env, METRICS_MODEL_DIMENSION_ENV, ("listed", "any")) == "any",
         )
 
 

@@ -15,7 +15,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -187,6 +187,7 @@ async def relay_turn(
     fallbacks: Sequence[tuple[ChatProvider, str]] = (),
     max_retries: int = config.DEFAULT_PROVIDER_MAX_RETRIES,
     message_ids: tuple[str, str] | None = None,
+    metric_model: Callable[[str, str], str] = lambda provider, model: model,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncIterator[TurnEvent]:
     session = conversation.session
@@ -301,7 +302,7 @@ async def relay_turn(
             with tracing.subsegment("store.write_answer"):
                 tally.store_failure = await _store_reply(store, session.chat_session_id, saving, user_message, reply)
             report = tally.report()
-            telemetry.publish_turn_metrics(report)
+            telemetry.publish_turn_metrics(replace(report, model=metric_model(report.provider, report.model)))
             telemetry.logger.info("stream ended", extra={
                 **log, "status": report.status, "error_code": report.error_code, "ttft_ms": report.ttft_ms,
                 "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),

@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 import httpx
 
+from relay import config
 from relay.config import Settings
 from relay.errors import PROVIDER_AUTH, ProviderError
 from relay.events import ProviderEvent
@@ -70,6 +71,7 @@ class ProviderRegistry:
         gemini_key = key_source("GEMINI_API_KEY", settings.gemini_api_key, secret)
         azure_key = key_source("AZURE_OPENAI_API_KEY", settings.azure_openai_api_key, secret)
         self.models = settings.models
+        self._metrics_any_model = settings.metrics_any_model
         # A provider is listed here even when a key is missing: its stream fails with provider_auth naming the key.
         self._providers: dict[str, ChatProvider] = {
             "openai": OpenAIChatCompletions(http, name="openai", base_url=settings.openai_base_url, key=openai_key),
@@ -107,6 +109,12 @@ class ProviderRegistry:
 
     def get(self, name: str) -> ChatProvider | None:
         return self._providers.get(name)
+
+    def metric_model(self, provider: str, model: str) -> str:
+        """The model as a metric dimension: itself when listed for its provider, else "other" (config.py)."""
+        if self._metrics_any_model or model in self.models.get(provider, ()):
+            return model
+        return config.OTHER_MODEL
 
     async def configured(self) -> list[dict[str, object]]:
         """The providers this deployment can serve now, with their models: for a UI's picker."""
