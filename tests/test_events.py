@@ -27,6 +27,9 @@ def test_event_file_is_a_function_url_event_that_the_app_answers(stack, path):
         body = b"".join(chunk for _, chunk in chunks).decode()
         if "text/plain" in event["headers"].get("accept", ""):
             assert body == "".join(answer_tokens(Scenario().tokens))
+        elif "protocol=ai-sdk" in event["rawQueryString"]:
+            assert '"type":"text-delta"' in body and body.endswith("data: [DONE]\n\n")
+            assert len(chunks) > 3
         else:
             assert "event: done" in body
             assert len(chunks) > 3  # it arrived in pieces, not as one buffered body
