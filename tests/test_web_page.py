@@ -252,3 +252,43 @@ def test_reloading_the_page_shows_the_chat_history_with_each_state(page, stack, 
     stored = messages_of(client, chat_session_id)
     assert [(m["role"], m["status"], words(m["text"])) for m in shown] == [
         (m["role"], m["status"], words(m["content"])) for m in stored]
+
+
+def test_the_page_works_as_plain_static_files_on_another_origin(page, stack, dynamodb, client):
+    # GIVEN web/ served by a plain static file server, and a relay on another origin that allows it (CORS)
+    import functools
+    from dataclasses import replace
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from devtools.local_run import TABLE_NAME, WEB_DIRECTORY
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.config import Settings
+    from relay.store import ChatStore
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    static = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(WEB_DIRECTORY)))
+    threading.Thread(target=static.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{static.server_address[1]}"
+    settings = replace(Settings.from_environment(), cors_allow_origins=(origin,))
+    relay = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    relay.start()
+    try:
+        # WHEN the page is opened with ?relay= pointing at it
+        page.goto(f"{origin}/?relay={relay.url}")
+        page.wait_for_selector("#provider option[value=simulated]", state="attached")
+        page.fill("#model", "sim:first_token_ms=0,tokens_per_second=50,tokens=20")
+        page.dispatch_event("#model", "change")
+        send(page, "from another origin")
+        final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+    finally:
+        relay.stop()
+        static.shutdown()
+        static.server_close()
+    # THEN it streams through CORS like the local page does
+    assert final["status"] == "complete"
+    _, ai = messages_of(client, session_of(page))
+    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(20)))
