@@ -44,6 +44,16 @@ def test_the_built_layer_holds_only_those_models_and_compiled_bytecode(built):
     models = {path.name for path in (built / "botocore" / "data").iterdir() if path.is_dir()}
     assert models == kept_services()
     assert list((built / "relay" / "__pycache__").glob("store.cpython-*.pyc"))
+    assert list((built / "httpx" / "__pycache__").glob("_client.cpython-*.pyc"))
+
+
+def test_all_of_its_bytecode_stays_valid_whatever_timestamps_the_zip_gives(built):
+    # A timestamp-checked .pyc (pip's kind) turns stale when a zip changes the source's mtime, and then Python
+    # compiles that module on every cold start, since /opt is read-only. Unchecked-hash ones never do.
+    unchecked_hash = 0b01  # the flags word of the .pyc header (PEP 552)
+    flags = {path: int.from_bytes(path.read_bytes()[4:8], "little") for path in built.rglob("*.pyc")}
+    assert len(flags) > 500
+    assert [str(path) for path, value in flags.items() if value != unchecked_hash] == []
 
 
 def test_every_client_the_code_creates_can_be_created_from_the_built_layer(built):
