@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from devtools.servers import DynamoDBThread, UvicornThread, create_table
 from devtools.simulated_provider import Scenario, SimulatedProvider
+from relay.config import DEFAULT_MODELS
 
 DEFAULT_PORT = 3000
 DEFAULT_LOG = ".local/dev.log"  # where `make report` (devtools.report) finds the EMF lines
@@ -130,11 +131,14 @@ def _simulate_unconfigured_providers(simulator_url: str) -> list[str]:
     for name, (key_variable, url_variable, path) in SIMULATED_PROVIDERS.items():
         if os.environ.get(key_variable):
             continue
-        os.environ[key_variable] = "sim" if name == "bedrock" else "simulated"
+        os.environ[key_variable] = "sim,*" if name == "bedrock" else "simulated"
         os.environ[url_variable] = simulator_url + path
         simulated.append(name)
     if "openai" in simulated:
         simulated.append("openai-responses")
+    for name in simulated:  # their listed models, and any scenario ("*") beside them
+        models = DEFAULT_MODELS.get(name) or ["sim"]
+        os.environ.setdefault(name.upper().replace("-", "_") + "_MODELS", ",".join([*models, "*"]))
     return simulated
 
 

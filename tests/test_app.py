@@ -1,5 +1,6 @@
 """The HTTP layer over real loopback HTTP: every rejection is a clear 4xx JSON error and writes nothing."""
 
+import dataclasses
 import json
 
 import pytest
@@ -89,3 +90,33 @@ def test_unknown_session_messages_are_404(client):
 def test_unknown_route_and_wrong_method_are_json_errors(client):
     assert_error(client.get("/nope"), 404, "not_found")
     assert_error(client.get("/chat/stream"), 405, "method_not_allowed")
+
+
+def test_a_model_the_deployment_does_not_offer_is_refused_and_writes_nothing(stack, dynamodb):
+    import httpx
+
+    from devtools.local_run import TABLE_NAME
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.config import Settings
+    from relay.store import ChatStore
+
+    settings = Settings.from_environment()
+    offered = dataclasses.replace(settings, models={**settings.models, "simulated": ["sim"], "openai": ["gpt-x"]})
+    server = UvicornThread(create_app(offered, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    server.start()
+    before = count_items(dynamodb)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            unlisted = http.post("/sessions", json={"provider": "simulated", "model": "sim:tokens=9"})
+            fallback = http.post("/sessions", json={"provider": "simulated", "model": "sim",
+                                                    "fallbacks": [{"provider": "openai", "model": "gpt-4-pricey"}]})
+            assert count_items(dynamodb) == before
+            listed = http.post("/sessions", json={"provider": "simulated", "model": "sim",
+                                                  "fallbacks": [{"provider": "openai", "model": "gpt-x"}]})
+    finally:
+        server.stop()
+    assert_error(unlisted, 422, "model_not_offered")
+    assert "sim" in unlisted.json()["error"]["message"]
+    assert_error(fallback, 422, "model_not_offered")
+    assert listed.status_code == 201

@@ -124,8 +124,9 @@ def test_providers_lists_only_configured_providers_with_their_models():
 
 
 def test_providers_route_lists_every_simulated_provider_in_the_local_run(client):
-    names = {p["name"] for p in client.get("/providers").json()["providers"]}
-    assert names == set(PROVIDERS) | {"simulated"}
+    providers = client.get("/providers").json()["providers"]
+    assert {p["name"] for p in providers} == set(PROVIDERS) | {"simulated"}
+    assert all("*" not in p["models"] and p["models"] for p in providers)  # "*" allows, it is no model to pick
 
 
 def test_a_stream_the_parser_fails_is_closed_at_once_not_left_to_the_garbage_collector():

@@ -121,10 +121,11 @@ async def create_session(request: Request) -> Response:
     if request.app.state.providers.get(provider) is None:
         known = ", ".join(request.app.state.providers.names)
         raise RequestRejected(422, "validation_error", f"provider must be one of: {known}")
+    model = _allowed_model(request.app.state.providers, provider, require_string(body, "model", config.MAX_MODEL_CHARS))
     session = ChatSession(
         chat_session_id=str(ULID()),
         provider=provider,
-        model=require_string(body, "model", config.MAX_MODEL_CHARS),
+        model=model,
         created_at=now_iso(),
         title=optional_string(body, "title", config.MAX_TITLE_CHARS),
         system=optional_string(body, "system", config.MAX_SYSTEM_CHARS),
@@ -150,8 +151,17 @@ def _fallbacks(body: dict[str, Any], providers: ProviderRegistry) -> tuple[tuple
         if providers.get(provider) is None:
             raise RequestRejected(422, "validation_error", f"fallback provider must be one of: "
                                   f"{', '.join(providers.names)}")
-        pairs.append((provider, require_string(entry, "model", config.MAX_MODEL_CHARS)))
+        pairs.append((provider, _allowed_model(providers, provider,
+                                               require_string(entry, "model", config.MAX_MODEL_CHARS))))
     return tuple(pairs)
+
+
+def _allowed_model(providers: ProviderRegistry, provider: str, model: str) -> str:
+    """Only the models this deployment offers (GET /providers): a client must not pick what the operator did not."""
+    if not providers.allows(provider, model):
+        offered = ", ".join(m for m in providers.models.get(provider, []) if m != config.ANY_MODEL)
+        raise RequestRejected(422, "model_not_offered", f"{provider} offers these models here: {offered}")
+    return model
 
 
 async def list_messages(request: Request) -> Response:

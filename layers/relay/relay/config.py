@@ -42,13 +42,16 @@ PROVIDER_MAX_RETRIES_ENV = "PROVIDER_MAX_RETRIES"
 ON_DISCONNECT_FINISH = "finish"  # read the provider to the end and store the whole answer (the default)
 ON_DISCONNECT_CANCEL = "cancel"  # close the upstream request and store what arrived as interrupted
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
-# Models offered per provider by GET /providers: comma-separated, e.g. ANTHROPIC_MODELS=claude-sonnet-4-5
+# Models offered per provider by GET /providers, and the only ones a session may use: comma-separated, e.g.
+# ANTHROPIC_MODELS=claude-sonnet-4-5. "*" in the list lets a session name any model (never listed itself); an empty
+# list too, where the names are the operator's own (Azure OpenAI deployments when AZURE_OPENAI_MODELS is unset).
 MODELS_ENV_SUFFIX = "_MODELS"
 # The model as a metric dimension: "listed" keeps a provider's listed models and counts any other as "other", so
 # clients cannot create CloudWatch metrics at will (each is billed); "any" keeps every name (the local run's
 # simulated scenarios).
 METRICS_MODEL_DIMENSION_ENV = "METRICS_MODEL_DIMENSION"
 OTHER_MODEL = "other"
+ANY_MODEL = "*"
 
 # Defaults.
 DEFAULT_TABLE_NAME = "chat-relay"
@@ -80,7 +83,9 @@ DEFAULT_MODELS = {
     "gemini": ["gemini-2.5-flash", "gemini-2.5-pro"],
     "azure-openai": [],  # deployment names are your own: AZURE_OPENAI_MODELS
     "bedrock": [],  # model or inference profile ids: BEDROCK_MODELS (also what makes Bedrock offered at all)
-    "simulated": ["sim", "sim:first_token_ms=800,tokens_per_second=15,tokens=120", "sim:fault=error_after,fault_at=8"],
+    # Any model name: its parameters are the scenario (devtools/simulated_provider.py).
+    "simulated": ["sim", "sim:first_token_ms=800,tokens_per_second=15,tokens=120", "sim:fault=error_after,fault_at=8",
+                  "*"],
 }
 
 # Input limits: a rejected request gets a 4xx and writes nothing.

@@ -110,6 +110,12 @@ class ProviderRegistry:
     def get(self, name: str) -> ChatProvider | None:
         return self._providers.get(name)
 
+    def allows(self, provider: str, model: str) -> bool:
+        """Whether a session may use this model: one of its provider's listed models, unless the list is empty or
+        holds "*"."""
+        listed = self.models.get(provider, [])
+        return not listed or config.ANY_MODEL in listed or model in listed
+
     def metric_model(self, provider: str, model: str) -> str:
         """The model as a metric dimension: itself when listed for its provider, else "other" (config.py)."""
         if self._metrics_any_model or model in self.models.get(provider, ()):
@@ -126,5 +132,5 @@ class ProviderRegistry:
                         continue
                 except ProviderError:
                     continue
-            listed.append({"name": name, "models": list(self.models.get(name, []))})
+            listed.append({"name": name, "models": [m for m in self.models.get(name, []) if m != config.ANY_MODEL]})
         return listed
