@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -41,6 +42,27 @@ def client(stack: LocalRun) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def dynamodb(stack: LocalRun) -> Any:
     return stack.dynamodb_client()
+
+
+@contextmanager
+def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[httpx.Client]:
+    """A client of an app of its own, over the shared table, with these settings changed from the shared stack's
+    (timeouts, retries, the disconnect policy, ...)."""
+    from dataclasses import replace
+
+    from devtools.servers import UvicornThread
+    from relay.app import create_app
+    from relay.config import Settings
+    from relay.store import ChatStore
+
+    settings = replace(Settings.from_environment(), **changes)
+    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=timeout) as client:
+            yield client
+    finally:
+        server.stop()
 
 
 def count_items(dynamodb: Any) -> int:

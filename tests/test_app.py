@@ -1,13 +1,12 @@
 """The HTTP layer over real loopback HTTP: every rejection is a clear 4xx JSON error and writes nothing."""
 
-import dataclasses
 import json
 
 import pytest
 
 from devtools.local_run import DEMO_SESSION_ID
 from relay import config
-from tests.conftest import count_items, new_session
+from tests.conftest import app_client, count_items, new_session
 
 
 def assert_error(response, status: int, code: str) -> None:
@@ -93,29 +92,17 @@ def test_unknown_route_and_wrong_method_are_json_errors(client):
 
 
 def test_a_model_the_deployment_does_not_offer_is_refused_and_writes_nothing(stack, dynamodb):
-    import httpx
-
-    from devtools.local_run import TABLE_NAME
-    from devtools.servers import UvicornThread
-    from relay.app import create_app
     from relay.config import Settings
-    from relay.store import ChatStore
 
-    settings = Settings.from_environment()
-    offered = dataclasses.replace(settings, models={**settings.models, "simulated": ["sim"], "openai": ["gpt-x"]})
-    server = UvicornThread(create_app(offered, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
-    server.start()
+    offered = {**Settings.from_environment().models, "simulated": ["sim"], "openai": ["gpt-x"]}
     before = count_items(dynamodb)
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            unlisted = http.post("/sessions", json={"provider": "simulated", "model": "sim:tokens=9"})
-            fallback = http.post("/sessions", json={"provider": "simulated", "model": "sim",
-                                                    "fallbacks": [{"provider": "openai", "model": "gpt-4-pricey"}]})
-            assert count_items(dynamodb) == before
-            listed = http.post("/sessions", json={"provider": "simulated", "model": "sim",
-                                                  "fallbacks": [{"provider": "openai", "model": "gpt-x"}]})
-    finally:
-        server.stop()
+    with app_client(dynamodb, models=offered) as http:
+        unlisted = http.post("/sessions", json={"provider": "simulated", "model": "sim:tokens=9"})
+        fallback = http.post("/sessions", json={"provider": "simulated", "model": "sim",
+                                                "fallbacks": [{"provider": "openai", "model": "gpt-4-pricey"}]})
+        assert count_items(dynamodb) == before
+        listed = http.post("/sessions", json={"provider": "simulated", "model": "sim",
+                                              "fallbacks": [{"provider": "openai", "model": "gpt-x"}]})
     assert_error(unlisted, 422, "model_not_offered")
     assert "sim" in unlisted.json()["error"]["message"]
     assert_error(fallback, 422, "model_not_offered")

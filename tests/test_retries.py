@@ -2,29 +2,19 @@
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
 
-from devtools.local_run import TABLE_NAME
-from devtools.servers import UvicornThread
 from devtools.simulated_provider import answer_tokens
-from relay.app import create_app
-from relay.config import Settings
-from relay.store import ChatStore
-from tests.conftest import emf_lines
+from tests.conftest import app_client, emf_lines
 from tests.test_turn import messages_of, stream_chat
 
 
 @pytest.fixture(scope="module")
 def retrying(stack, dynamodb) -> Iterator[httpx.Client]:
-    settings = replace(Settings.from_environment(), provider_max_retries=2)
-    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
-    server.start()
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+    with app_client(dynamodb, timeout=60, provider_max_retries=2) as client:
         yield client
-    server.stop()
 
 
 def session(client: httpx.Client, model: str, **extra) -> str:

@@ -4,31 +4,23 @@ HTTP. Each ends in a stored terminal state holding the text so far, and a clear 
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
-from devtools.servers import UvicornThread
 from devtools.simulated_provider import answer_tokens
-from relay.app import create_app
-from relay.config import Settings
 from relay.store import ChatStore, StoredMessage
-from tests.conftest import emf_lines, new_session
+from tests.conftest import app_client, emf_lines, new_session
 from tests.test_turn import messages_of, stream_chat
 
 
 @pytest.fixture(scope="module")
 def impatient(stack, dynamodb) -> Iterator[httpx.Client]:
-    settings = replace(Settings.from_environment(), first_token_timeout_seconds=0.4, idle_timeout_seconds=0.4,
-                       deadline_margin_seconds=0.5)
-    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
-    server.start()
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with app_client(dynamodb, first_token_timeout_seconds=0.4, idle_timeout_seconds=0.4,
+                    deadline_margin_seconds=0.5) as client:
         yield client
-    server.stop()
 
 
 def test_no_first_token_in_time_is_a_provider_timeout(impatient, capsys):

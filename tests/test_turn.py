@@ -10,7 +10,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from devtools.simulated_provider import StreamRecord, answer_tokens
-from tests.conftest import emf_lines, new_session
+from tests.conftest import app_client, emf_lines, new_session
 
 
 @dataclass
@@ -217,25 +217,11 @@ def test_a_client_that_disconnects_mid_answer_still_gets_the_whole_answer_stored
 def test_with_on_client_disconnect_cancel_the_upstream_request_closes_and_the_text_so_far_is_stored(
     stack, dynamodb, capsys
 ):
-    from dataclasses import replace
-
-    from devtools.local_run import TABLE_NAME
-    from devtools.servers import UvicornThread
-    from relay.app import create_app
-    from relay.config import Settings
-    from relay.store import ChatStore
-
-    settings = replace(Settings.from_environment(), on_client_disconnect="cancel")
-    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
-    server.start()
     model = "sim:first_token_ms=5,tokens_per_second=20,tokens=200"
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as cancelling:
-            chat_session_id = new_session(cancelling, model)
-            tokens = disconnect_after_three_tokens(cancelling, chat_session_id)
-            ai = final_message(cancelling, chat_session_id)
-    finally:
-        server.stop()
+    with app_client(dynamodb, on_client_disconnect="cancel") as cancelling:
+        chat_session_id = new_session(cancelling, model)
+        tokens = disconnect_after_three_tokens(cancelling, chat_session_id)
+        ai = final_message(cancelling, chat_session_id)
     assert ai["status"] == "interrupted"
     assert ai["content"].startswith("".join(tokens)) and len(ai["content"]) < len("".join(answer_tokens(200)))
     assert not last_record(stack, model).finished  # the upstream request was closed
@@ -243,24 +229,10 @@ def test_with_on_client_disconnect_cancel_the_upstream_request_closes_and_the_te
     assert blob["ClientDisconnects"] == [1.0] and blob["StreamCompleted"] == [0.0]
 
 def test_a_deployment_counts_unlisted_models_as_other_so_clients_cannot_create_metrics(stack, dynamodb, capsys):
-    from dataclasses import replace
-
-    from devtools.local_run import TABLE_NAME
-    from devtools.servers import UvicornThread
-    from relay.app import create_app
-    from relay.config import Settings
-    from relay.store import ChatStore
-
-    settings = replace(Settings.from_environment(), metrics_any_model=False)  # the default outside the local run
-    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
-    server.start()
     made_up = "sim:first_token_ms=0,tokens_per_second=0,tokens=3"
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for model in ("sim", made_up):
-                stream_chat(http, new_session(http, model), "hi")
-    finally:
-        server.stop()
+    with app_client(dynamodb, metrics_any_model=False) as http:  # the default outside the local run
+        for model in ("sim", made_up):
+            stream_chat(http, new_session(http, model), "hi")
     models = [blob["model"] for blob in emf_lines(capsys.readouterr().out) if "Requests" in blob]
     assert models == ["sim", "other"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import new_session
+from tests.conftest import app_client, new_session
 from tests.test_turn import messages_of
 
 SCREENSHOTS = Path(".local/screenshots")
@@ -111,8 +111,8 @@ class CuttableProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-def open_chat(page: Any, base_url: str, model: str) -> None:
-    page.goto(base_url + "/")
+def open_chat(page: Any, base_url: str, model: str, query: str = "") -> None:
+    page.goto(f"{base_url}/{query}")
     page.wait_for_selector("#provider option[value=simulated]", state="attached")
     page.select_option("#provider", "simulated")
     page.fill("#model", model)
@@ -257,14 +257,9 @@ def test_reloading_the_page_shows_the_chat_history_with_each_state(page, stack, 
 def test_the_page_works_as_plain_static_files_on_another_origin(page, stack, dynamodb, client):
     # GIVEN web/ served by a plain static file server, and a relay on another origin that allows it (CORS)
     import functools
-    from dataclasses import replace
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from devtools.local_run import TABLE_NAME, WEB_DIRECTORY
-    from devtools.servers import UvicornThread
-    from relay.app import create_app
-    from relay.config import Settings
-    from relay.store import ChatStore
+    from devtools.local_run import WEB_DIRECTORY
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -273,19 +268,14 @@ def test_the_page_works_as_plain_static_files_on_another_origin(page, stack, dyn
     static = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(WEB_DIRECTORY)))
     threading.Thread(target=static.serve_forever, daemon=True).start()
     origin = f"http://127.0.0.1:{static.server_address[1]}"
-    settings = replace(Settings.from_environment(), cors_allow_origins=(origin,))
-    relay = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
-    relay.start()
     try:
-        # WHEN the page is opened with ?relay= pointing at it
-        page.goto(f"{origin}/?relay={relay.url}")
-        page.wait_for_selector("#provider option[value=simulated]", state="attached")
-        page.fill("#model", "sim:first_token_ms=0,tokens_per_second=50,tokens=20")
-        page.dispatch_event("#model", "change")
-        send(page, "from another origin")
-        final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+        with app_client(dynamodb, cors_allow_origins=(origin,)) as relay:
+            # WHEN the page is opened with ?relay= pointing at it
+            relay_url = str(relay.base_url).rstrip("/")
+            open_chat(page, origin, "sim:first_token_ms=0,tokens_per_second=50,tokens=20", f"?relay={relay_url}")
+            send(page, "from another origin")
+            final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
     finally:
-        relay.stop()
         static.shutdown()
         static.server_close()
     # THEN it streams through CORS like the local page does
