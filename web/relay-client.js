@@ -64,14 +64,11 @@ export class RelayError extends Error {
  * @returns {Promise<StreamResult>} settles when the answer has ended, whichever way; it does not reject
  */
 export async function streamChat(options) {
-  const { url, chatSessionId, content, signal, maxReconnects = 5 } = options;
+  const { chatSessionId, content, signal, maxReconnects = 5 } = options;
   const clientMessageId = options.clientMessageId ?? newClientMessageId();
   const reader = new AnswerReader(options);
   const post = () => send(options, "POST", "/chat/stream", { chatSessionId, content, clientMessageId });
-  const resume = () =>
-    send(options, "GET", `${sessionPath(chatSessionId)}/messages/${encodeURIComponent(reader.messageId)}/stream`,
-      undefined, { "Last-Event-ID": String(reader.offset) });
-  return reader.run(post, resume, { url, signal, maxReconnects });
+  return reader.run(post, () => reader.resume(), { signal, maxReconnects });
 }
 
 /**
@@ -93,14 +90,12 @@ export async function streamChat(options) {
  * @returns {Promise<StreamResult>}
  */
 export async function followAnswer(options) {
-  const { url, chatSessionId, messageId, signal, maxReconnects = 5 } = options;
+  const { messageId, signal, maxReconnects = 5 } = options;
   const reader = new AnswerReader(options);
   reader.messageId = messageId;
   reader.offset = options.offset ?? 0;
-  const resume = () =>
-    send(options, "GET", `${sessionPath(chatSessionId)}/messages/${encodeURIComponent(messageId)}/stream`,
-      undefined, { "Last-Event-ID": String(reader.offset) });
-  return reader.run(resume, resume, { url, signal, maxReconnects });
+  const resume = () => reader.resume();
+  return reader.run(resume, resume, { signal, maxReconnects });
 }
 
 /**
@@ -226,6 +221,12 @@ class AnswerReader {
       request = this.messageId ? again : first;
       await pause(Math.min(250 * 2 ** attempt, 4000), signal);
     }
+  }
+
+  /** The answer from the last offset received on: the stored text, then the rest as it is generated. */
+  resume() {
+    const path = `${sessionPath(this.options.chatSessionId)}/messages/${encodeURIComponent(this.messageId)}/stream`;
+    return send(this.options, "GET", path, undefined, { "Last-Event-ID": String(this.offset) });
   }
 
   async read(body, signal) {
