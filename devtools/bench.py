@@ -83,12 +83,6 @@ class Backends:
         os.environ.update(environment)
         self.dynamodb_url = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
 
-    def dynamodb_client(self) -> Any:
-        import boto3
-
-        return boto3.client("dynamodb", endpoint_url=self.dynamodb_url, region_name="us-east-1",
-                            aws_access_key_id="local", aws_secret_access_key="local")
-
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()  # serve_backends() returns when its stdin ends
@@ -323,6 +317,16 @@ def litellm_rate(provider_url: str, model: str, sizes: Sizes) -> float | str:
         return f"unavailable ({type(exc).__name__})"
 
 
+def build_layer(artifacts: Path) -> Path:
+    """The layer as `sam build` builds it (layers/relay/Makefile), for this machine's platform; its python/ folder."""
+    done = subprocess.run(["make", "--silent", "-C", str(ROOT / "layers/relay"), "build-RelayLayer",
+                           f"ARTIFACTS_DIR={artifacts}", "PLATFORM_FLAGS=", f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, check=False, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the layer failed:\n{done.stdout}{done.stderr}")
+    return artifacts / "python"
+
+
 def built_layers() -> dict[str, Path]:
     """The layer as layers/relay/Makefile builds it for Lambda (bytecode compiled ahead, unused botocore models
     left out), but for this machine's platform; and the same without its bytecode, as a plain pip layer would be.
@@ -331,11 +335,7 @@ def built_layers() -> dict[str, Path]:
 
     built, deployed, plain = OUT / "layer-built", OUT / "layer-deployed", OUT / "layer-plain"
     shutil.rmtree(built, ignore_errors=True)
-    done = subprocess.run(["make", "--silent", "-C", str(ROOT / "layers/relay"), "build-RelayLayer",
-                           f"ARTIFACTS_DIR={built}", "PLATFORM_FLAGS=", f"PYTHON={sys.executable}"],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"building the layer failed:\n{done.stdout}{done.stderr}")
+    build_layer(built)
     # Through a zip and back, as a deployment takes it: the files' timestamps change on the way.
     shutil.rmtree(deployed, ignore_errors=True)
     archive = shutil.make_archive(str(OUT / "layer"), "zip", built)
@@ -403,12 +403,12 @@ async def measure_rss(results: Results, sizes: Sizes) -> None:
 
 def measure_dynamodb_requests(results: Results, backends: Backends, sizes: Sizes) -> None:
     from devtools.local_run import TABLE_NAME
-    from devtools.servers import UvicornThread
+    from devtools.servers import UvicornThread, dynamodb_client
     from relay.app import create_app
     from relay.store import ChatStore
 
     calls: list[str] = []
-    real = backends.dynamodb_client()
+    real = dynamodb_client(backends.dynamodb_url)
 
     class Counting:
         def __getattr__(self, operation: str) -> Any:

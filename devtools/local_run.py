@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from devtools.servers import DynamoDBThread, UvicornThread, create_table
+from devtools.servers import DynamoDBThread, UvicornThread, create_table, dynamodb_client
 from devtools.simulated_provider import Scenario, SimulatedProvider
-from relay.config import DEFAULT_MODELS
+from relay.config import ANY_MODEL, DEFAULT_MODELS, models_variable
 
 DEFAULT_PORT = 3000
 DEFAULT_LOG = ".local/dev.log"  # where `make report` (devtools.report) finds the EMF lines
@@ -72,10 +72,7 @@ class LocalRun:
         _seed_demo_session(client)
 
     def dynamodb_client(self) -> Any:
-        import boto3
-
-        return boto3.client("dynamodb", endpoint_url=self.dynamodb.url, region_name="us-east-1",
-                            aws_access_key_id="local", aws_secret_access_key="local")
+        return dynamodb_client(self.dynamodb.url)
 
     def create_app(self) -> Any:
         from relay.app import create_app
@@ -138,7 +135,7 @@ def _simulate_unconfigured_providers(simulator_url: str) -> list[str]:
         simulated.append("openai-responses")
     for name in simulated:  # their listed models, and any scenario ("*") beside them
         models = DEFAULT_MODELS.get(name) or ["sim"]
-        os.environ.setdefault(name.upper().replace("-", "_") + "_MODELS", ",".join([*models, "*"]))
+        os.environ.setdefault(models_variable(name), ",".join([*models, ANY_MODEL]))
     return simulated
 
 

@@ -63,6 +63,14 @@ class DynamoDBThread:
         self._server.stop()
 
 
+def dynamodb_client(url: str) -> Any:
+    """A boto3 client of the embedded DynamoDB at ``url`` (its credentials and region are placeholders)."""
+    import boto3
+
+    return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local",
+                        aws_secret_access_key="local")
+
+
 def create_table(client: Any, table_name: str) -> None:
     """The table as template.yaml defines it (a test keeps the two in step)."""
     client.create_table(

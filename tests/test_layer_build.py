@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.bench import build_layer
+
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "relay"
 CLIENTS = """
@@ -34,10 +36,7 @@ def test_the_services_kept_are_the_ones_the_code_creates_clients_for():
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    artifacts = tmp_path_factory.mktemp("layer")
-    subprocess.run(["make", "--silent", "-C", str(LAYER), "build-RelayLayer", f"ARTIFACTS_DIR={artifacts}",
-                    "PLATFORM_FLAGS=", f"PYTHON={sys.executable}"], check=True, timeout=300)
-    return artifacts / "python"
+    return build_layer(tmp_path_factory.mktemp("layer"))
 
 
 def test_the_built_layer_holds_only_those_models_and_compiled_bytecode(built):

@@ -159,7 +159,7 @@ def _fallbacks(body: dict[str, Any], providers: ProviderRegistry) -> tuple[tuple
 def _allowed_model(providers: ProviderRegistry, provider: str, model: str) -> str:
     """Only the models this deployment offers (GET /providers): a client must not pick what the operator did not."""
     if not providers.allows(provider, model):
-        offered = ", ".join(m for m in providers.models.get(provider, []) if m != config.ANY_MODEL)
+        offered = ", ".join(providers.offered(provider))
         raise RequestRejected(422, "model_not_offered", f"{provider} offers these models here: {offered}")
     return model
 

@@ -170,8 +170,13 @@ class Settings:
         )
 
 
+def models_variable(provider: str) -> str:
+    """The variable that lists a provider's models: OPENAI_MODELS, AZURE_OPENAI_MODELS, ..."""
+    return provider.upper().replace("-", "_") + MODELS_ENV_SUFFIX
+
+
 def _models(env: Mapping[str, str], provider: str, default: list[str]) -> list[str]:
-    raw = env.get(provider.upper().replace("-", "_") + MODELS_ENV_SUFFIX)
+    raw = env.get(models_variable(provider))
     if raw is None:
         return list(default)
     return [model.strip() for model in raw.split(",") if model.strip()]

@@ -110,6 +110,10 @@ class ProviderRegistry:
     def get(self, name: str) -> ChatProvider | None:
         return self._providers.get(name)
 
+    def offered(self, provider: str) -> list[str]:
+        """The models to pick from: the listed ones ("*" allows others, it is none itself)."""
+        return [model for model in self.models.get(provider, []) if model != config.ANY_MODEL]
+
     def allows(self, provider: str, model: str) -> bool:
         """Whether a session may use this model: one of its provider's listed models, unless the list is empty or
         holds "*"."""
@@ -132,5 +136,5 @@ class ProviderRegistry:
                         continue
                 except ProviderError:
                     continue
-            listed.append({"name": name, "models": [m for m in self.models.get(name, []) if m != config.ANY_MODEL]})
+            listed.append({"name": name, "models": self.offered(name)})
         return listed
