@@ -1,6 +1,8 @@
 """The layer as layers/relay/Makefile builds it (here for this machine's platform, as the benchmark does): botocore
-keeps only the service models the code uses, and every client the code creates can still be created from it."""
+keeps only the data of the services the code uses, and every client the code creates can still be created from it,
+with the endpoints the whole of botocore gives it."""
 
+import json
 import re
 import subprocess
 import sys
@@ -19,6 +21,14 @@ create_dynamodb_client()
 boto3.client("bedrock-runtime")
 boto3.client("secretsmanager")  # what Powertools Parameters' get_secret creates
 print("ok")
+"""
+ENDPOINTS = """
+import botocore.session
+session = botocore.session.get_session()
+for region in ("us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "cn-north-1"):
+    for service in ("dynamodb", "secretsmanager", "bedrock-runtime"):
+        client = session.create_client(service, region_name=region)
+        print(region, service, client.meta.endpoint_url, client.meta.region_name)
 """
 
 
@@ -55,10 +65,28 @@ def test_all_of_its_bytecode_stays_valid_whatever_timestamps_the_zip_gives(built
     assert [str(path) for path, value in flags.items() if value != unchecked_hash] == []
 
 
+def run_python(script: str, layer: Path | None) -> str:
+    """Runs a script with only the built layer on its path (-S: no site-packages, as on Lambda), or, with no layer,
+    with this environment's whole botocore."""
+    environment = {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+                   "PATH": "/usr/bin:/bin", **({"PYTHONPATH": str(layer)} if layer else {})}
+    done = subprocess.run([sys.executable, *(["-S"] if layer else []), "-c", script], capture_output=True, text=True,
+                          env=environment, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_every_client_the_code_creates_can_be_created_from_the_built_layer(built):
-    # -S: no site-packages, so everything comes from the layer, as on Lambda
-    environment = {"PYTHONPATH": str(built), "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x",
-                   "AWS_SECRET_ACCESS_KEY": "x", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-S", "-c", CLIENTS], capture_output=True, text=True, env=environment,
-                          check=False, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    assert run_python(CLIENTS, built).strip() == "ok"
+
+
+def test_its_clients_get_the_endpoints_the_whole_of_botocore_gives_them(built):
+    endpoints = run_python(ENDPOINTS, built)
+    assert "https://dynamodb.cn-north-1.amazonaws.com.cn cn-north-1" in endpoints
+    assert endpoints == run_python(ENDPOINTS, layer=None)
+
+
+def test_its_endpoint_table_names_only_those_services(built):
+    table = json.loads((built / "botocore" / "data" / "endpoints.json").read_text())
+    named = {service for partition in table["partitions"] for service in partition["services"]}
+    assert named and named <= kept_services()
