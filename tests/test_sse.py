@@ -65,6 +65,15 @@ def test_event_split_across_many_single_byte_reads():
     assert decode(*[raw[i:i + 1] for i in range(len(raw))]) == [ServerSentEvent("token", '{"t": "\u00e9"}')]
 
 
+def test_every_way_of_splitting_a_stream_in_three_reads_gives_the_same_events():
+    raw = "event: a\r\ndata: 1\r\rdata: \u00e9\n\n: c\r\ndata: \U0001f642\n\rdata: x\r\n\r\n".encode()
+    whole = decode(raw)
+    assert [event.data for event in whole] == ["1", "\u00e9", "\U0001f642", "x"]
+    for first in range(len(raw) + 1):
+        for second in range(first, len(raw) + 1):
+            assert decode(raw[:first], raw[first:second], raw[second:]) == whole, (first, second)
+
+
 def test_id_is_kept_and_retry_is_not_data():
     assert decode(b"id: 7\nretry: 100\ndata: x\n\n") == [ServerSentEvent("message", "x", "7")]
 

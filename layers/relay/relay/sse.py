@@ -25,7 +25,7 @@ class ServerSentEvent:
 
 class SSEDecoder:
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer = b""  # the start of a line whose end has not arrived yet
         self._skip_lf = False  # the last read ended in CR: an LF that starts the next is the same line break
         self._event = ""
         self._data: list[str] = []
@@ -33,39 +33,26 @@ class SSEDecoder:
         self.unframed: list[str] = []  # lines that are no SSE field (some providers send bare JSON errors)
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if not chunk:
+            return []
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
-        self._skip_lf = False
-        self._buffer += chunk
+        self._skip_lf = chunk.endswith(b"\r")
+        # bytes.splitlines breaks on CR, LF and CRLF only (str.splitlines would also break on U+2028 and others).
+        lines = (self._buffer + chunk).splitlines(keepends=True)
+        self._buffer = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
         events: list[ServerSentEvent] = []
-        start = 0
-        while True:
-            cr, lf = self._buffer.find(b"\r", start), self._buffer.find(b"\n", start)
-            if cr < 0 and lf < 0:
-                break
-            end = min(i for i in (cr, lf) if i >= 0)
-            line = bytes(self._buffer[start:end])
-            if self._buffer[end:end + 1] == b"\r":
-                if end + 1 == len(self._buffer):
-                    self._skip_lf = True
-                    start = end + 1
-                elif self._buffer[end + 1:end + 2] == b"\n":
-                    start = end + 2
-                else:
-                    start = end + 1
-            else:
-                start = end + 1
-            event = self._line(line.decode("utf-8", errors="replace"))
+        for line in lines:
+            event = self._line(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
-        del self._buffer[:start]
         return events
 
     def finish(self) -> list[ServerSentEvent]:
         """At EOF: the last line and the last event, even without the blank line that should end them."""
         events = []
         if self._buffer:
-            line, self._buffer = bytes(self._buffer), bytearray()
+            line, self._buffer = self._buffer, b""
             event = self._line(line.decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
