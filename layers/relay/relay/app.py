@@ -34,9 +34,10 @@ from relay.context import Invocation
 from relay.errors import RequestRejected
 from relay.limits import Lease, Limits
 from relay.providers import ProviderRegistry
+from relay.reader import Timeouts
 from relay.resume import attach, follow_message
 from relay.store import LIVE, ChatSession, ChatStore, SessionNotFound, now_iso
-from relay.turn import Connection, Done, Failed, Started, Timeouts, Tokens, TurnEvent, new_message_ids, relay_turn
+from relay.turn import Connection, Done, Failed, Started, Tokens, TurnEvent, new_message_ids, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}

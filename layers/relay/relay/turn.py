@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 
 import anyio
 from ulid import ULID
@@ -26,19 +25,15 @@ from relay.context import Invocation
 from relay.errors import (
     CANCELLED,
     DEADLINE,
-    PROVIDER_INCOMPLETE,
     PROVIDER_RATE_LIMITED,
-    PROVIDER_TIMEOUT,
     PROVIDER_UNAVAILABLE,
     ProviderError,
 )
-from relay.events import Finish, ProviderEvent, TextDelta, Usage
+from relay.events import ProviderEvent, TextDelta
 from relay.providers import ChatMessage, ChatProvider, ChatRequest
+from relay.reader import ProviderReader, Timeouts
 from relay.store import (
     COMPLETE,
-    ERROR,
-    INCOMPLETE,
-    INTERRUPTED,
     PENDING,
     ChatStore,
     Conversation,
@@ -46,6 +41,7 @@ from relay.store import (
     StoreError,
     now_iso,
 )
+from relay.tally import Tally
 
 STORE_UNAVAILABLE = "store_unavailable"
 
@@ -82,95 +78,11 @@ class Failed:
 TurnEvent = Started | Tokens | Done | Failed
 
 
-class ProviderReader:
-    """Waits for the provider's next batch while keeping the turn's clocks: the first-token and idle timeouts,
-    the deadline, and a checkpoint every ``timeouts.checkpoint`` seconds even while the provider is silent (which
-    is also when a request to stop is noticed). The provider is read by a task of its own into a queue, so that
-    waking up for a checkpoint does not disturb the read, and batches that have arrived are taken without waiting."""
-
-    def __init__(self, stream: AsyncIterator[list[ProviderEvent]], provider: str, timeouts: Timeouts,
-                 stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[bool]]) -> None:
-        self._stream = stream
-        self._provider = provider
-        self._timeouts = timeouts
-        self._stop_at = stop_at
-        self._clock = clock
-        self._checkpoint = checkpoint
-        self._batches: asyncio.Queue[list[ProviderEvent] | BaseException | None] = asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
-        self._next_checkpoint = clock() + timeouts.checkpoint
-
-    async def _read(self) -> None:
-        try:
-            async for batch in self._stream:
-                self._batches.put_nowait(batch)
-            self._batches.put_nowait(None)
-        except Exception as exc:  # handed to the turn, in order, after the batches before it
-            self._batches.put_nowait(exc)
-
-    def start(self) -> None:
-        """Sends the request: the provider is read from now on, whether or not anyone waits for it yet."""
-        if self._pump is None:
-            self._pump = asyncio.ensure_future(self._read())
-
-    async def next(self, *, waiting_for_first: bool) -> list[ProviderEvent] | None:
-        self.start()
-        waiting = self._timeouts.first_token if waiting_for_first else self._timeouts.idle
-        give_up_at = min(self._clock() + waiting, self._stop_at)
-        while True:
-            if self._clock() >= self._next_checkpoint:
-                done = await self._checkpoint()
-                wait = self._timeouts.checkpoint if done else CHECKPOINT_RETRY_SECONDS
-                self._next_checkpoint = self._clock() + wait
-            if not self._batches.empty():
-                return self._unpack(self._batches.get_nowait())
-            wake_at = min(give_up_at, self._next_checkpoint)
-            try:
-                async with asyncio.timeout(max(0.0, wake_at - self._clock())):
-                    return self._unpack(await self._batches.get())
-            except TimeoutError:
-                pass
-            if self._clock() >= give_up_at:
-                if give_up_at >= self._stop_at:
-                    raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is stored")
-                raise ProviderError(PROVIDER_TIMEOUT, f"{self._provider} sent nothing for {waiting:g} s")
-
-    @staticmethod
-    def _unpack(item: list[ProviderEvent] | BaseException | None) -> list[ProviderEvent] | None:
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def checkpoint_soon(self) -> None:
-        self._next_checkpoint = self._clock()
-
-    async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(BaseException):
-                await self._pump
-        await self._stream.aclose()  # type: ignore[attr-defined]
-
-
 @dataclass(slots=True)
 class Connection:
     """The client's side, as the HTTP layer sees it: the turn goes on without it, but reports that it left."""
 
     gone: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    first_token: float = config.DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS
-    idle: float = config.DEFAULT_IDLE_TIMEOUT_SECONDS
-    deadline_margin: float = config.DEFAULT_DEADLINE_MARGIN_SECONDS
-    function_timeout: float = config.DEFAULT_FUNCTION_TIMEOUT_SECONDS  # the deadline when Lambda gives none
-    checkpoint: float = config.DEFAULT_CHECKPOINT_SECONDS
-
-    @classmethod
-    def from_settings(cls, settings: config.Settings) -> Timeouts:
-        return cls(settings.first_token_timeout_seconds, settings.idle_timeout_seconds,
-                   settings.deadline_margin_seconds, settings.function_timeout_seconds, settings.checkpoint_seconds)
 
 
 async def relay_turn(
@@ -308,106 +220,16 @@ async def relay_turn(
                 "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),
                 "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected,
                 "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms})
-    yield tally.outcome(placeholder.message_id)
+    yield _outcome(tally, placeholder.message_id)
 
 
-@dataclass
-class Tally:
-    """What one turn has received so far, and what it adds up to: the stored metadata, the metrics, the outcome."""
-
-    provider: str
-    model: str
-    received_at: float
-    clock: Callable[[], float]
-    cold_start: bool = False
-    parts: list[str] = field(default_factory=list)
-    sent_at: float | None = None
-    first_token_at: float | None = None
-    last_token_at: float | None = None
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    error: ProviderError | None = None
-    attempts: list[dict[str, str]] = field(default_factory=list)  # the ones that failed before the answer began
-    retries: int = 0
-    fell_back: bool = False
-    cut_off: bool = False  # the turn was stopped before its provider finished
-    disconnected: bool = False  # the client went away (the turn may still have finished)
-    store_failure: str | None = None
-
-    def request_sent(self) -> None:
-        self.sent_at = self.clock()
-
-    def token(self, text: str) -> bool:
-        """Count a delta; True for the first one."""
-        self.last_token_at = self.clock()
-        self.parts.append(text)
-        if self.first_token_at is None:
-            self.first_token_at = self.last_token_at
-            return True
-        return False
-
-    def note(self, event: ProviderEvent) -> None:
-        if isinstance(event, Usage):
-            self.usage = event
-        elif isinstance(event, Finish):
-            self.finish_reason = event.reason
-
-    @property
-    def status(self) -> str:
-        if self.error is not None:
-            return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED, CANCELLED: INTERRUPTED}.get(
-                self.error.code, ERROR)
-        return INTERRUPTED if self.cut_off else COMPLETE
-
-    @property
-    def ttft_ms(self) -> float | None:
-        return self._ms(self.first_token_at)
-
-    @property
-    def output_tokens(self) -> int:
-        return self.usage.output_tokens if self.usage else len(self.parts)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        if self.first_token_at is None or self.last_token_at is None or self.last_token_at <= self.first_token_at:
-            return None
-        return round(self.output_tokens / (self.last_token_at - self.first_token_at), 3)
-
-    def reply(self, placeholder: StoredMessage) -> StoredMessage:
-        metadata: dict[str, Any] = {
-            "provider": self.provider,
-            "model": self.model,
-            "finishReason": self.finish_reason,
-            "usage": {"inputTokens": self.usage.input_tokens, "outputTokens": self.usage.output_tokens}
-            if self.usage else None,
-            "ttftMs": self.ttft_ms,
-            "tokensPerSecond": self.tokens_per_second,
-            "error": {"code": self.error.code, "message": self.error.message} if self.error else None,
-            "attempts": self.attempts or None,
-        }
-        return StoredMessage(placeholder.message_id, "ai", "".join(self.parts), self.status, placeholder.created_at,
-                             {key: value for key, value in metadata.items() if value is not None})
-
-    def report(self) -> telemetry.TurnReport:
-        return telemetry.TurnReport(
-            provider=self.provider, model=self.model, status=self.status,
-            duration_ms=(self.clock() - self.received_at) * 1000, ttft_ms=self.ttft_ms,
-            tokens_per_second=self.tokens_per_second, input_tokens=self.usage.input_tokens if self.usage else None,
-            output_tokens=self.output_tokens, error_code=self.error.code if self.error else self.store_failure,
-            client_disconnected=self.disconnected, relay_overhead_ms=self._ms(self.sent_at),
-            cold_start=self.cold_start, retries=self.retries, fallbacks=1 if self.fell_back else 0,
-        )
-
-    def outcome(self, message_id: str) -> TurnEvent:
-        if self.error is not None:
-            return Failed(self.error.code, self.error.message)
-        if self.store_failure is not None:
-            return Failed(self.store_failure, "the answer could not be stored")
-        return Done(message_id, self.finish_reason, self.usage.input_tokens if self.usage else None,
-                    self.output_tokens, self.ttft_ms, self.tokens_per_second)
-
-    def _ms(self, at: float | None) -> float | None:
-        return None if at is None else round((at - self.received_at) * 1000, 3)
+def _outcome(tally: Tally, message_id: str) -> TurnEvent:
+    if tally.error is not None:
+        return Failed(tally.error.code, tally.error.message)
+    if tally.store_failure is not None:
+        return Failed(tally.store_failure, "the answer could not be stored")
+    return Done(message_id, tally.finish_reason, tally.usage.input_tokens if tally.usage else None,
+                tally.output_tokens, tally.ttft_ms, tally.tokens_per_second)
 
 
 async def _store_reply(
@@ -435,7 +257,6 @@ async def _store_reply(
 
 RETRYABLE = {PROVIDER_RATE_LIMITED, PROVIDER_UNAVAILABLE}
 FIRST_WRITE_DELAY_SECONDS = 0.05  # see save_soon in relay_turn
-CHECKPOINT_RETRY_SECONDS = 0.05  # how soon to try a checkpoint again while the first write is still under way
 
 
 def _backoff(attempt: int) -> float:

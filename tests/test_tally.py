@@ -1,0 +1,80 @@
+"""The turn's tally on its own, with a clock the test moves: what it stores and what it reports."""
+
+import pytest
+
+from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE_LIMITED, ProviderError
+from relay.events import Finish, Usage
+from relay.store import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
+from relay.tally import Tally
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tally(clock: Clock) -> Tally:
+    return Tally("openai", "gpt-test", received_at=clock.now, clock=clock)
+
+
+PLACEHOLDER = StoredMessage("01J0000000000000000000000B", "ai", "", PENDING, "2026-01-01T00:00:00Z")
+
+
+def test_only_the_first_delta_counts_as_the_first_token(tally, clock):
+    clock.now += 0.25
+    assert tally.token("Hel") is True
+    clock.now += 0.25
+    assert tally.token("lo") is False
+    assert tally.ttft_ms == 250.0
+    assert tally.reply(PLACEHOLDER).content == "Hello"
+
+
+def test_speed_is_tokens_between_the_first_and_the_last_and_prefers_the_providers_count(tally, clock):
+    tally.token("a")
+    assert tally.tokens_per_second is None  # one instant: no rate to speak of
+    clock.now += 2.0
+    tally.token("b")
+    assert tally.tokens_per_second == 1.0  # two deltas over two seconds, counted here
+    tally.note(Usage(input_tokens=7, output_tokens=10))
+    assert (tally.output_tokens, tally.tokens_per_second) == (10, 5.0)
+
+
+@pytest.mark.parametrize(("error", "cut_off", "status"), [
+    (None, False, COMPLETE),
+    (None, True, INTERRUPTED),
+    (PROVIDER_INCOMPLETE, False, INCOMPLETE),
+    (DEADLINE, False, INTERRUPTED),
+    (CANCELLED, False, INTERRUPTED),
+    (PROVIDER_RATE_LIMITED, False, ERROR),
+])
+def test_the_stored_status_follows_how_the_turn_ended(tally, error, cut_off, status):
+    tally.error = ProviderError(error, "x") if error else None
+    tally.cut_off = cut_off
+    assert tally.status == tally.reply(PLACEHOLDER).status == tally.report().status == status
+
+
+def test_the_reply_keeps_the_placeholders_identity_and_only_the_metadata_that_is_known(tally):
+    tally.token("Hi")
+    tally.note(Finish("stop"))
+    reply = tally.reply(PLACEHOLDER)
+    assert (reply.message_id, reply.role, reply.created_at) == (PLACEHOLDER.message_id, "ai", PLACEHOLDER.created_at)
+    assert reply.metadata == {"provider": "openai", "model": "gpt-test", "finishReason": "stop", "ttftMs": 0.0}
+
+
+def test_the_report_carries_the_error_code_or_else_the_stores_failure(tally, clock):
+    tally.request_sent()
+    clock.now += 1.5
+    tally.store_failure = "store_unavailable"
+    report = tally.report()
+    assert (report.error_code, report.duration_ms, report.relay_overhead_ms) == ("store_unavailable", 1500.0, 0.0)
+    tally.error = ProviderError(PROVIDER_INCOMPLETE, "cut")
+    assert tally.report().error_code == PROVIDER_INCOMPLETE
