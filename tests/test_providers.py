@@ -94,6 +94,24 @@ def test_azure_classic_deployment_url_with_api_version(stack):
     assert stack.provider.records[-1].format == "azure"
 
 
+def test_the_exchange_times_opening_a_connection_and_the_first_byte_and_a_pooled_connection_costs_none(stack):
+    async def run() -> list[tuple[float, float | None]]:
+        async with httpx.AsyncClient() as http:
+            provider = OpenAIChatCompletions(http, name="openai", base_url=stack.provider_server.url + "/v1",
+                                             key=StaticKey("OPENAI_API_KEY", "k"))
+            times = []
+            for _ in range(2):
+                request = ChatRequest("sim:first_token_ms=0,tokens_per_second=0,tokens=3", [ChatMessage("user", "hi")])
+                async for _batch in provider.stream(request):
+                    pass
+                times.append((request.exchange.connect_seconds, request.exchange.first_byte_seconds))
+            return times
+
+    (connect, first_byte), (pooled_connect, pooled_first_byte) = asyncio.run(run())
+    assert 0 < connect <= first_byte
+    assert pooled_connect == 0 and pooled_first_byte > 0
+
+
 @pytest.mark.parametrize(
     ("provider", "variable"),
     [("openai", "OPENAI_API_KEY"), ("openai-responses", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY"),

@@ -4,6 +4,7 @@ import pytest
 
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE_LIMITED, ProviderError
 from relay.events import Finish, Usage
+from relay.providers import Exchange
 from relay.store import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
 from relay.tally import Tally
 
@@ -78,3 +79,11 @@ def test_the_report_carries_the_error_code_or_else_the_stores_failure(tally, clo
     assert (report.error_code, report.duration_ms, report.relay_overhead_ms) == ("store_unavailable", 1500.0, 0.0)
     tally.error = ProviderError(PROVIDER_INCOMPLETE, "cut")
     assert tally.report().error_code == PROVIDER_INCOMPLETE
+
+
+def test_the_exchange_shows_in_milliseconds_once_there_is_one(tally):
+    assert (tally.connect_ms, tally.first_byte_ms) == (None, None)
+    tally.exchange = Exchange()
+    assert (tally.connect_ms, tally.first_byte_ms) == (0.0, None)
+    tally.exchange = Exchange(connect_seconds=0.0125, first_byte_seconds=0.25)
+    assert (tally.connect_ms, tally.first_byte_ms) == (12.5, 250.0)

@@ -324,3 +324,12 @@ def test_a_client_that_stops_reading_without_leaving_cannot_hold_the_answer_up(c
         stalled.close()
     assert ai["status"] == "complete"
     assert len(ai["content"]) == len("".join(answer_tokens(150000)))
+
+
+def test_the_turns_log_breaks_the_time_to_first_token_down(client, caplog):
+    chat_session_id = new_session(client, "sim:first_token_ms=200,tokens_per_second=0,tokens=3")
+    stream_chat(client, chat_session_id)
+    [ended] = [r for r in caplog.records if r.getMessage() == "stream ended" and r.chat_session_id == chat_session_id]
+    assert 0 <= ended.store_read_ms <= ended.relay_overhead_ms
+    assert ended.provider_connect_ms >= 0
+    assert 0 < ended.provider_first_byte_ms < ended.ttft_ms  # the status line comes before the first token

@@ -9,6 +9,7 @@ from typing import Any
 from relay import telemetry
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, Usage
+from relay.providers import Exchange
 from relay.store import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, StoredMessage
 
 
@@ -34,6 +35,7 @@ class Tally:
     cut_off: bool = False  # the turn was stopped before its provider finished
     disconnected: bool = False  # the client went away (the turn may still have finished)
     store_failure: str | None = None
+    exchange: Exchange | None = None  # how the answering request's HTTP exchange went
 
     def request_sent(self) -> None:
         self.sent_at = self.clock()
@@ -63,6 +65,15 @@ class Tally:
     @property
     def ttft_ms(self) -> float | None:
         return self._ms(self.first_token_at)
+
+    @property
+    def connect_ms(self) -> float | None:
+        return round(self.exchange.connect_seconds * 1000, 3) if self.exchange else None
+
+    @property
+    def first_byte_ms(self) -> float | None:
+        seconds = self.exchange.first_byte_seconds if self.exchange else None
+        return None if seconds is None else round(seconds * 1000, 3)
 
     @property
     def output_tokens(self) -> int:

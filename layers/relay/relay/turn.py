@@ -139,8 +139,9 @@ async def relay_turn(
         return True
 
     def ask(candidate: ChatProvider, model: str) -> ProviderReader:
-        reader = ProviderReader(candidate.stream(ChatRequest(model, messages, session.system)), candidate.name,
-                                timeouts, stop_at, clock, checkpoint)
+        request = ChatRequest(model, messages, session.system)
+        tally.exchange = request.exchange  # the last one asked is the one that answers
+        reader = ProviderReader(candidate.stream(request), candidate.name, timeouts, stop_at, clock, checkpoint)
         reader.start()
         return reader
 
@@ -219,7 +220,8 @@ async def relay_turn(
                 **log, "status": report.status, "error_code": report.error_code, "ttft_ms": report.ttft_ms,
                 "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),
                 "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected,
-                "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms})
+                "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms,
+                "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms})
     yield _outcome(tally, placeholder.message_id)
 
 

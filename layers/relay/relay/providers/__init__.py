@@ -6,7 +6,7 @@ The relay loop sees only ``ChatProvider.stream``; which provider a session uses 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import httpx
@@ -16,7 +16,7 @@ from relay.config import Settings
 from relay.errors import PROVIDER_AUTH, ProviderError
 from relay.events import ProviderEvent
 
-__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "ProviderRegistry", "Unconfigured"]
+__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "ProviderRegistry", "Unconfigured"]
 
 Role = Literal["user", "assistant"]
 
@@ -27,11 +27,22 @@ class ChatMessage:
     content: str
 
 
+@dataclass(slots=True)
+class Exchange:
+    """How a request's HTTP exchange with the provider went, for the breakdown of the time to first token: the
+    seconds spent opening a connection (0 when a pooled one was reused), and until the response's status and
+    headers arrived (connecting included). Filled in by the provider, where its transport tells."""
+
+    connect_seconds: float = 0.0
+    first_byte_seconds: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str
     messages: list[ChatMessage]
     system: str | None = None
+    exchange: Exchange = field(default_factory=Exchange, compare=False)
 
 
 class ChatProvider(Protocol):

@@ -88,7 +88,7 @@ class AnthropicMessages:
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"x-api-key": await api_key(self.name, self._key), "anthropic-version": ANTHROPIC_VERSION}
         body = request_body(request, self._max_tokens)
-        events = post_sse(self._http, self.name, self._url, body=body, headers=headers)
+        events = post_sse(self._http, self.name, self._url, body=body, headers=headers, exchange=request.exchange)
         async with aclosing(parsed(events, EventParser(self.name))) as batches:
             async for batch in batches:
                 yield batch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Any
@@ -139,7 +140,10 @@ class BedrockConverseStream:
 
         def pump() -> None:
             try:
+                started = time.perf_counter()
                 response = client.converse_stream(**request_kwargs(request))
+                # botocore does not tell apart connecting; the first byte's time includes it
+                request.exchange.first_byte_seconds = time.perf_counter() - started
                 opened["stream"] = response["stream"]
                 for event in response["stream"]:
                     loop.call_soon_threadsafe(queue.put_nowait, ("event", event))

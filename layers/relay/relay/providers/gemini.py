@@ -79,7 +79,7 @@ class GeminiStreamGenerateContent:
         headers = {"x-goog-api-key": await api_key(self.name, self._key)}
         url = f"{self._base_url}/v1beta/models/{request.model}:streamGenerateContent"
         events = post_sse(self._http, self.name, url, body=request_body(request), headers=headers,
-                          params={"alt": "sse"})
+                          params={"alt": "sse"}, exchange=request.exchange)
         async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
             async for batch in batches:
                 yield batch

@@ -94,7 +94,8 @@ class OpenAIChatCompletions:
             body, params = request_body(request, model=False), {"api-version": self._api_version}
         else:
             url, body, params = f"{self._base_url}/chat/completions", request_body(request), None
-        events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params)
+        events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params,
+                          exchange=request.exchange)
         async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
             async for batch in batches:
                 yield batch

@@ -74,7 +74,8 @@ class OpenAIResponses:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         headers = {"Authorization": f"Bearer {await api_key(self.name, self._key)}"}
-        events = post_sse(self._http, self.name, self._url, body=request_body(request), headers=headers)
+        events = post_sse(self._http, self.name, self._url, body=request_body(request), headers=headers,
+                          exchange=request.exchange)
         async with aclosing(parsed(events, EventParser(self.name))) as batches:
             async for batch in batches:
                 yield batch

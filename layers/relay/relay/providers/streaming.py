@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from relay.errors import (
     provider_error_for_status,
 )
 from relay.events import ProviderEvent
+from relay.providers import Exchange
 from relay.providers.keys import KeySource
 from relay.sse import ServerSentEvent, SSEDecoder
 
@@ -78,14 +80,21 @@ async def post_sse(
     body: dict[str, Any],
     headers: dict[str, str],
     params: dict[str, str] | None = None,
+    exchange: Exchange | None = None,
 ) -> AsyncGenerator[list[ServerSentEvent], None]:
     """The events of a streamed POST, as many as each network read completes. A cut connection raises
-    ``provider_incomplete``; the caller decides whether its provider's terminal event had already arrived."""
+    ``provider_incomplete``; the caller decides whether its provider's terminal event had already arrived.
+    ``exchange``, when given, gets the connect and first-byte times."""
     streaming = False
     decoder = SSEDecoder()
+    started = time.perf_counter()
+    extensions = {"trace": _connect_timer(exchange)} if exchange is not None else None
     try:
         request_headers = {**headers, "Accept": "text/event-stream"}
-        async with http.stream("POST", url, json=body, headers=request_headers, params=params) as response:
+        async with http.stream("POST", url, json=body, headers=request_headers, params=params,
+                               extensions=extensions) as response:
+            if exchange is not None:
+                exchange.first_byte_seconds = time.perf_counter() - started
             if response.status_code != 200:
                 await response.aread()
                 error = provider_error_for_status(provider, response.status_code, error_detail(response.content))
@@ -111,6 +120,21 @@ async def post_sse(
     detail = error_detail("".join(decoder.unframed).encode()) if decoder.unframed else None
     if detail:
         raise ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {detail}")
+
+
+def _connect_timer(exchange: Exchange) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore trace hook that times opening a connection: TCP, then TLS when there is any. A request on a
+    pooled connection makes no connection events, and its time stays 0."""
+    started = 0.0
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        nonlocal started
+        if event == "connection.connect_tcp.started":
+            started = time.perf_counter()
+        elif event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            exchange.connect_seconds = time.perf_counter() - started
+
+    return trace
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
