@@ -46,7 +46,7 @@ class Sizes:
     ttft_requests: int = 200
     throughput_tokens: int = 20_000
     throughput_rounds: int = 5
-    cold_starts: int = 5
+    cold_starts: int = 9  # medians of 5 moved by ±50 ms from run to run on a noisy 2-core machine
     concurrent: int = 100
     rss_streams: int = 50
     answer_seconds: float = 10.0
