@@ -74,6 +74,12 @@ def test_every_way_of_splitting_a_stream_in_three_reads_gives_the_same_events():
             assert decode(raw[:first], raw[first:second], raw[second:]) == whole, (first, second)
 
 
+def test_a_line_longer_than_a_thousand_reads_arrives_whole():
+    text = "\u00e9" * 500_000  # a million bytes, with characters split between reads
+    raw = f"data: {text}\r\n\r\n".encode()
+    assert decode(*[raw[i:i + 1000] for i in range(0, len(raw), 1000)]) == [ServerSentEvent("message", text)]
+
+
 def test_id_is_kept_and_retry_is_not_data():
     assert decode(b"id: 7\nretry: 100\ndata: x\n\n") == [ServerSentEvent("message", "x", "7")]
 

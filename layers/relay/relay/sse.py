@@ -25,7 +25,7 @@ class ServerSentEvent:
 
 class SSEDecoder:
     def __init__(self) -> None:
-        self._buffer = b""  # the start of a line whose end has not arrived yet
+        self._buffer = bytearray()  # the start of a line whose end has not arrived yet
         self._skip_lf = False  # the last read ended in CR: an LF that starts the next is the same line break
         self._event = ""
         self._data: list[str] = []
@@ -38,9 +38,12 @@ class SSEDecoder:
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._skip_lf = chunk.endswith(b"\r")
+        self._buffer += chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            return []  # a long line arriving in many reads is split once, when its end comes
         # bytes.splitlines breaks on CR, LF and CRLF only (str.splitlines would also break on U+2028 and others).
-        lines = (self._buffer + chunk).splitlines(keepends=True)
-        self._buffer = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        lines = self._buffer.splitlines(keepends=True)
+        self._buffer = lines.pop() if not lines[-1].endswith((b"\n", b"\r")) else bytearray()
         events: list[ServerSentEvent] = []
         for line in lines:
             event = self._line(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
@@ -52,7 +55,7 @@ class SSEDecoder:
         """At EOF: the last line and the last event, even without the blank line that should end them."""
         events = []
         if self._buffer:
-            line, self._buffer = self._buffer, b""
+            line, self._buffer = self._buffer, bytearray()
             event = self._line(line.decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
