@@ -27,7 +27,7 @@ def session_for(client: httpx.Client, provider: str, model: str) -> str:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_normal_answer_streams_with_usage_and_finish_reason_into_store_and_metrics(client, capsys, provider):
+def test_normal_answer_streams_with_usage_and_finish_reason_into_store_and_metrics(client, capsys, caplog, provider):
     model = f"sim:first_token_ms=5,tokens_per_second=0,tokens=25,fault_at={len(provider)}"  # unique per provider
     chat_session_id = session_for(client, provider, model)
     capsys.readouterr()
@@ -43,6 +43,10 @@ def test_normal_answer_streams_with_usage_and_finish_reason_into_store_and_metri
     assert ai["metadata"]["finishReason"] == FINISH_REASONS[provider]
     [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]
     assert (blob["provider"], blob["InputTokens"], blob["OutputTokens"]) == (provider, [2.0], [25.0])
+    [ended] = [r for r in caplog.records if r.getMessage() == "stream ended" and r.chat_session_id == chat_session_id]
+    assert 0 < ended.provider_first_byte_ms <= ended.ttft_ms
+    # botocore (Bedrock) does not tell connecting apart; the others' clients are pooled and reused
+    assert ended.provider_connect_ms is None if provider == "bedrock" else ended.provider_connect_ms >= 0
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

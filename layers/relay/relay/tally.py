@@ -68,12 +68,11 @@ class Tally:
 
     @property
     def connect_ms(self) -> float | None:
-        return round(self.exchange.connect_seconds * 1000, 3) if self.exchange else None
+        return _ms(self.exchange.connect_seconds) if self.exchange else None
 
     @property
     def first_byte_ms(self) -> float | None:
-        seconds = self.exchange.first_byte_seconds if self.exchange else None
-        return None if seconds is None else round(seconds * 1000, 3)
+        return _ms(self.exchange.first_byte_seconds) if self.exchange else None
 
     @property
     def output_tokens(self) -> int:
@@ -112,3 +111,7 @@ class Tally:
 
     def _ms(self, at: float | None) -> float | None:
         return None if at is None else round((at - self.received_at) * 1000, 3)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

@@ -31,9 +31,9 @@ class ChatMessage:
 class Exchange:
     """How a request's HTTP exchange with the provider went, for the breakdown of the time to first token: the
     seconds spent opening a connection (0 when a pooled one was reused), and until the response's status and
-    headers arrived (connecting included). Filled in by the provider, where its transport tells."""
+    headers arrived (connecting included). Filled in by the provider, where its transport tells; None where not."""
 
-    connect_seconds: float = 0.0
+    connect_seconds: float | None = None
     first_byte_seconds: float | None = None
 
 

@@ -88,7 +88,10 @@ async def post_sse(
     streaming = False
     decoder = SSEDecoder()
     started = time.perf_counter()
-    extensions = {"trace": _connect_timer(exchange)} if exchange is not None else None
+    extensions = None
+    if exchange is not None:
+        exchange.connect_seconds = 0.0  # unless the trace hook sees a connection opened
+        extensions = {"trace": _connect_timer(exchange)}
     try:
         request_headers = {**headers, "Accept": "text/event-stream"}
         async with http.stream("POST", url, json=body, headers=request_headers, params=params,
