@@ -390,14 +390,13 @@ async def measure_cold_start(results: Results, sizes: Sizes) -> None:
     ]
     ready: dict[str, list[float]] = {label: [] for label, *_ in variants}
     first_token: dict[str, list[float]] = {label: [] for label, *_ in variants}
-    first_turns: list[dict[str, Any]] = []  # of the first variant: the layer as deployed, tracing off
+    first_turns: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in variants}
     for _ in range(sizes.cold_starts):  # round after round, so the machine's drift touches each variant alike
         for label, layer, tracing, app in variants:
             ready_ms, first_token_ms, turn = await cold_start(layer, tracing, app)
             ready[label].append(ready_ms)
             first_token[label].append(first_token_ms)
-            if label == variants[0][0]:
-                first_turns.append(turn)
+            first_turns[label].append(turn)
     for label, _, _, app in variants:
         results.data[f"cold_start {label}"] = {"ready": ready[label], "first_token": first_token[label]}
         reference = not app.startswith("app:")
@@ -405,9 +404,9 @@ async def measure_cold_start(results: Results, sizes: Sizes) -> None:
                     "" if reference else "target ≤ 250 ms")
         results.add(f"Cold start to first token, {label}", f"{percentile(first_token[label], 50):.0f} ms (median)",
                     "" if reference else "target ≤ 350 ms")
-        if label == variants[0][0]:
-            reads = [float(turn["store_read_ms"]) for turn in first_turns]
-            connects = [float(turn["provider_connect_ms"]) for turn in first_turns]
+        if label == variants[0][0]:  # the layer as deployed, tracing off: where its first request's time goes
+            reads = [float(turn["store_read_ms"]) for turn in first_turns[label]]
+            connects = [float(turn["provider_connect_ms"]) for turn in first_turns[label]]
             results.data["cold_start first request"] = {"store_read": reads, "provider_connect": connects}
             results.add("  its first request's DynamoDB read", f"{percentile(reads, 50):.0f} ms (median)",
                         "waits for the client, created once the app serves")
