@@ -195,6 +195,13 @@ def test_limits_table_and_parameters_reach_the_function(template, function):
     assert limits["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
 
 
+def test_memory_is_a_parameter_within_lambdas_limits(template, function):
+    assert function["MemorySize"] == {"Ref": "FunctionMemoryMB"}
+    memory = template["Parameters"]["FunctionMemoryMB"]
+    assert (memory["MinValue"], memory["MaxValue"]) == (128, 10240)  # Lambda's own bounds
+    assert memory["MinValue"] <= memory["Default"] <= memory["MaxValue"]
+
+
 def test_the_relays_timeouts_agree_with_the_functions_timeout(template, function):
     env = function["Environment"]["Variables"]
     timeout = function["Timeout"]
