@@ -68,11 +68,11 @@ class Tally:
 
     @property
     def connect_ms(self) -> float | None:
-        return _ms(self.exchange.connect_seconds) if self.exchange else None
+        return _milliseconds(self.exchange.connect_seconds) if self.exchange else None
 
     @property
     def first_byte_ms(self) -> float | None:
-        return _ms(self.exchange.first_byte_seconds) if self.exchange else None
+        return _milliseconds(self.exchange.first_byte_seconds) if self.exchange else None
 
     @property
     def output_tokens(self) -> int:
@@ -110,8 +110,9 @@ class Tally:
         )
 
     def _ms(self, at: float | None) -> float | None:
-        return None if at is None else round((at - self.received_at) * 1000, 3)
+        """Milliseconds from the request's arrival to ``at``."""
+        return _milliseconds(None if at is None else at - self.received_at)
 
 
-def _ms(seconds: float | None) -> float | None:
+def _milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
