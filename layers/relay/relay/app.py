@@ -10,7 +10,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +44,10 @@ STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering"
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # A client that takes longer than this to accept a chunk is treated as gone; its answer is still completed and stored.
 SEND_TIMEOUT_SECONDS = 10.0
-CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization")
+# The same list as template.yaml's FunctionUrlConfig Cors AllowHeaders (a test keeps them equal). Behind CloudFront
+# with Origin Access Control a browser also sends x-amz-content-sha256: the hash OAC signs its body by.
+CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization",
+                      "x-amz-content-sha256")
 
 
 AuthenticatorFactory = Callable[[httpx.AsyncClient], Authenticator]
@@ -76,10 +79,7 @@ def create_app(
     middleware = []
     if settings.cors_allow_origins and not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         # On Lambda the function URL answers CORS from the same allowlist (template.yaml); elsewhere the app does.
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_allow_origins), allow_methods=["GET", "POST"],
-            allow_headers=list(CORS_ALLOW_HEADERS), allow_credentials=False, max_age=600,
-        ))
+        middleware.append(cors_middleware(settings.cors_allow_origins))
 
     app = Starlette(
         routes=[
@@ -100,6 +100,12 @@ def create_app(
     app.state.store = store
     app.state.limits = Limits(store, settings)
     return app
+
+
+def cors_middleware(allow_origins: Sequence[str]) -> Middleware:
+    """CORS as the function URL answers it (template.yaml): an allowlist, no credentials, preflights kept 10 min."""
+    return Middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
+                      allow_headers=list(CORS_ALLOW_HEADERS), allow_credentials=False, max_age=600)
 
 
 async def authenticate(request: Request) -> str:
