@@ -8,6 +8,13 @@
  * received (`Last-Event-ID`), or, if it dropped before `start`, the same request is sent again with the same
  * `clientMessageId`, which the relay joins to the first one instead of asking the provider twice.
  *
+ * Behind CloudFront with Origin Access Control (the relay's AuthMode `iam`), pass `authMode: "iam"` to every call.
+ * CloudFront then signs each request for the private function URL itself, so it takes the `Authorization` header
+ * over, and it can sign a body only by the hash the browser declares (Lambda takes no unsigned payload). So every
+ * request with a body carries `x-amz-content-sha256`, the hex SHA-256 of the exact bytes sent (made with Web Crypto,
+ * which browsers offer on https and localhost pages only), and the token travels as `X-User-Authorization: Bearer …`
+ * instead. GET requests (listing, resuming) need no hash.
+ *
  * @module relay-client
  */
 
@@ -48,6 +55,8 @@ export class RelayError extends Error {
  * @param {object} options
  * @param {string} options.url the relay's base URL (the function URL), e.g. "https://abc.lambda-url.eu-west-1.on.aws"
  * @param {string} [options.token] a bearer token, when the relay checks JWTs
+ * @param {"jwt"|"iam"} [options.authMode="jwt"] "iam" when the relay is reached through CloudFront with Origin
+ *   Access Control: bodies are hashed and the token goes in `X-User-Authorization` (see the module's notes)
  * @param {string} options.chatSessionId from `createSession`
  * @param {string} options.content the user's message
  * @param {string} [options.clientMessageId] an idempotency key; one is made up when absent
@@ -78,6 +87,7 @@ export async function streamChat(options) {
  * @param {object} options
  * @param {string} options.url
  * @param {string} [options.token]
+ * @param {"jwt"|"iam"} [options.authMode="jwt"]
  * @param {string} options.chatSessionId
  * @param {string} options.messageId the answer's id
  * @param {number} [options.offset=0] how many characters the caller has already
@@ -102,7 +112,8 @@ export async function followAnswer(options) {
  * Ask the relay to stop generating an answer. The stream then ends with an `error` event, code "cancelled",
  * about a second later, and the text so far is stored as "interrupted".
  *
- * @param {{url: string, token?: string, chatSessionId: string, messageId: string, fetch?: typeof fetch}} options
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", chatSessionId: string, messageId: string,
+ *   fetch?: typeof fetch}} options
  * @returns {Promise<void>} rejects with a RelayError (409 "not_streaming" when the answer has already ended)
  */
 export async function cancelMessage(options) {
@@ -111,8 +122,8 @@ export async function cancelMessage(options) {
 }
 
 /**
- * @param {{url: string, token?: string, provider: string, model: string, title?: string, system?: string,
- *   fetch?: typeof fetch}} options
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", provider: string, model: string, title?: string,
+ *   system?: string, fetch?: typeof fetch}} options
  * @returns {Promise<string>} the new chat session's id
  */
 export async function createSession(options) {
@@ -122,7 +133,7 @@ export async function createSession(options) {
 }
 
 /**
- * @param {{url: string, token?: string, chatSessionId: string, fetch?: typeof fetch}} options
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", chatSessionId: string, fetch?: typeof fetch}} options
  * @returns {Promise<Array<{messageId: string, role: "user"|"ai", content: string, status: string,
  *   error?: {code: string, message: string}}>>} oldest first
  */
@@ -131,7 +142,7 @@ export async function listMessages(options) {
 }
 
 /**
- * @param {{url: string, token?: string, fetch?: typeof fetch}} options
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", fetch?: typeof fetch}} options
  * @returns {Promise<Array<{name: string, models: string[]}>>} the providers this relay can serve now
  */
 export async function listProviders(options) {
@@ -281,14 +292,32 @@ class AnswerReader {
   }
 }
 
-function send(options, method, path, body, headers = {}) {
+async function send(options, method, path, body, headers = {}) {
   const request = { method, headers: { Accept: "application/json, text/event-stream", ...headers }, signal: options.signal };
-  if (options.token) request.headers.Authorization = `Bearer ${options.token}`;
+  const behindCloudFront = options.authMode === "iam";
+  if (options.token) {
+    request.headers[behindCloudFront ? "X-User-Authorization" : "Authorization"] = `Bearer ${options.token}`;
+  }
   if (body !== undefined) {
     request.headers["Content-Type"] = "application/json";
     request.body = JSON.stringify(body);
+    if (behindCloudFront) {
+      request.body = new TextEncoder().encode(request.body); // the very bytes hashed are the ones sent
+      request.headers["x-amz-content-sha256"] = await sha256Hex(request.body);
+    }
   }
   return (options.fetch ?? fetch)(options.url.replace(/\/+$/, "") + path, request);
+}
+
+/** What CloudFront's Origin Access Control signs a body by: its SHA-256, as lowercase hex. */
+async function sha256Hex(bytes) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) {
+    throw new RelayError("web_crypto_unavailable",
+      'authMode "iam" hashes each request body with Web Crypto, which browsers offer on https and localhost pages only');
+  }
+  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 async function json(response) {
@@ -297,13 +326,16 @@ async function json(response) {
 }
 
 async function refusal(response) {
-  let error = {};
+  let body = {};
   try {
-    error = (await response.json()).error ?? {};
+    body = (await response.json()) ?? {};
   } catch {
-    // not the relay's JSON (a proxy's error page): the status says enough
+    // not JSON (a proxy's error page): the status says enough
   }
-  return new RelayError(error.code ?? `http_${response.status}`, error.message ?? response.statusText, response.status);
+  // The relay's refusals are {"error": {code, message}}; AWS's own (a function URL's signature check) {"message"}.
+  const error = body.error ?? {};
+  const message = error.message ?? body.message ?? body.Message ?? response.statusText;
+  return new RelayError(error.code ?? `http_${response.status}`, message, response.status);
 }
 
 /** Offsets count Unicode code points, as the relay's stored text does; a JS string's length counts UTF-16 units. */

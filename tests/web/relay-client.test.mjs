@@ -1,8 +1,11 @@
 // The client module against scripted responses: `node --test tests/web/` (tests/test_web.py runs it).
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { test } from "node:test";
 
-import { RelayError, SSEParser, streamChat } from "../../web/relay-client.js";
+import {
+  cancelMessage, createSession, listMessages, RelayError, SSEParser, streamChat,
+} from "../../web/relay-client.js";
 
 const encoder = new TextEncoder();
 
@@ -29,7 +32,8 @@ function eventStream(chunks, options) {
 function scripted(...responses) {
   const calls = [];
   const fetch = async (url, request) => {
-    calls.push({ url, ...request, json: request.body ? JSON.parse(request.body) : undefined });
+    const text = typeof request.body === "string" ? request.body : new TextDecoder().decode(request.body);
+    calls.push({ url, ...request, json: request.body ? JSON.parse(text) : undefined });
     const next = responses.shift();
     if (!next) throw new Error("no more responses");
     return next();
@@ -180,4 +184,102 @@ test("aborting stops reading and settles as aborted", async () => {
   assert.equal(result.text, "Hi");
   assert.deepEqual(seen.errors, []);
   assert.ok(more);
+});
+
+/** The header named `name`, whatever its case, or undefined. */
+function header(call, name) {
+  const found = Object.keys(call.headers).find((key) => key.toLowerCase() === name.toLowerCase());
+  return found === undefined ? undefined : call.headers[found];
+}
+
+/** The SHA-256 of the UTF-8 bytes of `text`, by Node's own crypto: a second implementation to check against. */
+const sha256 = (text) => createHash("sha256").update(text, "utf8").digest("hex");
+
+test('authMode "iam": a body goes with the SHA-256 of its exact bytes, non-ASCII included', async () => {
+  const content = "Grüße, 世界 🙂 — \u2028 \"quoted\"";
+  const { fetch, calls } = scripted(() => eventStream([START, token("ok", 2), DONE]));
+  const { options } = collect({ fetch, authMode: "iam", content, clientMessageId: "client-1" });
+
+  await streamChat(options);
+
+  const sent = new TextDecoder().decode(calls[0].body);
+  assert.equal(sent, JSON.stringify({ chatSessionId: options.chatSessionId, content, clientMessageId: "client-1" }));
+  assert.equal(header(calls[0], "x-amz-content-sha256"), sha256(sent));
+  assert.notEqual(sha256(sent), createHash("sha256").update(sent, "latin1").digest("hex")); // the bytes matter
+});
+
+test('authMode "iam": the token travels in X-User-Authorization, never Authorization, on every request', async () => {
+  const created = () => Response.json({ chatSessionId: "01HZY00000000000000000DEM0" }, { status: 201 });
+  const listed = () => Response.json({ messages: [] });
+  const cancelled = () => Response.json({ messageId: "01HZY000000000000000000AI1", status: "cancelling" }, { status: 202 });
+  const { fetch, calls } = scripted(created, listed, cancelled);
+  const connection = { url: "http://relay.test", token: "user-token", authMode: "iam", fetch };
+
+  await createSession({ ...connection, provider: "simulated", model: "sim" });
+  await listMessages({ ...connection, chatSessionId: "01HZY00000000000000000DEM0" });
+  await cancelMessage({ ...connection, chatSessionId: "01HZY00000000000000000DEM0", messageId: "01HZY000000000000000000AI1" });
+
+  assert.deepEqual(calls.map((call) => header(call, "X-User-Authorization")), Array(3).fill("Bearer user-token"));
+  assert.deepEqual(calls.map((call) => header(call, "Authorization")), [undefined, undefined, undefined]);
+  const [create, list, cancel] = calls;
+  assert.equal(header(create, "x-amz-content-sha256"), sha256('{"provider":"simulated","model":"sim"}'));
+  assert.equal(header(cancel, "x-amz-content-sha256"), sha256("{}"));
+  assert.equal(header(list, "x-amz-content-sha256"), undefined); // a GET has no body to sign
+});
+
+test('authMode "iam": a resume is a GET with the token and no hash; a repeated POST is hashed again', async () => {
+  const { fetch, calls } = scripted(
+    () => eventStream([], { drop: true }),
+    () => eventStream([START, token("Hel", 3)], { drop: true }),
+    () => eventStream([token("lo", 5), DONE]),
+  );
+  const { options } = collect({ fetch, authMode: "iam", token: "user-token" });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.text, "Hello");
+  assert.deepEqual(calls.map((call) => call.method), ["POST", "POST", "GET"]);
+  const [first, again, resume] = calls;
+  assert.equal(header(again, "x-amz-content-sha256"), header(first, "x-amz-content-sha256"));
+  assert.equal(header(again, "x-amz-content-sha256"), sha256(new TextDecoder().decode(again.body)));
+  assert.equal(header(resume, "x-amz-content-sha256"), undefined);
+  assert.equal(header(resume, "X-User-Authorization"), "Bearer user-token");
+});
+
+test("by default the token is the Authorization header and no hash is sent", async () => {
+  const { fetch, calls } = scripted(() => eventStream([START, DONE]));
+  const { options } = collect({ fetch, token: "user-token" });
+
+  await streamChat(options);
+
+  assert.equal(header(calls[0], "Authorization"), "Bearer user-token");
+  assert.equal(header(calls[0], "X-User-Authorization"), undefined);
+  assert.equal(header(calls[0], "x-amz-content-sha256"), undefined);
+});
+
+test("AWS's own refusal (a signature that does not match) reads as its message, with the HTTP status", async () => {
+  const message = "The request signature we calculated does not match the signature you provided.";
+  const { fetch } = scripted(() => Response.json({ message }, { status: 403 }));
+  const { seen, options } = collect({ fetch, authMode: "iam" });
+
+  const result = await streamChat(options);
+
+  assert.equal(result.status, "error");
+  assert.deepEqual([seen.errors[0].code, seen.errors[0].message, seen.errors[0].status], ["http_403", message, 403]);
+});
+
+test('authMode "iam" without Web Crypto (a plain-http page) is refused with a clear error, and nothing is sent', async () => {
+  const { fetch, calls } = scripted();
+  const { seen, options } = collect({ fetch, authMode: "iam" });
+  const crypto = Object.getOwnPropertyDescriptor(globalThis, "crypto");
+  Object.defineProperty(globalThis, "crypto", { value: undefined, configurable: true });
+  try {
+    const result = await streamChat(options);
+    assert.equal(result.status, "error");
+  } finally {
+    Object.defineProperty(globalThis, "crypto", crypto);
+  }
+
+  assert.equal(seen.errors[0].code, "web_crypto_unavailable");
+  assert.deepEqual(calls, []);
 });
