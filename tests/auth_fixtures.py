@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from devtools.servers import UvicornThread
 
 AUDIENCE = "chat-relay-test"
 
@@ -54,6 +58,18 @@ class Issuer:
         payload = {"iss": self.url, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 600, **claims}
         key = key or self.keys[0]
         return jwt.encode(payload, key.private, algorithm="RS256", headers={"kid": key.kid})
+
+
+@contextmanager
+def served_issuer() -> Iterator[Issuer]:
+    """An issuer publishing its keys on a free loopback port until the block ends."""
+    issuer = Issuer()
+    server = UvicornThread(issuer.app).start()
+    issuer.url = server.url
+    try:
+        yield issuer
+    finally:
+        server.stop()
 
 
 def b64(data: bytes) -> str:

@@ -1,12 +1,14 @@
 """Shared fixtures: one real local stack (moto's DynamoDB server, the simulated provider, the app under uvicorn),
-all on loopback, started once per test session."""
+all on loopback, started once per test session; and Chromium, for the tests that drive the page."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,10 @@ REAL_PROVIDER_VARIABLES = [
     "GOOGLE_GEMINI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "BEDROCK_MODELS",
     "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "PROVIDER_KEYS_SECRET_ARN",
 ]
+
+SCREENSHOTS = Path(".local/screenshots")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +69,39 @@ def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[h
             yield client
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright (its own browser download does not work on these machines); without it
+    the test is skipped, unless ``REQUIRE_BROWSER=1`` (CI sets it) makes that a failure."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium) and REQUIRE_BROWSER is set")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page in a fresh browser context; a failing test leaves its screenshot in ``.local/screenshots/``."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{request.node.name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+    context.close()
 
 
 def count_items(dynamodb: Any) -> int:

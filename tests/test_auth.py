@@ -13,7 +13,15 @@ from relay import auth
 from relay.app import create_app
 from relay.auth import ConfigurationError, JwtAuthenticator, JwtSettings, authenticator_from_environment
 from relay.store import ChatStore
-from tests.auth_fixtures import AUDIENCE, Issuer, SigningKey, hs256_with_public_key, tampered, unsigned_token
+from tests.auth_fixtures import (
+    AUDIENCE,
+    Issuer,
+    SigningKey,
+    hs256_with_public_key,
+    served_issuer,
+    tampered,
+    unsigned_token,
+)
 from tests.conftest import count_items
 from tests.test_turn import stream_chat
 
@@ -22,11 +30,8 @@ SESSION = {"provider": "simulated", "model": "sim:first_token_ms=0,tokens_per_se
 
 @pytest.fixture(scope="module")
 def issuer(stack) -> Iterator[Issuer]:
-    issuer = Issuer()
-    server = UvicornThread(issuer.app).start()
-    issuer.url = server.url
-    yield issuer
-    server.stop()
+    with served_issuer() as issuer:
+        yield issuer
 
 
 @pytest.fixture(scope="module")
