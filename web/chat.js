@@ -13,6 +13,9 @@ const element = (id) => document.getElementById(id);
 const relayUrl = new URLSearchParams(location.search).get("relay")
   || document.querySelector('meta[name="relay-url"]').content || location.origin;
 
+// "iam" when the relay is behind CloudFront with Origin Access Control (relay-client.js explains what changes).
+const authMode = document.querySelector('meta[name="relay-auth"]')?.content || undefined;
+
 let chatSessionId = new URLSearchParams(location.hash.slice(1)).get("session");
 let providers = [];
 let running = null; // the answer being streamed: {view, controller, messageId, stopRequested}
@@ -20,7 +23,7 @@ let running = null; // the answer being streamed: {view, controller, messageId, 
 function connection() {
   const token = element("token").value.trim();
   sessionStorage.setItem("relay-token", token);
-  return { url: relayUrl, token: token || undefined };
+  return { url: relayUrl, token: token || undefined, authMode };
 }
 
 class MessageView {
