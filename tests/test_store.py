@@ -4,7 +4,8 @@ import pytest
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
-from relay.store import COMPLETE, STREAMING, ChatSession, ChatStore, StoredMessage
+from relay.records import COMPLETE, STREAMING, ChatSession, StoredMessage
+from relay.store import ChatStore
 
 
 @pytest.fixture()
@@ -81,7 +82,8 @@ def test_items_carry_a_ttl(store, dynamodb):
 
 
 def test_attribute_values_round_trip_without_boto3():
-    from relay.store import _deserialize, _serialize
+    from relay.dynamodb import deserialize as _deserialize
+    from relay.dynamodb import serialize as _serialize
 
     item = {"s": "café 🙂", "n": 17_956_418_122_050_001, "f": 12.34567, "t": True, "m": {"a": [1, "x", {"b": 2.5}]},
             "skip": None}
