@@ -11,9 +11,9 @@ import pytest
 from httpx_sse import connect_sse
 from ulid import ULID
 
+import relay.limits
 from devtools.local_run import LIMITS_TABLE_NAME, TABLE_NAME
 from devtools.servers import UvicornThread
-import relay.limits
 from relay.app import create_app
 from relay.config import STREAM_LEASE_DEADLINE_MARGIN_SECONDS, Settings
 from relay.dynamodb import DynamoDB
@@ -141,3 +141,43 @@ def test_a_lease_never_outlives_its_runs_deadline_by_more_than_the_margin(stack,
     assert lease.expires_at <= deadline + STREAM_LEASE_DEADLINE_MARGIN_SECONDS
     asyncio.run(lease.renew())
     assert lease.expires_at <= deadline + STREAM_LEASE_DEADLINE_MARGIN_SECONDS
+
+
+def test_a_refused_request_leaves_no_claim_so_its_retry_is_a_new_turn(user, dynamodb):
+    away_from_a_window_edge()
+    # GIVEN one stream running, which is this user's limit
+    chat_session_id = user.post("/sessions", json={"provider": "simulated", "model": SLOW}).json()["chatSessionId"]
+    body = {"chatSessionId": chat_session_id, "content": "again", "clientMessageId": f"client-{ULID()}"}
+    with connect_sse(user, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as first:
+        events = first.iter_sse()
+        next(event for event in events if event.event == "token")
+        # WHEN a request with a clientMessageId is refused
+        before = count_items(dynamodb)
+        assert user.post("/chat/stream", json=body).status_code == 429
+        assert count_items(dynamodb) == before  # its claim was given back
+        list(events)
+    # THEN the client's retry, once the first stream has ended, is a turn of its own, answered at once
+    started = time.monotonic()
+    with connect_sse(user, "POST", "/chat/stream", json=body) as retry:
+        names = [event.event for event in retry.iter_sse()]
+    assert names[0] == "start" and names[-1] == "done"
+    assert time.monotonic() - started < 10  # not a wait for a phantom turn
+    messages = user.get(f"/sessions/{chat_session_id}/messages").json()["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["hi", "again"]
+
+
+def test_resumes_are_streams_too_so_a_flood_of_them_is_refused(user):
+    away_from_a_window_edge()
+    # GIVEN a user whose one allowed stream is an answer being generated
+    chat_session_id = user.post("/sessions", json={"provider": "simulated", "model": SLOW}).json()["chatSessionId"]
+    with connect_sse(user, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as first:
+        events = first.iter_sse()
+        message_id = next(event for event in events if event.event == "start").json()["messageId"]
+        # WHEN the client also follows it from an offset THEN that stream is over the limit
+        resumed = user.get(f"/sessions/{chat_session_id}/messages/{message_id}/stream?offset=0")
+        assert resumed.status_code == 429
+        assert resumed.json()["error"]["code"] == "rate_limited" and "retry-after" in resumed.headers
+        list(events)
+    # AND once the answer has ended, following it works again (the third request of this minute)
+    with connect_sse(user, "GET", f"/sessions/{chat_session_id}/messages/{message_id}/stream") as again:
+        assert [event.event for event in again.iter_sse()][-1] == "done"

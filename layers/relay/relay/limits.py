@@ -28,6 +28,9 @@ from relay.errors import RequestRejected, StoreError
 __all__ = ["Lease", "Limits", "TooManyRequests", "held"]
 
 WINDOW_SECONDS = 60
+# Giving a lease back holds the end of its stream: during an outage it waits at most this long (the lease then
+# expires by itself) instead of the store's whole budget.
+RELEASE_TIMEOUT_SECONDS = 1.0
 ACQUIRE_ATTEMPTS = 3  # concurrent requests of one user may race for the streams item; each race is tried again
 
 
@@ -70,7 +73,7 @@ class Lease:
         """Give the lease back; never raises (a lease that cannot be given back expires by itself)."""
         try:
             await self.dynamodb.call(
-                "update_item", TableName=self.table, Key=_streams_key(self.user_id),
+                "update_item", timeout=RELEASE_TIMEOUT_SECONDS, TableName=self.table, Key=_streams_key(self.user_id),
                 UpdateExpression="REMOVE streams.#lease", ExpressionAttributeNames={"#lease": self.lease_id})
         except StoreError:
             telemetry.logger.warning("a stream lease could not be released; it expires by itself",
