@@ -141,7 +141,8 @@ def _simulate_unconfigured_providers(simulator_url: str) -> list[str]:
 
 def _seed_demo_session(client: Any) -> None:
     from relay.auth import LOCAL_USER
-    from relay.store import ChatSession, ChatStore
+    from relay.records import ChatSession
+    from relay.store import ChatStore
 
     store = ChatStore(TABLE_NAME, ttl_days=365, client_factory=lambda: client)
     session = ChatSession(DEMO_SESSION_ID, "simulated", DEMO_MODEL, "2026-01-01T00:00:00.000Z", title="Demo session",

@@ -14,7 +14,8 @@ from starlette.routing import Route
 from devtools.local_run import TABLE_NAME
 from devtools.servers import UvicornThread
 from devtools.simulated_provider import answer_tokens
-from relay.store import ChatStore, StoredMessage
+from relay.records import StoredMessage
+from relay.store import ChatStore
 from tests.conftest import new_session
 from tests.test_turn import messages_of, stream_chat
 

@@ -1,7 +1,7 @@
 """What of a session's history goes to the provider: alternating roles, complete answers only, within limits."""
 
 from relay.providers import ChatMessage
-from relay.store import ChatSession, Conversation, StoredMessage
+from relay.records import ChatSession, Conversation, StoredMessage
 from relay.turn import _provider_history
 
 SESSION = ChatSession("01HZY00000000000000000DEM0", "simulated", "sim", "2026-01-01T00:00:00.000Z")

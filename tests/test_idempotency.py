@@ -2,6 +2,7 @@
 provider call; it joins the running answer or replays the stored one. Claimed with a conditional transaction."""
 
 import threading
+import time
 
 import httpx
 from httpx_sse import connect_sse
@@ -75,3 +76,33 @@ def test_different_client_message_ids_are_different_turns(client):
     chat(client, chat_session_id, "two")
     stream_chat(client, chat_session_id)  # and none at all
     assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"] * 3
+
+
+def test_the_same_client_message_id_with_other_content_is_refused_with_409_and_replays_nothing(client, dynamodb):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+    chat(client, chat_session_id, "reused")
+    before = count_items(dynamodb)
+    body = {"chatSessionId": chat_session_id, "content": "something else", "clientMessageId": "reused"}
+    response = client.post("/chat/stream", json=body)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "client_message_conflict"
+    assert count_items(dynamodb) == before
+
+
+def test_a_stale_claim_whose_message_was_never_stored_is_taken_over_by_the_next_request(client, dynamodb, stack):
+    # GIVEN a claim left 60 s ago by a run that died before it stored the message
+    from devtools.local_run import TABLE_NAME
+
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
+    chat_session_id = new_session(client, model)
+    dynamodb.put_item(TableName=TABLE_NAME, Item={
+        "PK": {"S": f"SESSION#{chat_session_id}"}, "SK": {"S": "CLIENT#orphan"},
+        "userMessageId": {"S": str(ULID())}, "messageId": {"S": str(ULID())},
+        "claimedAt": {"N": str(int(time.time()) - 60)}})
+    # WHEN the client sends the request again THEN it is a turn of its own, answered and stored at once
+    started = time.monotonic()
+    received = chat(client, chat_session_id, "orphan")
+    assert time.monotonic() - started < 10
+    assert received.one("done")
+    assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]
+    assert provider_calls(stack, model) == 1

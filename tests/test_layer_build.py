@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "relay"
 CLIENTS = """
 import botocore.session, boto3
-from relay.store import create_dynamodb_client
+from relay.dynamodb import create_dynamodb_client
 create_dynamodb_client()
 boto3.client("bedrock-runtime")
 boto3.client("secretsmanager")  # what Powertools Parameters' get_secret creates

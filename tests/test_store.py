@@ -1,10 +1,12 @@
 import asyncio
+import time
 
 import pytest
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
-from relay.store import COMPLETE, STREAMING, ChatSession, ChatStore, StoredMessage
+from relay.records import COMPLETE, PENDING, STREAMING, ChatSession, StoredMessage
+from relay.store import ChatStore, SessionNotFound
 
 
 @pytest.fixture()
@@ -80,13 +82,40 @@ def test_items_carry_a_ttl(store, dynamodb):
     assert int(item["expiresAt"]["N"]) > 0
 
 
-def test_attribute_values_round_trip_without_boto3():
-    from relay.store import _deserialize, _serialize
+def test_a_turn_moves_the_sessions_ttl_and_last_activity(store, dynamodb):
+    # GIVEN a session whose TTL was set long ago
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    key = {"PK": {"S": f"SESSION#{session.chat_session_id}"}, "SK": {"S": "SESSION"}}
+    dynamodb.update_item(TableName=TABLE_NAME, Key=key, UpdateExpression="SET expiresAt = :old",
+                         ExpressionAttributeValues={":old": {"N": str(int(time.time()) + 60)}})
+    # WHEN a turn stores its message
+    user, answer = message("user", "hi"), message("ai", "", PENDING)
+    asyncio.run(store.begin_turn(session, user, answer))
+    # THEN the session lives a whole TTL from now, and says when it was last active
+    item = dynamodb.get_item(TableName=TABLE_NAME, Key=key)["Item"]
+    assert int(item["expiresAt"]["N"]) >= time.time() + store.ttl_seconds - 60
+    assert item["updatedAt"]["S"] == user.created_at
+    assert [m.message_id for m in asyncio.run(store.list_messages(session.chat_session_id, ""))] == [
+        user.message_id, answer.message_id]
 
-    item = {"s": "café 🙂", "n": 17_956_418_122_050_001, "f": 12.34567, "t": True, "m": {"a": [1, "x", {"b": 2.5}]},
-            "skip": None}
-    assert _deserialize(_serialize(item)) == {"s": "café 🙂", "n": 17_956_418_122_050_001, "f": 12.346, "t": True,
-                                              "m": {"a": [1, "x", {"b": 2.5}]}}
+
+def test_a_turn_cannot_store_its_message_into_a_session_that_is_gone(store):
+    session = make_session()  # never created (or deleted since it was read)
+    with pytest.raises(SessionNotFound):
+        asyncio.run(store.begin_turn(session, message("user", "hi"), message("ai", "", PENDING)))
+    assert asyncio.run(store.list_messages(session.chat_session_id, "")) is None
+
+
+def test_a_checkpoint_that_lands_after_the_final_write_changes_nothing(store):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    answer = message("ai", "", PENDING)
+    asyncio.run(store.begin_turn(session, message("user", "hi"), answer))
+    final = StoredMessage(answer.message_id, "ai", "the whole answer", COMPLETE, answer.created_at)
+    asyncio.run(store.put_messages(session.chat_session_id, final))
+    assert asyncio.run(store.checkpoint(session.chat_session_id, answer.message_id, "the wh")) is True
+    assert asyncio.run(store.get_message(session.chat_session_id, answer.message_id)) == final
 
 
 def test_the_app_imports_no_boto3():

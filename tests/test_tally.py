@@ -5,7 +5,7 @@ import pytest
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE_LIMITED, ProviderError
 from relay.events import Finish, Usage
 from relay.providers import Exchange
-from relay.store import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
+from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
 from relay.tally import Tally
 
 

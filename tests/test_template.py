@@ -81,8 +81,8 @@ def test_table_keys_and_ttl_match_the_store(template):
 
 
 def test_function_may_use_only_the_table_operations_the_store_calls(function):
-    store_source = (ROOT / "layers/relay/relay/store.py").read_text()
-    called = set(re.findall(r'_call\(\s*"(\w+)"', store_source))
+    store_source = "".join((ROOT / "layers/relay/relay" / name).read_text() for name in ("store.py", "limits.py"))
+    called = set(re.findall(r'call\(\s*"(\w+)"', store_source))
     statements = function["Policies"][0]["Statement"]
     granted: dict[str, list[Any]] = {}
     for statement in statements:
@@ -90,14 +90,14 @@ def test_function_may_use_only_the_table_operations_the_store_calls(function):
         for action in statement["Action"]:
             granted.setdefault(action, []).extend(resources)
     # a transaction needs the permissions of its parts (here a condition check and a put), not one of its own
-    parts = {"transact_write_items": ["condition_check_item", "put_item"]}
+    parts = {"transact_write_items": ["condition_check_item", "put_item", "update_item"]}
     as_actions = {"dynamodb:" + "".join(part.title() for part in name.split("_"))
                   for call in called for name in parts.get(call, [call])}
     assert as_actions == set(granted)
     chat, limits = {"Fn::GetAtt": "ChatTable.Arn"}, {"Fn::GetAtt": "LimitsTable.Arn"}
     assert granted["dynamodb:Query"] == granted["dynamodb:PutItem"] == granted["dynamodb:ConditionCheckItem"] == [chat]
+    assert granted["dynamodb:GetItem"] == granted["dynamodb:DeleteItem"] == [chat]
     assert granted["dynamodb:UpdateItem"] == [chat, limits]  # checkpoints and cancel requests; counters
-    assert granted["dynamodb:GetItem"] == [limits]
 
 
 def test_powertools_environment_matches_the_metrics_the_dashboard_reads(template, function):

@@ -11,7 +11,8 @@ from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
 from devtools.simulated_provider import answer_tokens
-from relay.store import ChatStore, StoredMessage
+from relay.records import StoredMessage
+from relay.store import ChatStore
 from tests.conftest import app_client, emf_lines, new_session
 from tests.test_turn import messages_of, stream_chat
 

@@ -250,7 +250,7 @@ class RecordingClient:
 
         def timed(**kwargs: Any) -> Any:
             started = time.perf_counter()
-            if operation == "batch_write_item":
+            if operation in ("batch_write_item", "transact_write_items"):
                 time.sleep(self._write_delay)
             try:
                 return method(**kwargs)
@@ -260,7 +260,7 @@ class RecordingClient:
         return timed
 
 
-def test_exactly_one_dynamodb_read_precedes_the_provider_request_which_does_not_wait_for_writes(stack, dynamodb):
+def test_one_read_precedes_the_provider_request_and_start_waits_for_the_message_to_be_stored(stack, dynamodb):
     from devtools.local_run import TABLE_NAME
     from devtools.servers import UvicornThread
     from relay.app import create_app
@@ -270,23 +270,29 @@ def test_exactly_one_dynamodb_read_precedes_the_provider_request_which_does_not_
     recording = RecordingClient(dynamodb, write_delay=0.3)
     app = create_app(store=ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: recording))
     server = UvicornThread(app).start()
+    arrivals: dict[str, float] = {}
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3"
             chat_session_id = new_session(client, model)
             recording.calls.clear()
             # WHEN a turn runs
-            received = stream_chat(client, chat_session_id)
+            body = {"chatSessionId": chat_session_id, "content": "Hello there"}
+            with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+                for sse in source.iter_sse():
+                    arrivals.setdefault(sse.event, time.perf_counter())
     finally:
         server.stop()
-    # THEN the provider request arrived after one Query and before the first write finished
+    # THEN the provider request arrived after one Query and before the message's write finished
     provider_started = last_record(stack, model).started_at
     before = [operation for operation, _, ended in recording.calls if ended < provider_started]
     assert before == ["query"]
-    first_write_end = min(ended for operation, _, ended in recording.calls if operation == "batch_write_item")
-    assert provider_started < first_write_end
-    assert received.one("done")
-    assert [operation for operation, _, _ in recording.calls] == ["query", "batch_write_item", "batch_write_item"]
+    [(_, _, stored)] = [call for call in recording.calls if call[0] == "transact_write_items"]
+    assert provider_started < stored
+    # AND the client heard of its message only once it was stored (a crash after start loses nothing)
+    assert stored < arrivals["start"] < arrivals["done"]
+    assert [operation for operation, _, _ in recording.calls if operation != "update_item"] == [
+        "query", "transact_write_items", "batch_write_item"]  # update_item: the checkpoints
 
 
 def test_logs_and_metrics_of_a_turn_hold_no_prompt_or_answer_text(client, capsys, caplog):

@@ -15,7 +15,7 @@ from typing import Any
 
 from relay import sse
 from relay.errors import RequestRejected
-from relay.turn import Done, Failed, Started, Tokens, TurnEvent
+from relay.events import Done, Failed, Started, Tokens, TurnEvent
 
 PROTOCOL = "ai-sdk"
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}

@@ -28,16 +28,18 @@ from starlette.types import Message, Receive, Scope, Send
 from ulid import ULID
 
 from relay import ai_sdk, config, sse, tracing
+from relay.admission import Admission, NewTurn, session_not_found
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
 from relay.context import Invocation
-from relay.errors import RequestRejected
-from relay.limits import Lease, Limits
+from relay.errors import STORE_UNAVAILABLE, RequestRejected, StoreError
+from relay.events import Done, Failed, Started, Tokens, TurnEvent
+from relay.limits import Limits, held
 from relay.providers import ProviderRegistry
-from relay.reader import Timeouts
+from relay.records import LIVE, ChatSession, now_iso
 from relay.resume import attach, follow_message
-from relay.store import LIVE, ChatSession, ChatStore, SessionNotFound, now_iso
-from relay.turn import Connection, Done, Failed, Started, Tokens, TurnEvent, new_message_ids, relay_turn
+from relay.store import ChatStore
+from relay.turn import Connection, TurnSettings, relay_turn
 
 ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -70,8 +72,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with http:
-            app.state.providers = ProviderRegistry(settings, http)
+            app.state.providers = providers = ProviderRegistry(settings, http)
             app.state.auth = auth
+            app.state.admission = Admission(store, app.state.limits, providers, settings.history_max_messages)
+            app.state.turn_settings = TurnSettings.from_settings(settings, providers.metric_model)
             # Only now: its thread competing with start-up for the interpreter lock made readiness ~85 ms later.
             asyncio.get_running_loop().call_soon(store.connect)
             yield
@@ -92,13 +96,13 @@ def create_app(
             Route("/sessions/{chatSessionId}/messages/{messageId}/stream", resume_message, methods=["GET"]),
         ],
         exception_handlers={RequestRejected: _rejected, Unauthorized: _unauthorized, HTTPException: _http_error,
-                            Exception: _internal_error},
+                            StoreError: _store_unavailable, Exception: _internal_error},
         middleware=middleware,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store
-    app.state.limits = Limits(store, settings)
+    app.state.limits = Limits(store.dynamodb, settings)
     return app
 
 
@@ -197,7 +201,9 @@ async def cancel_message(request: Request) -> Response:
 
 async def resume_message(request: Request) -> Response:
     """Reconnect to an answer from a character offset (``Last-Event-ID`` or ``?offset=``): the stored text from
-    there, then, while it is still being generated, the rest as it is checkpointed, then ``done`` or ``error``."""
+    there, then, while it is still being generated, the rest as it is checkpointed, then ``done`` or ``error``.
+    A resume is a stream like any other: it counts against the user's limits."""
+    invocation = Invocation.from_headers(request.headers)
     user_id = await authenticate(request)
     chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
     raw = request.query_params.get("offset") or request.headers.get("last-event-id") or "0"
@@ -212,7 +218,8 @@ async def resume_message(request: Request) -> Response:
     if offset > len(message.content) and message.status not in LIVE:  # live: the client may be ahead of a checkpoint
         raise RequestRejected(422, "validation_error", f"offset {offset} is beyond the {len(message.content)} "
                                                        "characters stored so far")
-    events = follow_message(store, chat_session_id, message, offset)
+    lease = await request.app.state.admission.stream(user_id, invocation.deadline_ms)
+    events = held(follow_message(store, chat_session_id, message, offset), lease)
     return EventStreamResponse(_as_sse(events, offset), "text/event-stream; charset=utf-8", Connection(),
                                config.ON_DISCONNECT_CANCEL)
 
@@ -231,58 +238,20 @@ async def chat_stream(request: Request) -> Response:
     if client_message_id is not None and not CLIENT_ID_PATTERN.match(client_message_id):
         raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
     if not _is_id(chat_session_id):
-        raise RequestRejected(404, "session_not_found", "no chat session with this id")
+        raise session_not_found()
     state = request.app.state
-    message_ids = new_message_ids()
-    # The one read and the limits' writes go together, so the limits add no round trip before the provider call.
-    read_started = time.perf_counter()
-    with tracing.subsegment("store.load_conversation"):
-        loaded, admitted, earlier = await asyncio.gather(
-            state.store.load_conversation(chat_session_id, state.settings.history_max_messages, user_id),
-            state.limits.admit(user_id),
-            state.store.claim_client_message(chat_session_id, user_id, client_message_id, message_ids)
-            if client_message_id else _nothing(),
-            return_exceptions=True,
-        )
-    lease = admitted if isinstance(admitted, Lease) else None
-    if isinstance(earlier, SessionNotFound):
-        loaded = None
-    elif isinstance(earlier, BaseException):
-        loaded = earlier
-    elif earlier is not None and not isinstance(loaded, BaseException) and loaded is not None:
+    admitted = await state.admission.turn(user_id, chat_session_id, content, client_message_id,
+                                          invocation.deadline_ms)
+    if not isinstance(admitted, NewTurn):
         # A retry of a request already under way or done: join its turn, no second message, no second call.
-        if lease is not None:
-            await lease.release()
-        wait = 2 * state.settings.first_token_timeout_seconds + state.settings.deadline_margin_seconds
-        events = attach(state.store, chat_session_id, earlier, wait)
+        events = held(attach(state.store, chat_session_id, admitted.message_ids), admitted.lease)
         return encoding.response(events, Connection(), config.ON_DISCONNECT_CANCEL)
-    if isinstance(loaded, BaseException) or isinstance(admitted, BaseException) or loaded is None:
-        if lease is not None:
-            await lease.release()
-        if isinstance(loaded, BaseException):
-            raise loaded
-        if loaded is None:
-            raise RequestRejected(404, "session_not_found", "no chat session with this id")
-        raise admitted
-    conversation = loaded
-    store_read_ms = round((time.perf_counter() - read_started) * 1000, 3)
-    provider = state.providers.get(conversation.session.provider)
-    if provider is None:
-        if lease is not None:
-            await lease.release()
-        raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
-
-    connection, on_disconnect = Connection(), state.settings.on_client_disconnect
-    fallbacks = [(candidate, model) for name, model in conversation.session.fallbacks
-                 if (candidate := state.providers.get(name)) is not None]
-    events = relay_turn(conversation, content, provider=provider, store=state.store, invocation=invocation,
-                        connection=connection, fallbacks=fallbacks, max_retries=state.settings.provider_max_retries,
-                        message_ids=message_ids, metric_model=state.providers.metric_model,
-                        history_max_chars=state.settings.history_max_chars, store_read_ms=store_read_ms,
-                        timeouts=Timeouts.from_settings(state.settings))
-    if lease is not None:
-        events = _releasing(events, lease)
-    return encoding.response(events, connection, on_disconnect)
+    connection = Connection()
+    turn = relay_turn(admitted.conversation, content, provider=admitted.provider, store=state.store,
+                      invocation=invocation, settings=state.turn_settings, connection=connection,
+                      fallbacks=admitted.fallbacks, message_ids=admitted.message_ids,
+                      client_message_id=client_message_id, store_read_ms=admitted.store_read_ms)
+    return encoding.response(held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,21 +328,6 @@ class EventStreamResponse(StreamingResponse):
         self.connection.gone = True
         if self.on_disconnect == config.ON_DISCONNECT_CANCEL:
             stream.cancel()
-
-
-async def _nothing() -> None:
-    return None
-
-
-async def _releasing(events: AsyncGenerator[TurnEvent, None], lease: Lease) -> AsyncGenerator[TurnEvent, None]:
-    """The turn's events; the user's stream lease is given back once the turn has stored its answer."""
-    try:
-        async for event in events:
-            yield event
-    finally:
-        with anyio.CancelScope(shield=True):
-            await events.aclose()
-            await lease.release()
 
 
 async def _as_sse(events: AsyncGenerator[TurnEvent, None], offset: int = 0) -> AsyncGenerator[bytes, None]:
@@ -490,6 +444,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    from relay.telemetry import logger
+
+    logger.warning("the store is unavailable", exc_info=exc)
+    return _error(503, STORE_UNAVAILABLE, "the relay's storage is not answering; try again shortly",
+                  {"Retry-After": str(config.STORE_RETRY_AFTER_SECONDS)})
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -63,7 +63,19 @@ DEFAULT_HISTORY_MAX_MESSAGES = 20
 DEFAULT_HISTORY_MAX_CHARS = 48_000
 DEFAULT_REQUESTS_PER_MINUTE = 20
 DEFAULT_CONCURRENT_STREAMS = 3
-STREAM_LEASE_SECONDS = 960  # longer than the function's timeout: a lease left by a crash expires by itself
+# A stream lease lives this long unless its run renews it (every third of it): a crashed run's lease is free again
+# within 30 s, not at the end of the function's 300 s timeout. It never outlives the run's deadline plus this margin.
+STREAM_LEASE_SECONDS = 30
+STREAM_LEASE_DEADLINE_MARGIN_SECONDS = 10
+# DynamoDB answers in single-digit milliseconds; botocore's defaults (60 s to connect, 60 s to read, retried) would
+# hold a request for minutes while a table hangs. Each call gets 1 s to connect and 2 s to read, 3 attempts, and the
+# whole call at most 4 s: under DEADLINE_MARGIN_SECONDS (5), so the final write of an answer fits before the
+# function's deadline, and another route answers 503 within that bound.
+STORE_CONNECT_TIMEOUT_SECONDS = 1.0
+STORE_READ_TIMEOUT_SECONDS = 2.0
+STORE_MAX_ATTEMPTS = 3
+STORE_CALL_TIMEOUT_SECONDS = 4.0
+STORE_RETRY_AFTER_SECONDS = 5  # Retry-After of a 503 store_unavailable
 DEFAULT_MESSAGE_TTL_DAYS = 30
 DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS = 60.0
 PROVIDER_CONNECT_TIMEOUT_SECONDS = 10.0

@@ -2,9 +2,11 @@
 
     RelayError
     ├── RequestRejected   a request is refused before anything is streamed or stored (a 4xx)
-    └── ProviderError     a provider failed: HTTP error, error event, cut stream, timeout, unreachable
+    ├── ProviderError     a provider failed: HTTP error, error event, cut stream, timeout, unreachable
+    └── StoreError        DynamoDB failed, or did not answer within its time budget, after botocore's retries
 
-``ProviderError.code`` is the stable code the client sees in ``event: error``. Messages never carry API keys or
+``ProviderError.code`` is the stable code the client sees in ``event: error``; a ``StoreError`` reaches the client
+as ``store_unavailable`` (a 503 before streaming, an ``event: error`` after). Messages never carry API keys or
 prompt text.
 """
 
@@ -20,6 +22,9 @@ PROVIDER_TIMEOUT = "provider_timeout"
 PROVIDER_INCOMPLETE = "provider_incomplete"
 DEADLINE = "deadline"  # the function's time limit is near: the turn stops and stores what it has
 CANCELLED = "cancelled"  # someone asked to stop this answer (POST .../messages/{messageId}/cancel)
+# The store's code, in a 503 before streaming and in ``event: error`` after.
+STORE_UNAVAILABLE = "store_unavailable"
+SESSION_NOT_FOUND = "session_not_found"  # a 404, or ``event: error`` when the session is deleted under a turn
 
 
 class RelayError(Exception):
@@ -47,6 +52,10 @@ class ProviderError(RelayError):
         self.message = message
         self.status = status
         self.retry_after = retry_after  # seconds, when the provider said (retry-after-ms / retry-after)
+
+
+class StoreError(RelayError):
+    """When DynamoDB fails, or does not answer within the call's time budget, after botocore's own retries."""
 
 
 def provider_error_for_status(provider: str, status: int, detail: str | None = None) -> ProviderError:

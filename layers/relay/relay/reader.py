@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from relay import config
+from relay import config, telemetry
 from relay.errors import DEADLINE, PROVIDER_TIMEOUT, ProviderError
 from relay.events import ProviderEvent
 
-CHECKPOINT_RETRY_SECONDS = 0.05  # how soon to try a checkpoint again while the first write is still under way
+__all__ = ["ProviderReader", "Timeouts"]
+
+_CHECKPOINTED = object()  # put in the reader's queue when a checkpoint has finished, to wake the reader up
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,28 +35,32 @@ class Timeouts:
 class ProviderReader:
     """Waits for the provider's next batch while keeping the turn's clocks: the first-token and idle timeouts,
     the deadline, and a checkpoint every ``timeouts.checkpoint`` seconds even while the provider is silent (which
-    is also when a request to stop is noticed). The provider is read by a task of its own into a queue, so that
-    waking up for a checkpoint does not disturb the read, and batches that have arrived are taken without waiting."""
+    is also when a request to stop is noticed: the checkpoint raises ``ProviderError``).
+
+    The provider is read by a task of its own into a queue, so that batches that have arrived are taken without
+    waiting; a checkpoint runs in a task of its own too, so a slow or hung store never holds a batch back. One
+    checkpoint is in flight at a time; one that fails is simply followed by the next."""
 
     def __init__(self, stream: AsyncIterator[list[ProviderEvent]], provider: str, timeouts: Timeouts,
-                 stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[bool]]) -> None:
+                 stop_at: float, clock: Callable[[], float], checkpoint: Callable[[], Awaitable[None]]) -> None:
         self._stream = stream
         self._provider = provider
         self._timeouts = timeouts
         self._stop_at = stop_at
         self._clock = clock
         self._checkpoint = checkpoint
-        self._batches: asyncio.Queue[list[ProviderEvent] | BaseException | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()  # batches, then None or an exception; _CHECKPOINTED
         self._pump: asyncio.Task[None] | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
         self._next_checkpoint = clock() + timeouts.checkpoint
 
     async def _read(self) -> None:
         try:
             async for batch in self._stream:
-                self._batches.put_nowait(batch)
-            self._batches.put_nowait(None)
+                self._queue.put_nowait(batch)
+            self._queue.put_nowait(None)
         except Exception as exc:  # handed to the turn, in order, after the batches before it
-            self._batches.put_nowait(exc)
+            self._queue.put_nowait(exc)
 
     def start(self) -> None:
         """Sends the request: the provider is read from now on, whether or not anyone waits for it yet."""
@@ -65,28 +72,42 @@ class ProviderReader:
         waiting = self._timeouts.first_token if waiting_for_first else self._timeouts.idle
         give_up_at = min(self._clock() + waiting, self._stop_at)
         while True:
-            if self._clock() >= self._next_checkpoint:
-                done = await self._checkpoint()
-                wait = self._timeouts.checkpoint if done else CHECKPOINT_RETRY_SECONDS
-                self._next_checkpoint = self._clock() + wait
-            if not self._batches.empty():
-                return self._unpack(self._batches.get_nowait())
-            wake_at = min(give_up_at, self._next_checkpoint)
-            try:
-                async with asyncio.timeout(max(0.0, wake_at - self._clock())):
-                    return self._unpack(await self._batches.get())
-            except TimeoutError:
-                pass
-            if self._clock() >= give_up_at:
-                if give_up_at >= self._stop_at:
-                    raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is stored")
-                raise ProviderError(PROVIDER_TIMEOUT, f"{self._provider} sent nothing for {waiting:g} s")
+            self._checkpoint_if_due()
+            if self._queue.empty():
+                wake_at = give_up_at if self._checkpointing else min(give_up_at, self._next_checkpoint)
+                try:
+                    async with asyncio.timeout(max(0.0, wake_at - self._clock())):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    if self._clock() < give_up_at:
+                        continue
+                    if give_up_at >= self._stop_at:
+                        raise ProviderError(DEADLINE, "the function's time limit is near: the answer so far is "
+                                                      "stored") from None
+                    raise ProviderError(PROVIDER_TIMEOUT, f"{self._provider} sent nothing for {waiting:g} s") from None
+            else:
+                item = self._queue.get_nowait()
+            if item is _CHECKPOINTED:
+                self._checkpoint_finished()
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _unpack(item: list[ProviderEvent] | BaseException | None) -> list[ProviderEvent] | None:
-        if isinstance(item, BaseException):
-            raise item
-        return item
+    def _checkpoint_if_due(self) -> None:
+        if self._checkpointing is None and self._clock() >= self._next_checkpoint:
+            self._checkpointing = asyncio.ensure_future(self._checkpoint())
+            self._checkpointing.add_done_callback(lambda _: self._queue.put_nowait(_CHECKPOINTED))
+
+    def _checkpoint_finished(self) -> None:
+        done, self._checkpointing = self._checkpointing, None
+        self._next_checkpoint = self._clock() + self._timeouts.checkpoint
+        failure = done.exception() if done is not None and not done.cancelled() else None
+        if isinstance(failure, ProviderError):
+            raise failure
+        if failure is not None:
+            telemetry.logger.warning("a checkpoint failed; the next one carries the text",
+                                     exc_info=(type(failure), failure, failure.__traceback__))
 
     def checkpoint_soon(self) -> None:
         self._next_checkpoint = self._clock()
@@ -96,4 +117,11 @@ class ProviderReader:
             self._pump.cancel()
             with contextlib.suppress(BaseException):
                 await self._pump
+        if self._checkpointing is not None:  # left to land (or not): a checkpoint after the final write is a no-op
+            self._checkpointing.add_done_callback(_retrieve)
         await self._stream.aclose()  # type: ignore[attr-defined]
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so that asyncio does not report it as lost

@@ -1,8 +1,9 @@
-"""Following an answer from an offset: what a reconnecting client gets.
+"""Following an answer from an offset: what a reconnecting client, or a retry that joins a turn, gets.
 
 The stored text from the offset comes at once; while the answer is still being generated the store is polled at a
 bounded rate for the text its run checkpoints (about once a second); the stored terminal state ends it, as the turn
-would have. A finished answer replays at once.
+would have. A finished answer replays at once. A store that stops answering ends it with ``store_unavailable``
+once it has failed for ``STORE_OUTAGE_SECONDS``: the client always gets a terminal event.
 """
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from relay.store import COMPLETE, LIVE, ChatStore, StoredMessage
-from relay.turn import Done, Failed, Started, Tokens, TurnEvent
+from relay.errors import STORE_UNAVAILABLE, StoreError
+from relay.events import Done, Failed, Started, Tokens, TurnEvent
+from relay.records import COMPLETE, LIVE, StoredMessage
+from relay.store import CLAIM_STALE_SECONDS, ChatStore
+
+__all__ = ["attach", "follow_message", "outcome"]
 
 POLL_SECONDS = 0.5
+STORE_OUTAGE_SECONDS = 10.0  # polls failing this long end the stream (the generating run keeps its own clock)
 
 
 async def follow_message(
     store: ChatStore, chat_session_id: str, message: StoredMessage, offset: int, poll_seconds: float = POLL_SECONDS
 ) -> AsyncIterator[TurnEvent]:
+    failing_since: float | None = None
     while True:
         if len(message.content) > offset:
             yield Tokens([message.content[offset:]])
@@ -28,8 +35,17 @@ async def follow_message(
             yield outcome(message)
             return
         await asyncio.sleep(poll_seconds)
-        latest = await store.get_message(chat_session_id, message.message_id)
+        try:
+            latest = await store.get_message(chat_session_id, message.message_id)
+        except StoreError:
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since >= STORE_OUTAGE_SECONDS:
+                yield Failed(STORE_UNAVAILABLE, "the answer cannot be read right now; follow it again later")
+                return
+            continue
+        failing_since = None
         if latest is None:
+            yield Failed("not_found", "the answer is gone (its session was deleted)")
             return
         message = latest
 
@@ -45,16 +61,24 @@ def outcome(message: StoredMessage) -> TurnEvent:
 
 
 async def attach(
-    store: ChatStore, chat_session_id: str, ids: tuple[str, str], wait_seconds: float,
-    poll_seconds: float = POLL_SECONDS,
+    store: ChatStore, chat_session_id: str, ids: tuple[str, str], poll_seconds: float = POLL_SECONDS,
+    wait_seconds: float = CLAIM_STALE_SECONDS + 5,
 ) -> AsyncIterator[TurnEvent]:
-    """A retried request joins the turn its first attempt started: same ids, the whole answer from the start."""
+    """A retried request joins the turn its first attempt started: same ids, the whole answer from the start. The
+    first attempt stores its message within seconds of its claim, or never (then its claim goes stale and the next
+    retry is a turn of its own)."""
     yield Started(*ids)
     give_up_at = time.monotonic() + wait_seconds
-    while (message := await store.get_message(chat_session_id, ids[1])) is None:  # it is written on first answer
-        if time.monotonic() > give_up_at:
-            yield Failed("not_found", "the first attempt of this request left no answer")
-            return
-        await asyncio.sleep(poll_seconds)
+    message = None
+    while message is None:
+        try:
+            message = await store.get_message(chat_session_id, ids[1])
+        except StoreError:
+            message = None
+        if message is None:
+            if time.monotonic() > give_up_at:
+                yield Failed("not_found", "the first attempt of this request was lost: send it again")
+                return
+            await asyncio.sleep(poll_seconds)
     async for event in follow_message(store, chat_session_id, message, 0, poll_seconds):
         yield event

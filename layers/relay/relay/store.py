@@ -1,4 +1,4 @@
-"""DynamoDB persistence: one table, a chat session and its messages under one partition key.
+"""The chat table: a session and its messages under one partition key.
 
     PK = SESSION#<chatSessionId>   SK = SESSION          the session
                                    SK = MSG#<messageId>  a message; message ids are ULIDs, so SK sorts by time
@@ -7,133 +7,88 @@
 
 "SESSION" sorts after every "MSG#…", so one descending Query returns the session first and then the newest
 messages: the single read that precedes a provider call.
+
+A turn writes three times: its claim (only with a ``clientMessageId``, alongside that read), the user message and
+the ``pending`` answer in one transaction that also keeps the session alive (its TTL moves with activity), and the
+final answer. Checkpoints in between update the answer's text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from relay.errors import RelayError
+from relay.dynamodb import (
+    TTL_ATTRIBUTE,
+    DynamoDB,
+    cancellation_codes,
+    condition_failed,
+    create_dynamodb_client,
+    deserialize,
+    old_item,
+    serialize,
+)
+from relay.errors import RelayError, StoreError
+from relay.records import (
+    INTERRUPTED,
+    LIVE,
+    PENDING,
+    STREAMING,
+    ChatSession,
+    Conversation,
+    StoredMessage,
+)
+
+__all__ = ["TABLE_KEY_SCHEMA", "TTL_ATTRIBUTE", "ChatStore", "ClientMessageConflict", "SessionNotFound"]
 
 SESSION_SORT_KEY = "SESSION"
 MESSAGE_PREFIX = "MSG#"
 MAX_ITEM_CHARS = 90_000  # text per item: even at 4 UTF-8 bytes a character it stays under DynamoDB's 400 KB
 BATCH_WRITE_ITEMS = 25  # DynamoDB's limit per BatchWriteItem
+BATCH_WRITE_ROUNDS = 5  # unprocessed items are sent again this often (with backoff) before the write fails
 CLIENT_PREFIX = "CLIENT#"  # a client's message id, claimed once: retries of the same request attach to its turn
-TTL_ATTRIBUTE = "expiresAt"
+# A claim whose turn never stored its message this long after (its run died between the two, or its request was
+# refused and the release failed) is taken over by the next request with that id. A live run stores it within one
+# store call (4 s) of the provider request.
+CLAIM_STALE_SECONDS = 15
+TRANSACTION_ATTEMPTS = 3  # a transaction that meets another one on the same item is tried again this often
 TABLE_KEY_SCHEMA = {"PK": "HASH", "SK": "RANGE"}
-
-# Message status values.
-PENDING = "pending"  # accepted, stored, waiting for the provider's first token
-STREAMING = "streaming"
-LIVE = (PENDING, STREAMING)  # a run is (or was) generating it
-COMPLETE = "complete"
-ERROR = "error"
-INCOMPLETE = "incomplete"
-INTERRUPTED = "interrupted"
-
-
-class StoreError(RelayError):
-    """When DynamoDB fails after botocore's own retries."""
 
 
 class SessionNotFound(RelayError):
     """When a session does not exist or belongs to someone else."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChatSession:
-    chat_session_id: str
-    provider: str
-    model: str
-    created_at: str
-    title: str | None = None
-    system: str | None = None
-    owner_id: str = ""
-    fallbacks: tuple[tuple[str, str], ...] = ()  # (provider, model) pairs to try when the first fails to start
+class ClientMessageConflict(RelayError):
+    """When a ``clientMessageId`` already names another message of the session (different content)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    message_id: str
-    role: str  # "user" | "ai"
-    content: str
-    status: str
-    created_at: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    deadline_at: int | None = None  # epoch ms: a message still streaming after this was cut off
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "messageId": self.message_id,
-            "role": self.role,
-            "content": self.content,
-            "status": self.status,
-            "createdAt": self.created_at,
-            "metadata": self.metadata,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    session: ChatSession
-    history: list[StoredMessage]  # oldest first
-
-
-def now_iso() -> str:
-    """The timestamp format of ``createdAt``: UTC, milliseconds, ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def create_dynamodb_client() -> Any:
-    # botocore straight away: boto3 would also import s3transfer, ~90 ms of cold start for nothing used here.
-    # Endpoint (AWS_ENDPOINT_URL_DYNAMODB), region and credentials resolve as boto3 would resolve them.
-    import botocore.session
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2, read_timeout=5)
-    return botocore.session.get_session().create_client("dynamodb", config=config)
+def fingerprint(content: str) -> str:
+    """What a claim remembers of its message: enough to tell a retry from another message that reuses the id."""
+    return hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
 class ChatStore:
-    """Async access to the table; boto3 calls run in worker threads so the event loop keeps relaying tokens."""
+    """Async access to the chat table."""
 
-    def __init__(
-        self,
-        table_name: str,
-        *,
-        ttl_days: int,
-        client_factory: Callable[[], Any] = create_dynamodb_client,
-    ) -> None:
+    def __init__(self, table_name: str, *, ttl_days: int,
+                 client_factory: Callable[[], Any] = create_dynamodb_client) -> None:
         self.table_name = table_name
         self.ttl_seconds = ttl_days * 86_400
-        self._client_factory = client_factory
-        self._client_future: Future[Any] | None = None
+        self.dynamodb = DynamoDB(client_factory)
 
     def connect(self) -> None:
-        """Starts creating the client in a thread of its own: it takes over 100 ms, so the app starts it once it is
-        serving, where the thread does not compete with start-up for the interpreter lock. The first call waits
-        for it; a call before ``connect()`` starts it."""
-        if self._client_future is None:
-            self._client_future = ThreadPoolExecutor(max_workers=1).submit(self._client_factory)
-
-    async def _call(self, operation: str, **kwargs: Any) -> Any:
-        self.connect()
-        assert self._client_future is not None
-        client = await asyncio.wrap_future(self._client_future)
-        try:
-            return await asyncio.to_thread(getattr(client, operation), **kwargs)
-        except Exception as exc:  # botocore raises many unrelated types
-            raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+        self.dynamodb.connect()
 
     def _expires_at(self) -> int:
         return int(time.time()) + self.ttl_seconds
+
+    async def _call(self, operation: str, **kwargs: Any) -> Any:
+        return await self.dynamodb.call(operation, **kwargs)
 
     async def create_session(self, session: ChatSession) -> None:
         item = {
@@ -143,6 +98,7 @@ class ChatStore:
             "provider": session.provider,
             "model": session.model,
             "createdAt": session.created_at,
+            "updatedAt": session.created_at,
             "ownerId": session.owner_id,
             TTL_ATTRIBUTE: self._expires_at(),
         }
@@ -152,12 +108,8 @@ class ChatStore:
             item["title"] = session.title
         if session.system is not None:
             item["system"] = session.system
-        await self._call(
-            "put_item",
-            TableName=self.table_name,
-            Item=_serialize(item),
-            ConditionExpression="attribute_not_exists(PK)",
-        )
+        await self._call("put_item", TableName=self.table_name, Item=serialize(item),
+                         ConditionExpression="attribute_not_exists(PK)")
 
     async def load_conversation(self, chat_session_id: str, history_limit: int, owner_id: str) -> Conversation | None:
         """The session and its newest messages in one Query; None when it does not exist or is someone else's."""
@@ -169,49 +121,114 @@ class ChatStore:
             ScanIndexForward=False,
             Limit=history_limit + 1,
         )
-        items = [_deserialize(raw) for raw in response.get("Items", [])]
+        items = [deserialize(raw) for raw in response.get("Items", [])]
         if not items or items[0]["SK"] != SESSION_SORT_KEY or items[0].get("ownerId", "") != owner_id:
             return None
         history = _messages_from_items(list(reversed(items[1:])))
         return Conversation(_session_from_item(items[0]), history)
 
     async def claim_client_message(
-        self, chat_session_id: str, owner_id: str, client_message_id: str, message_ids: tuple[str, str]
+        self, chat_session_id: str, owner_id: str, client_message_id: str, message_ids: tuple[str, str],
+        content: str,
     ) -> tuple[str, str] | None:
         """Record that a client's message starts this turn, in one transaction with the check that the session is
         the caller's. Returns None for a new turn, the earlier turn's (user, answer) ids for a retry; raises
-        SessionNotFound when the session is not the caller's (and then nothing is written)."""
-        key = {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": CLIENT_PREFIX + client_message_id}}
+        SessionNotFound when the session is not the caller's (and then nothing is written), ClientMessageConflict
+        when the id was claimed for other content. A claim whose message was never stored (see CLAIM_STALE_SECONDS)
+        is taken over."""
+        key = _client_key(chat_session_id, client_message_id)
+        now = int(time.time())
         try:
-            await self._call(
-                "transact_write_items",
-                TransactItems=[
-                    {"ConditionCheck": {
-                        "TableName": self.table_name,
-                        "Key": {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": SESSION_SORT_KEY}},
-                        "ConditionExpression": "attribute_exists(PK) AND ownerId = :owner",
-                        "ExpressionAttributeValues": {":owner": {"S": owner_id}},
-                    }},
-                    {"Put": {
-                        "TableName": self.table_name,
-                        "Item": {**key, "userMessageId": {"S": message_ids[0]}, "messageId": {"S": message_ids[1]},
-                                 TTL_ATTRIBUTE: {"N": str(self._expires_at())}},
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }},
-                ],
-            )
+            await self._transact([
+                {"ConditionCheck": {
+                    "TableName": self.table_name,
+                    "Key": _item_key(chat_session_id, SESSION_SORT_KEY),
+                    "ConditionExpression": "attribute_exists(PK) AND ownerId = :owner",
+                    "ExpressionAttributeValues": {":owner": {"S": owner_id}},
+                }},
+                {"Put": {
+                    "TableName": self.table_name,
+                    "Item": {**key, "userMessageId": {"S": message_ids[0]}, "messageId": {"S": message_ids[1]},
+                             "contentHash": {"S": fingerprint(content)}, "claimedAt": {"N": str(now)},
+                             TTL_ATTRIBUTE: {"N": str(self._expires_at())}},
+                    "ConditionExpression": "attribute_not_exists(PK) OR "
+                                           "(attribute_not_exists(accepted) AND claimedAt < :stale)",
+                    "ExpressionAttributeValues": {":stale": {"N": str(now - CLAIM_STALE_SECONDS)}},
+                }},
+            ])
             return None
         except StoreError as exc:
-            reasons = getattr(exc.__cause__, "response", {}).get("CancellationReasons") or []
-            codes = [reason.get("Code") for reason in reasons]
+            codes = cancellation_codes(exc)
             if codes[:1] == ["ConditionalCheckFailed"]:
                 raise SessionNotFound(chat_session_id) from exc
             if codes[1:2] != ["ConditionalCheckFailed"]:
                 raise
-        response = await self._call("query", TableName=self.table_name, KeyConditionExpression="PK = :pk AND SK = :sk",
-                                    ExpressionAttributeValues={":pk": key["PK"], ":sk": key["SK"]}, ConsistentRead=True)
-        item = _deserialize(response["Items"][0])
+        response = await self._call("get_item", TableName=self.table_name, Key=key, ConsistentRead=True)
+        item = deserialize(response.get("Item") or {})
+        if not item:  # released between the two calls: the client may simply send it again
+            raise StoreError("the claim changed while it was read")
+        if item.get("contentHash", fingerprint(content)) != fingerprint(content):
+            raise ClientMessageConflict(client_message_id)
         return item["userMessageId"], item["messageId"]
+
+    async def release_claim(self, chat_session_id: str, client_message_id: str, message_id: str) -> None:
+        """Give back a claim whose request was refused, so that the client's retry is a new turn; a claim some other
+        request holds, or whose message was stored, stays."""
+        try:
+            await self._call(
+                "delete_item", TableName=self.table_name, Key=_client_key(chat_session_id, client_message_id),
+                ConditionExpression="messageId = :mine AND attribute_not_exists(accepted)",
+                ExpressionAttributeValues={":mine": {"S": message_id}})
+        except StoreError as exc:
+            if not condition_failed(exc):
+                raise
+
+    async def begin_turn(self, session: ChatSession, user: StoredMessage, answer: StoredMessage,
+                         client_message_id: str | None = None) -> None:
+        """Store an accepted message and its ``pending`` answer, in one transaction that also moves the session's
+        TTL and last activity (so an active chat never expires) and marks the turn's claim as taken (its
+        retries then join this turn). Raises SessionNotFound when the session is gone, StoreError otherwise
+        (also when the claim was taken over: the client has moved on to a retry)."""
+        expires_at = self._expires_at()
+        chat_session_id = session.chat_session_id
+        items: list[dict[str, Any]] = [
+            {"Update": {
+                "TableName": self.table_name,
+                "Key": _item_key(chat_session_id, SESSION_SORT_KEY),
+                "UpdateExpression": "SET #ttl = :ttl, updatedAt = :now",
+                "ConditionExpression": "attribute_exists(PK)",
+                "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+                "ExpressionAttributeValues": {":ttl": {"N": str(expires_at)}, ":now": {"S": user.created_at}},
+            }},
+            *({"Put": {"TableName": self.table_name, "Item": serialize(item)}}
+              for message in (user, answer) for item in _message_items(chat_session_id, message, expires_at)),
+        ]
+        if client_message_id is not None:
+            items.append({"Update": {
+                "TableName": self.table_name,
+                "Key": _client_key(chat_session_id, client_message_id),
+                "UpdateExpression": "SET accepted = :yes",
+                "ConditionExpression": "messageId = :mine",
+                "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":mine": {"S": answer.message_id}},
+            }})
+        try:
+            await self._transact(items)
+        except StoreError as exc:
+            if cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]:
+                raise SessionNotFound(chat_session_id) from exc
+            raise
+
+    async def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, tried again when it met another transaction on one of its items (two requests in
+        one session at the same moment), which botocore does not retry by itself."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                await self._call("transact_write_items", TransactItems=items)
+                return
+            except StoreError as exc:
+                if "TransactionConflict" not in cancellation_codes(exc) or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(random.uniform(0.01, 0.05 * 2**attempt))
 
     async def get_message(self, chat_session_id: str, message_id: str) -> StoredMessage | None:
         response = await self._call(
@@ -222,7 +239,7 @@ class ChatStore:
                                        ":sk": {"S": MESSAGE_PREFIX + message_id}},
             ConsistentRead=True,
         )
-        messages = _messages_from_items([_deserialize(raw) for raw in response.get("Items", [])])
+        messages = _messages_from_items([deserialize(raw) for raw in response.get("Items", [])])
         return messages[0] if messages else None
 
     async def list_messages(self, chat_session_id: str, owner_id: str) -> list[StoredMessage] | None:
@@ -235,7 +252,7 @@ class ChatStore:
         }
         while True:
             response = await self._call("query", **query)
-            items += [_deserialize(raw) for raw in response.get("Items", [])]
+            items += [deserialize(raw) for raw in response.get("Items", [])]
             if "LastEvaluatedKey" not in response:
                 break
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -243,121 +260,78 @@ class ChatStore:
             return None
         return _messages_from_items(items[:-1])
 
-    async def put_messages(self, chat_session_id: str, *messages: StoredMessage) -> None:
+    async def put_messages(self, chat_session_id: str, *messages: StoredMessage, timeout: float | None = None) -> None:
         """Write whole messages, in one round trip unless a text needs many items (each put replaces its item:
-        safe to repeat). A text too long for one item continues in part items after it."""
+        safe to repeat). A text too long for one item continues in part items after it. ``timeout`` bounds each
+        call (the store's budget by default)."""
         expires_at = self._expires_at()
         items = [item for message in messages for item in _message_items(chat_session_id, message, expires_at)]
         for start in range(0, len(items), BATCH_WRITE_ITEMS):
-            requests = [{"PutRequest": {"Item": _serialize(item)}} for item in items[start:start + BATCH_WRITE_ITEMS]]
-            while requests:
-                response = await self._call("batch_write_item", RequestItems={self.table_name: requests})
+            requests = [{"PutRequest": {"Item": serialize(item)}} for item in items[start:start + BATCH_WRITE_ITEMS]]
+            for attempt in range(BATCH_WRITE_ROUNDS):
+                response = await self.dynamodb.call("batch_write_item", timeout=timeout,
+                                                    RequestItems={self.table_name: requests})
                 requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
-                if requests:
-                    await asyncio.sleep(0.05)
-
+                if not requests:
+                    break
+                await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
+            if requests:
+                raise StoreError(f"DynamoDB left {len(requests)} items unprocessed")
 
     async def checkpoint(self, chat_session_id: str, message_id: str, content: str) -> bool:
-        """Store the text so far of a message still streaming; False when someone asked to stop it."""
-        return await self._update_if(
-            TableName=self.table_name,
-            Key=_message_key(chat_session_id, message_id),
-            UpdateExpression="SET content = :content, #status = :streaming",
-            ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested)",
-            ExpressionAttributeNames={"#status": "status"},
-            # The first item's share only: a longer text is whole again with the final write.
-            ExpressionAttributeValues={":content": {"S": content[:MAX_ITEM_CHARS]}, ":streaming": {"S": STREAMING}},
-        )
+        """Store the text so far of a message still being generated; False when someone asked to stop it (or it
+        is gone with its session). A checkpoint that lands after the final write changes nothing."""
+        try:
+            await self._call(
+                "update_item",
+                TableName=self.table_name,
+                Key=_item_key(chat_session_id, MESSAGE_PREFIX + message_id),
+                UpdateExpression="SET content = :content, #status = :streaming",
+                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested) "
+                                    "AND #status IN (:pending, :streaming)",
+                ExpressionAttributeNames={"#status": "status"},
+                # The first item's share only: a longer text is whole again with the final write.
+                ExpressionAttributeValues={":content": {"S": content[:MAX_ITEM_CHARS]},
+                                           ":streaming": {"S": STREAMING}, ":pending": {"S": PENDING}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except StoreError as exc:
+            if not condition_failed(exc):
+                raise
+            seen = old_item(exc)
+            return seen is not None and "cancelRequested" not in seen  # ended already: nothing to stop
+        return True
 
     async def request_cancel(self, chat_session_id: str, message_id: str) -> bool:
         """Mark a message being generated to be stopped; False when it is not (finished, or unknown)."""
-        return await self._update_if(
-            TableName=self.table_name,
-            Key=_message_key(chat_session_id, message_id),
-            UpdateExpression="SET cancelRequested = :yes",
-            ConditionExpression="attribute_exists(PK) AND #status IN (:pending, :streaming)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":pending": {"S": PENDING},
-                                       ":streaming": {"S": STREAMING}},
-        )
-
-    async def _update_if(self, **update: Any) -> bool:
-        """A conditional UpdateItem: False when its condition does not hold."""
         try:
-            await self._call("update_item", **update)
+            await self._call(
+                "update_item",
+                TableName=self.table_name,
+                Key=_item_key(chat_session_id, MESSAGE_PREFIX + message_id),
+                UpdateExpression="SET cancelRequested = :yes",
+                ConditionExpression="attribute_exists(PK) AND #status IN (:pending, :streaming)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":pending": {"S": PENDING},
+                                           ":streaming": {"S": STREAMING}},
+            )
         except StoreError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
 
-    # Per-user limits, in their own table: counters are not chat data, and rejected requests must leave the chat
-    # table untouched. PK = USER#<id>; SK = RATE#<window start> (a fixed-window counter) or STREAMS (the leases of
-    # the streams running now, as "leaseId|expiresAt" strings in a string set).
-
-    async def count_request(self, table: str, user_id: str, window_start: int, window_seconds: int, limit: int) -> bool:
-        """Count one request in the window; False (and nothing counted) when the limit is reached."""
-        return await self._update_if(
-            TableName=table,
-            Key={"PK": {"S": f"USER#{user_id}"}, "SK": {"S": f"RATE#{window_start}"}},
-            UpdateExpression="ADD #count :one SET #ttl = :ttl",
-            ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-            ExpressionAttributeNames={"#count": "requests", "#ttl": TTL_ATTRIBUTE},
-            ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
-                                       ":ttl": {"N": str(window_start + 2 * window_seconds)}},
-        )
-
-    async def acquire_stream(self, table: str, user_id: str, lease_id: str, expires_at: int, limit: int) -> bool:
-        """Take one of the user's concurrent-stream leases; leases past their expiry (a crashed run) are freed."""
-        if await self._add_lease(table, user_id, f"{lease_id}|{expires_at}", limit):
-            return True
-        if await self._free_expired_leases(table, user_id):
-            return await self._add_lease(table, user_id, f"{lease_id}|{expires_at}", limit)
-        return False
-
-    async def _add_lease(self, table: str, user_id: str, lease: str, limit: int) -> bool:
-        return await self._update_if(
-            TableName=table,
-            Key=_streams_key(user_id),
-            UpdateExpression="ADD leases :lease",
-            ConditionExpression="attribute_not_exists(leases) OR size(leases) < :limit",
-            ExpressionAttributeValues={":lease": {"SS": [lease]}, ":limit": {"N": str(limit)}},
-        )
-
-    async def release_stream(self, table: str, user_id: str, lease_id: str, expires_at: int) -> None:
-        await self._call("update_item", TableName=table, Key=_streams_key(user_id),
-                         UpdateExpression="DELETE leases :lease",
-                         ExpressionAttributeValues={":lease": {"SS": [f"{lease_id}|{expires_at}"]}})
-
-    async def _free_expired_leases(self, table: str, user_id: str) -> bool:
-        response = await self._call("get_item", TableName=table, Key=_streams_key(user_id), ConsistentRead=True)
-        leases = response.get("Item", {}).get("leases", {}).get("SS", [])
-        now = int(time.time())
-        expired = [lease for lease in leases if int(lease.rpartition("|")[2] or 0) < now]
-        if not expired:
-            return False
-        await self._call("update_item", TableName=table, Key=_streams_key(user_id),
-                         UpdateExpression="DELETE leases :expired",
-                         ExpressionAttributeValues={":expired": {"SS": expired}})
-        return True
-
-
-def _message_key(chat_session_id: str, message_id: str) -> dict[str, Any]:
-    return {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": MESSAGE_PREFIX + message_id}}
-
-
-def _streams_key(user_id: str) -> dict[str, Any]:
-    return {"PK": {"S": f"USER#{user_id}"}, "SK": {"S": "STREAMS"}}
-
-
-def _condition_failed(exc: StoreError) -> bool:
-    cause = exc.__cause__
-    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause is not None else None
-    return code == "ConditionalCheckFailedException"
-
 
 def _session_key(chat_session_id: str) -> str:
     return f"SESSION#{chat_session_id}"
+
+
+def _item_key(chat_session_id: str, sort_key: str) -> dict[str, Any]:
+    return {"PK": {"S": _session_key(chat_session_id)}, "SK": {"S": sort_key}}
+
+
+def _client_key(chat_session_id: str, client_message_id: str) -> dict[str, Any]:
+    return _item_key(chat_session_id, CLIENT_PREFIX + client_message_id)
 
 
 def _message_item(chat_session_id: str, message: StoredMessage, expires_at: int) -> dict[str, Any]:
@@ -440,47 +414,3 @@ def _message_from_item(item: dict[str, Any]) -> StoredMessage:
         metadata=item.get("metadata") or {},
         deadline_at=deadline_at,
     )
-
-
-def _serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _attribute(value) for key, value in item.items() if value is not None}
-
-
-def _attribute(value: Any) -> dict[str, Any]:
-    """A Python value as a DynamoDB attribute value (floats rounded to what a metric needs)."""
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    if isinstance(value, float):
-        return {"N": repr(round(value, 3))}
-    if isinstance(value, dict):
-        return {"M": {key: _attribute(inner) for key, inner in value.items() if inner is not None}}
-    if isinstance(value, list):
-        return {"L": [_attribute(inner) for inner in value]}
-    if value is None:
-        return {"NULL": True}
-    raise TypeError(f"cannot store {type(value).__name__}")
-
-
-def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
-    return {key: _value(value) for key, value in raw.items()}
-
-
-def _value(attribute: dict[str, Any]) -> Any:
-    [(kind, value)] = attribute.items()
-    if kind == "S" or kind == "BOOL":
-        return value
-    if kind == "N":
-        return int(value) if value.lstrip("-").isdigit() else float(value)
-    if kind == "M":
-        return {key: _value(inner) for key, inner in value.items()}
-    if kind == "L":
-        return [_value(inner) for inner in value]
-    if kind == "NULL":
-        return None
-    if kind == "SS":
-        return set(value)
-    raise TypeError(f"unexpected DynamoDB type {kind}")

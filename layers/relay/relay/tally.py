@@ -10,7 +10,7 @@ from relay import telemetry
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, Usage
 from relay.providers import Exchange
-from relay.store import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, StoredMessage
+from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, StoredMessage
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Tally:
     fell_back: bool = False
     cut_off: bool = False  # the turn was stopped before its provider finished
     disconnected: bool = False  # the client went away (the turn may still have finished)
-    store_failure: str | None = None
+    store_failure: str | None = None  # an error code: the message or the answer could not be stored
     exchange: Exchange | None = None  # how the answering request's HTTP exchange went
 
     def request_sent(self) -> None:
@@ -61,6 +61,11 @@ class Tally:
             return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED, CANCELLED: INTERRUPTED}.get(
                 self.error.code, ERROR)
         return INTERRUPTED if self.cut_off else COMPLETE
+
+    @property
+    def outcome(self) -> str:
+        """The status the metrics report: the stored status, or an error when the store failed the turn."""
+        return ERROR if self.store_failure is not None and self.error is None else self.status
 
     @property
     def ttft_ms(self) -> float | None:
@@ -101,7 +106,7 @@ class Tally:
 
     def report(self) -> telemetry.TurnReport:
         return telemetry.TurnReport(
-            provider=self.provider, model=self.model, status=self.status,
+            provider=self.provider, model=self.model, status=self.outcome,
             duration_ms=(self.clock() - self.received_at) * 1000, ttft_ms=self.ttft_ms,
             tokens_per_second=self.tokens_per_second, input_tokens=self.usage.input_tokens if self.usage else None,
             output_tokens=self.output_tokens, error_code=self.error.code if self.error else self.store_failure,
