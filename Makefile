@@ -8,7 +8,7 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke report bench bench-smoke load load-smoke sam-cli build vendor clean
+.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
@@ -46,6 +46,12 @@ unit: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed
 EVENT ?= events/chat-stream.json
 invoke: $(VENV)/.installed
 	$(PY) -m devtools.invoke $(EVENT) $(if $(URL),--url $(URL))
+
+# A relay checked end to end as a user meets it: make smoke URL=https://<id>.lambda-url.<region>.on.aws [TOKEN=...]
+# (TOKEN reaches the script through the environment, so it is not echoed with the command).
+smoke: $(VENV)/.installed
+	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<id>.lambda-url.<region>.on.aws [TOKEN=...] [PROVIDER=... MODEL=...]"; exit 2; }
+	$(PY) -m devtools.smoke $(URL) $(if $(PROVIDER),--provider '$(PROVIDER)') $(if $(MODEL),--model '$(MODEL)') $(if $(TOKEN_HEADER),--token-header $(TOKEN_HEADER))
 
 # Percentiles per provider and model, errors by code, and a chart, from the local run's log (or LOG=file).
 report: $(VENV)/.installed
