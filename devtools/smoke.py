@@ -140,7 +140,7 @@ class RelayClient:
                     response.read()
                     raise SmokeFailure(step, _status_reason(method, path, response))
                 decoder = SSEDecoder()
-                for chunk in response.iter_raw():
+                for chunk in response.iter_bytes():  # decoded, should anything on the way compress it
                     yield response, time.perf_counter(), decoder.feed(chunk)
                 yield response, time.perf_counter(), decoder.finish()
         except httpx.HTTPError as exc:
@@ -161,7 +161,8 @@ def _request(body: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     content = json.dumps(body).encode()
     # CloudFront's Origin Access Control signs a POST to the URL only with its body's hash (AuthMode iam).
-    headers = {"content-type": "application/json", "x-amz-content-sha256": hashlib.sha256(content).hexdigest()}
+    headers = {"content-type": "application/json", "accept": "text/event-stream, application/json",
+               "x-amz-content-sha256": hashlib.sha256(content).hexdigest()}
     return {"content": content, "headers": headers}
 
 
@@ -238,7 +239,7 @@ class SmokeRun:
         reading = StreamReading(sent_at=time.perf_counter())
         body = {"chatSessionId": session_id, "content": PROMPT}
         for response, arrived_at, events in self._client.stream("stream", "POST", "/chat/stream", body):
-            reading.whole_body = "content-length" in response.headers
+            reading.whole_body = "content-length" in response.headers  # sent with its length: in one piece
             if any(event.event == "token" for event in events):
                 reading.read_times.append(arrived_at)
             for event in events:
