@@ -2,18 +2,28 @@
 PYTHON_VERSION := 3.12
 VENV := .venv
 PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
 export PYTHONPATH := layers/relay:functions/chat:.
 
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke report bench bench-smoke load load-smoke build vendor clean
+.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
 	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
+
+# SAM CLI pins its own boto3, so it lives in a virtual environment of its own (~30-45 s to install, once).
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
+	@test -x $(SAM_VENV)/bin/python || $(BASE_PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+sam-cli: $(SAM_VENV)/.installed
 
 # The AI SDK (the tests read the relay's UI message stream with it) and the page's libraries, pinned in package.json.
 node_modules/.installed: package.json package-lock.json
@@ -29,12 +39,19 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-unit: $(VENV)/.installed node_modules/.installed
+# SAM CLI too: a test resolves `sam local invoke`'s environment with it.
+unit: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 EVENT ?= events/chat-stream.json
 invoke: $(VENV)/.installed
 	$(PY) -m devtools.invoke $(EVENT) $(if $(URL),--url $(URL))
+
+# A relay checked end to end as a user meets it: make smoke URL=https://<id>.lambda-url.<region>.on.aws [TOKEN=...]
+# (TOKEN reaches the script through the environment, so it is not echoed with the command).
+smoke: $(VENV)/.installed
+	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<id>.lambda-url.<region>.on.aws [TOKEN=...] [PROVIDER=... MODEL=...]"; exit 2; }
+	$(PY) -m devtools.smoke $(URL) $(if $(PROVIDER),--provider '$(PROVIDER)') $(if $(MODEL),--model '$(MODEL)') $(if $(TOKEN_HEADER),--token-header $(TOKEN_HEADER))
 
 # Percentiles per provider and model, errors by code, and a chart, from the local run's log (or LOG=file).
 report: $(VENV)/.installed
@@ -54,10 +71,8 @@ load: $(VENV)/.installed
 load-smoke: $(VENV)/.installed
 	$(PY) -m devtools.load --streams 5 --seconds 5
 
-# sam pins its own boto3, so it lives in a virtual environment of its own.
-build:
-	@test -x .venv-sam/bin/sam || { $(BASE_PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli; }
-	PATH="$$(dirname $(BASE_PYTHON)):$$PATH" .venv-sam/bin/sam build
+build: $(SAM_VENV)/.installed
+	PATH="$$(dirname $(BASE_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
 
 # Copies the page's markdown renderer and sanitiser, with their licenses, from the versions package.json pins.
 vendor: node_modules/.installed
@@ -67,4 +82,4 @@ vendor: node_modules/.installed
 	cp node_modules/dompurify/LICENSE web/vendor/dompurify.LICENSE
 
 clean:
-	rm -rf node_modules $(VENV) .venv-sam .aws-sam .pytest_cache .ruff_cache
+	rm -rf node_modules $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache

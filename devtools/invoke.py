@@ -22,6 +22,14 @@ from typing import Any, TextIO
 import httpx
 
 LAMBDA_TIMEOUT_MS = 900_000
+EVENTS_DIRECTORY = Path(__file__).resolve().parent.parent / "events"
+# Beside the events, the `--env-vars` file of `sam local invoke` (README, Events): not an event itself.
+SAM_LOCAL_ENV_FILE = EVENTS_DIRECTORY / "sam-local-env.json"
+
+
+def event_files() -> list[Path]:
+    """Every function URL event in events/."""
+    return sorted(path for path in EVENTS_DIRECTORY.glob("*.json") if path != SAM_LOCAL_ENV_FILE)
 
 
 def adapter_request(event: dict[str, Any], base_url: str) -> httpx.Request:

@@ -1,7 +1,9 @@
 """The whole relay on loopback with no Docker and no keys: embedded DynamoDB, simulated provider, the app.
 
 ``python -m devtools.local_run`` (what ``make dev`` runs) serves the app on ``PORT`` (default 3000) in the
-foreground. Tests and ``devtools.invoke`` start the same stack on free ports with ``LocalRun(port=0).start()``.
+foreground, with DynamoDB on ``DYNAMODB_PORT`` (3001) and the simulated provider on ``SIMULATED_PROVIDER_PORT``
+(3002): fixed, so that ``events/sam-local-env.json`` can name them for ``sam local invoke``. Tests and
+``devtools.invoke`` start the same stack on free ports with ``LocalRun(port=0).start()``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from devtools.servers import DynamoDBThread, UvicornThread, create_table, dynamodb_client
+from devtools.servers import HOST, DynamoDBThread, UvicornThread, create_table, dynamodb_client
 from devtools.simulated_provider import Scenario, SimulatedProvider
 from relay.config import ANY_MODEL, DEFAULT_MODELS, models_variable
 
 DEFAULT_PORT = 3000
+# `make dev`'s backends, on the ports events/sam-local-env.json names (a test keeps the two in step).
+DEFAULT_DYNAMODB_PORT = 3001
+DEFAULT_PROVIDER_PORT = 3002
+PORT_ENV = "PORT"
+DYNAMODB_PORT_ENV = "DYNAMODB_PORT"
+PROVIDER_PORT_ENV = "SIMULATED_PROVIDER_PORT"
+# Where the backends listen: loopback, unless a container must reach them (`sam local invoke` on Linux's Docker
+# Engine reaches the host at the docker bridge's address, 172.17.0.1 on a default install).
+BACKEND_HOST_ENV = "BACKEND_HOST"
 DEFAULT_LOG = ".local/dev.log"  # where `make report` (devtools.report) finds the EMF lines
 TABLE_NAME = "chat-relay-local"
 LIMITS_TABLE_NAME = "chat-relay-local-limits"
@@ -49,11 +60,12 @@ LOCAL_DEFAULTS = {
 
 
 class LocalRun:
-    def __init__(self, port: int = DEFAULT_PORT, provider_defaults: Scenario | None = None) -> None:
+    def __init__(self, port: int = DEFAULT_PORT, provider_defaults: Scenario | None = None, *, dynamodb_port: int = 0,
+                 provider_port: int = 0, backend_host: str = HOST) -> None:
         self.port = port
-        self.dynamodb = DynamoDBThread()
+        self.dynamodb = DynamoDBThread(dynamodb_port, backend_host)
         self.provider = SimulatedProvider(provider_defaults)
-        self.provider_server = UvicornThread(self.provider.app)
+        self.provider_server = UvicornThread(self.provider.app, provider_port, backend_host)
         self.app_server: UvicornThread | None = None
 
     def start_backends(self) -> None:
@@ -166,10 +178,20 @@ class Tee(io.TextIOBase):
         self._stream.flush()
 
 
+def _port(variable: str, default: int) -> int:
+    return int(os.environ.get(variable) or default)
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = Scenario()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
+    parser.add_argument("--port", type=int, default=_port(PORT_ENV, DEFAULT_PORT))
+    parser.add_argument("--dynamodb-port", type=int, default=_port(DYNAMODB_PORT_ENV, DEFAULT_DYNAMODB_PORT),
+                        help="0 for any free port")
+    parser.add_argument("--provider-port", type=int, default=_port(PROVIDER_PORT_ENV, DEFAULT_PROVIDER_PORT),
+                        help="the simulated provider's; 0 for any free port")
+    parser.add_argument("--backend-host", default=os.environ.get(BACKEND_HOST_ENV) or HOST,
+                        help="the address DynamoDB and the simulated provider listen on")
     parser.add_argument("--first-token-ms", type=float, default=defaults.first_token_ms)
     parser.add_argument("--tokens-per-second", type=float, default=defaults.tokens_per_second)
     parser.add_argument("--tokens", type=int, default=defaults.tokens)
@@ -178,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     args.log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout = Tee(sys.stdout, args.log.open("a", encoding="utf-8"))
 
-    run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens)).start()
+    run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens),
+                   dynamodb_port=args.dynamodb_port, provider_port=args.provider_port,
+                   backend_host=args.backend_host).start()
     auth = ("none: local only, every request is one user (AUTH_MODE=jwt with JWT_ISSUER to try tokens)"
             if os.environ["AUTH_MODE"] == "none" else os.environ["AUTH_MODE"])
     real = sorted((set(SIMULATED_PROVIDERS) | {"openai-responses"}) - set(run.simulated))

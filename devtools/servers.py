@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -12,13 +13,19 @@ import uvicorn
 from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
 
 HOST = "127.0.0.1"
+ANY_ADDRESS = "0.0.0.0"  # listening on every interface; clients on this machine still connect through loopback
+
+
+def _connect_host(host: str) -> str:
+    return HOST if host == ANY_ADDRESS else host
 
 
 class UvicornThread:
-    """An ASGI app served by uvicorn on a free (or given) loopback port until ``stop()``."""
+    """An ASGI app served by uvicorn on a free (or given) port of loopback (or of ``host``) until ``stop()``."""
 
-    def __init__(self, app: Any, port: int = 0) -> None:
-        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False, lifespan="on")
+    def __init__(self, app: Any, port: int = 0, host: str = HOST) -> None:
+        self._host = host
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -27,14 +34,14 @@ class UvicornThread:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
+                raise RuntimeError(f"uvicorn did not start on {self._host}:{self._server.config.port}")
             time.sleep(0.01)
         return self
 
     @property
     def url(self) -> str:
         port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"http://{HOST}:{port}"
+        return f"http://{_connect_host(self._host)}:{port}"
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -42,25 +49,39 @@ class UvicornThread:
 
 
 class DynamoDBThread:
-    """moto's DynamoDB server on a free loopback port: the embedded DynamoDB of the local run and the tests."""
+    """moto's DynamoDB server on a free (or given) port of loopback (or of ``host``): the embedded DynamoDB of the
+    local run and the tests."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = HOST) -> None:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per DynamoDB call otherwise
-        self._server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._address = (host, port)
 
     def start(self) -> DynamoDBThread:
+        if self._address[1]:  # moto's server would wait forever for a port that is taken
+            _ensure_free(*self._address)
         self._server.start()
         return self
 
     @property
     def url(self) -> str:
         host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
+        return f"http://{_connect_host(host)}:{port}"
 
     def stop(self) -> None:
         self._server.stop()
+
+
+def _ensure_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"{host}:{port} is taken ({exc.strerror}): stop what uses it, or pick another port "
+                               "(0 for any free one)") from exc
 
 
 def dynamodb_client(url: str) -> Any:

@@ -114,6 +114,24 @@ def new_session(client: httpx.Client, model: str = "sim", **extra: Any) -> str:
     return str(response.json()["chatSessionId"])
 
 
+def check_event_answer(event: dict[str, Any], chunks: list[tuple[httpx.Response, bytes]]) -> None:
+    """An event file's request (devtools/invoke.py) answered in full by the local stack: a chat one streamed."""
+    from devtools.simulated_provider import Scenario, answer_tokens
+
+    response = chunks[0][0]
+    body = b"".join(chunk for _, chunk in chunks).decode()
+    assert response.status_code < 400, body
+    if event["rawPath"] == "/chat/stream":
+        if "text/plain" in event["headers"].get("accept", ""):
+            assert body == "".join(answer_tokens(Scenario().tokens))
+        elif "protocol=ai-sdk" in event["rawQueryString"]:
+            assert '"type":"text-delta"' in body and body.endswith("data: [DONE]\n\n")
+            assert len(chunks) > 3
+        else:
+            assert "event: done" in body
+            assert len(chunks) > 3  # it arrived in pieces, not as one buffered body
+
+
 def emf_lines(captured: str) -> list[dict[str, Any]]:
     """The EMF blobs among captured stdout lines (Powertools' documented test pattern)."""
     return [json.loads(line) for line in captured.splitlines() if line.startswith('{"_aws"')]

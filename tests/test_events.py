@@ -1,14 +1,13 @@
 """Every file in events/ runs through the app the way the Lambda Web Adapter would deliver it."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-from devtools.invoke import adapter_request, invoke
-from devtools.simulated_provider import Scenario, answer_tokens
+from devtools.invoke import adapter_request, event_files, invoke
+from tests.conftest import check_event_answer
 
-EVENTS = sorted((Path(__file__).resolve().parent.parent / "events").glob("*.json"))
+EVENTS = event_files()
 
 
 def test_there_is_an_event_for_every_route():
@@ -20,19 +19,7 @@ def test_there_is_an_event_for_every_route():
 def test_event_file_is_a_function_url_event_that_the_app_answers(stack, path):
     event = json.loads(path.read_text())
     assert event["version"] == "2.0"
-    chunks = list(invoke(event, stack.url))
-    response = chunks[0][0]
-    assert response.status_code < 400, b"".join(chunk for _, chunk in chunks)
-    if event["rawPath"] == "/chat/stream":
-        body = b"".join(chunk for _, chunk in chunks).decode()
-        if "text/plain" in event["headers"].get("accept", ""):
-            assert body == "".join(answer_tokens(Scenario().tokens))
-        elif "protocol=ai-sdk" in event["rawQueryString"]:
-            assert '"type":"text-delta"' in body and body.endswith("data: [DONE]\n\n")
-            assert len(chunks) > 3
-        else:
-            assert "event: done" in body
-            assert len(chunks) > 3  # it arrived in pieces, not as one buffered body
+    check_event_answer(event, list(invoke(event, stack.url)))
 
 
 def test_adapter_request_carries_the_lambda_and_request_context_headers():

@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +22,8 @@ def dev_server(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["layers/relay", "functions/chat", "."])}
     env.pop("OPENAI_API_KEY", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.local_run", "--port", "0", "--first-token-ms", "20",
-         "--tokens-per-second", "50", "--tokens", "15", "--log", str(tmp_path / "dev.log")],
+        [sys.executable, "-m", "devtools.local_run", "--port", "0", "--dynamodb-port", "0", "--provider-port", "0",
+         "--first-token-ms", "20", "--tokens-per-second", "50", "--tokens", "15", "--log", str(tmp_path / "dev.log")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     banner = []
@@ -84,3 +85,14 @@ def test_the_local_run_serves_the_chat_page_beside_the_api(client):
         script = client.get(path)
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript"), path
     assert client.get("/chat/stream").status_code == 405  # the page's files do not shadow the API
+
+
+def test_a_taken_dynamodb_port_is_a_clear_error_instead_of_a_wait_forever():
+    from devtools.servers import DynamoDBThread
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is taken"):
+            DynamoDBThread(port).start()
