@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.local_run import LOCAL_ENVIRONMENT
 from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
+from tests.aws_calls import evidence_is_complete, recorder
 from tests.cloudformation import (
     ACCOUNT_ID,
     PARTITION,
@@ -27,6 +28,7 @@ from tests.cloudformation import (
     resource_arn,
     translate,
 )
+from tests.iam import Permission, allows, bedrock_model_arn, grants, needed_permissions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +48,9 @@ COMBINATIONS = {
     for names in itertools.product(AUTH_MODES, TRACING, BEDROCK)
 }
 PUBLIC_AUTH_MODES = ("jwt", "jwt-cognito", "none")
+LAMBDA_LOGS_POLICY = f"arn:{PARTITION}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+# What Lambda itself sends with the function's role when the function is actively traced.
+TRACING_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
 def deployed(name: str) -> dict[str, Any]:
@@ -180,6 +185,19 @@ def test_one_parameter_switches_both_xray_and_the_apps_tracer(combination):
     assert function["Environment"]["Variables"]["TRACING_ENABLED"] == str(tracing).lower()
 
 
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_the_role_grants_xray_only_with_tracing_and_bedrock_only_with_models(combination):
+    # Checked on the deployed role alone, so it holds even when the suite runs in part.
+    [role] = [resource for resource in deployed(combination)["Resources"].values()
+              if resource["Type"] == "AWS::IAM::Role"]
+    actions = {action for action, _ in grants(role)}
+    assert ({action for action in actions if action.startswith("xray:")}
+            == (TRACING_ACTIONS if "tracing-on" in combination else set()))
+    assert ({action for action in actions if action.startswith("bedrock:")}
+            == ({"bedrock:InvokeModelWithResponseStream"} if "bedrock-on" in combination else set()))
+    assert role["Properties"]["ManagedPolicyArns"] == [LAMBDA_LOGS_POLICY]  # Lambda writes the logs, not the code
+
+
 def test_the_url_is_an_output():
     outputs = deployed("jwt-tracing-off-bedrock-off")["Outputs"]
     assert outputs["ChatFunctionUrl"]["Value"] == {"Fn::GetAtt": ["ChatFunctionUrl", "FunctionUrl"]}
@@ -199,35 +217,72 @@ def test_cors_allowlist_is_one_list_for_the_url_and_the_app_without_wildcard_or_
     assert set(cors["AllowHeaders"]) == set(CORS_ALLOW_HEADERS)
 
 
+# Least privilege, from evidence: the AWS calls the code made while the rest of the suite ran (tests/aws_calls.py).
+
+def deployed_arn(stack: Mapping[str, Any], kind: str, name: str) -> str:
+    """The deployed ARN of what the test run named: its tables by the local run's names, read through the same
+    variables the stack sets; any secret stands for the one PROVIDER_KEYS_SECRET_ARN names."""
+    env = environment_of(stack)
+    if kind == "table":
+        table, _, index = name.partition("/index/")
+        variables = {LOCAL_ENVIRONMENT[variable]: variable for variable in ("TABLE_NAME", "LIMITS_TABLE_NAME")}
+        variable = variables.get(table)
+        assert variable, f"the code used a table the check cannot place in the template: {table}"
+        arn = resource_arn("AWS::DynamoDB::Table", env[variable])
+        return f"{arn}/index/{index}" if index else arn
+    if kind == "secret":
+        return str(env["PROVIDER_KEYS_SECRET_ARN"])
+    return bedrock_model_arn(name, partition=PARTITION, region=REGION, account=ACCOUNT_ID)
+
+
+def needed_by_the_code(stack: Mapping[str, Any]) -> set[Permission]:
+    """What the recorded calls need in this stack; Bedrock's only where it is offered (BedrockModels is set)."""
+    bedrock_offered = bool(environment_of(stack)["BEDROCK_MODELS"])
+    return {permission for call in recorder.calls if bedrock_offered or call.service != "bedrock-runtime"
+            for permission in needed_permissions(call, lambda kind, name: deployed_arn(stack, kind, name))}
+
+
+@pytest.fixture()
+def evidence(request) -> None:
+    if not evidence_is_complete(request.session):
+        pytest.skip(f"needs the whole suite's AWS calls (make test); {len(recorder.calls)} recorded in this run")
+    assert {call.service for call in recorder.calls} >= {"dynamodb", "secretsmanager", "bedrock-runtime"}
+
+
+@pytest.mark.runs_last
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_the_role_allows_every_aws_call_the_code_made_on_the_resource_it_named(evidence, combination):
+    # GIVEN the stack's role, and every call the code made in the suite
+    stack = deployed(combination)
+    role = stack["Resources"]["ChatFunctionRole"]
+    # THEN each call's action is allowed on the resource the call named, in this stack
+    refused = sorted(permission for permission in needed_by_the_code(stack) if not allows(role, permission))
+    assert refused == []
+
+
+@pytest.mark.runs_last
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_the_role_grants_nothing_the_code_never_calls(evidence, combination):
+    # GIVEN the stack's role and what the code's calls needed
+    stack = deployed(combination)
+    role = stack["Resources"]["ChatFunctionRole"]
+    needed = needed_by_the_code(stack)
+    platform = TRACING_ACTIONS if "tracing-on" in combination else set()
+    # THEN every action granted was needed (or is Lambda's own, for tracing) ...
+    unused_actions = {action for action, _ in grants(role)} - {action for action, _ in needed} - platform
+    assert unused_actions == set()
+    # ... and every grant on one of the stack's resources (a table, the secret) was used on that resource
+    unused = [(action, resource) for action, resource in grants(role) if "*" not in resource
+              and not any(allows(_only(action, resource), permission) for permission in needed)]
+    assert unused == []
+
+
+def _only(action: str, resource: str) -> dict[str, Any]:
+    statement = {"Effect": "Allow", "Action": action, "Resource": resource}
+    return {"Properties": {"Policies": [{"PolicyDocument": {"Statement": [statement]}}]}}
+
+
 # The template in step with the code (read as written).
-
-def test_function_may_use_only_the_table_operations_the_store_calls(function):
-    store_source = (ROOT / "layers/relay/relay/store.py").read_text()
-    called = set(re.findall(r'_call\(\s*"(\w+)"', store_source))
-    statements = function["Policies"][0]["Statement"]
-    granted: dict[str, list[Any]] = {}
-    for statement in statements:
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        for action in statement["Action"]:
-            granted.setdefault(action, []).extend(resources)
-    # a transaction needs the permissions of its parts (here a condition check and a put), not one of its own
-    parts = {"transact_write_items": ["condition_check_item", "put_item"]}
-    as_actions = {"dynamodb:" + "".join(part.title() for part in name.split("_"))
-                  for call in called for name in parts.get(call, [call])}
-    assert as_actions == set(granted)
-    chat, limits = {"Fn::GetAtt": "ChatTable.Arn"}, {"Fn::GetAtt": "LimitsTable.Arn"}
-    assert granted["dynamodb:Query"] == granted["dynamodb:PutItem"] == granted["dynamodb:ConditionCheckItem"] == [chat]
-    assert granted["dynamodb:UpdateItem"] == [chat, limits]  # checkpoints and cancel requests; counters
-    assert granted["dynamodb:GetItem"] == [limits]
-
-
-def test_bedrock_permission_is_granted_only_when_models_are_offered(template, function):
-    [conditional] = [policy for policy in function["Policies"] if "Fn::If" in policy]
-    condition, granted, otherwise = conditional["Fn::If"]
-    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BedrockModels"}, ""]}]}
-    assert granted["Statement"][0]["Action"] == "bedrock:InvokeModelWithResponseStream"
-    assert otherwise == {"Ref": "AWS::NoValue"}
-    assert function["Environment"]["Variables"]["BEDROCK_MODELS"] == {"Ref": "BedrockModels"}
 
 def test_adapter_layer_and_relay_layer_match_the_functions_architecture(template, function):
     [architecture] = function["Architectures"]
