@@ -198,6 +198,20 @@ def test_the_role_grants_xray_only_with_tracing_and_bedrock_only_with_models(com
     assert role["Properties"]["ManagedPolicyArns"] == [LAMBDA_LOGS_POLICY]  # Lambda writes the logs, not the code
 
 
+def test_the_chat_table_survives_a_stack_deletion_or_replacement_by_default():
+    stack = deployed("jwt-tracing-off-bedrock-off")
+    table = stack["Resources"]["ChatTable"]
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert table["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_a_throwaway_stack_opts_out_and_its_chat_table_goes_with_it():
+    parameters = {**COMBINATIONS["jwt-tracing-off-bedrock-off"], "RetainChatTable": "false"}
+    table = deploy(translate(parameters), parameters)["Resources"]["ChatTable"]
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    assert table["Properties"]["DeletionProtectionEnabled"] is False
+
+
 def test_the_url_is_an_output():
     outputs = deployed("jwt-tracing-off-bedrock-off")["Outputs"]
     assert outputs["ChatFunctionUrl"]["Value"] == {"Fn::GetAtt": ["ChatFunctionUrl", "FunctionUrl"]}
