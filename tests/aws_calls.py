@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ from typing import Any
 
 import pytest
 
+import relay
+
 __all__ = ["RECORD_FILE", "AwsCall", "Recorder", "evidence_is_complete", "recorder"]
 
 ROOT = Path(__file__).resolve().parent.parent
-RELAY_CODE = str(ROOT / "layers" / "relay" / "relay")
+RELAY_CODE = os.path.dirname(relay.__file__)  # as the code objects name their files
 RECORD_FILE = ROOT / ".local" / "aws-calls.json"
 # The parameters that name what an operation acts on.
 RESOURCE_PARAMETERS = ("TableName", "IndexName", "SecretId", "modelId")
