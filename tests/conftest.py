@@ -16,6 +16,8 @@ import pytest
 
 from devtools.local_run import TABLE_NAME, LocalRun
 
+pytest_plugins = ["tests.aws_calls"]  # records the AWS calls the code makes, for the permission check
+
 REAL_PROVIDER_VARIABLES = [
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GEMINI_API_KEY", "GOOGLE_API_KEY",
     "GOOGLE_GEMINI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "BEDROCK_MODELS",
