@@ -4,11 +4,11 @@ are checked against (tests/test_template.py).
 A pytest plugin (tests/conftest.py loads it). Every botocore client made in the test process gets a
 ``before-parameter-build`` handler, which records an operation when the relay's code called it: a frame of
 ``layers/relay/relay`` is on the calling stack (the secrets read, Bedrock's stream), or the call runs for
-``ChatStore._call``, whose worker thread gets no relay frame but does get a copy of its context. So the clients tests
-build for setup and inspection are left out, while a client a test hands to the store (``client_factory=lambda:
-dynamodb``) is recorded whenever the store calls it. Only what names a resource is kept (table, index, secret id,
-model id, the kinds of a transaction's parts), never an item, a prompt or a key. At the end of the session the
-calls are written to ``.local/aws-calls.json``.
+``DynamoDB.call`` (the store's and the limits' calls), whose worker thread gets no relay frame but does get a copy of
+its context. So the clients tests build for setup and inspection are left out, while a client a test hands to the
+store (``client_factory=lambda: dynamodb``) is recorded whenever the store calls it. Only what names a resource is
+kept (table, index, secret id, model id, the kinds of a transaction's parts), never an item, a prompt or a key. At
+the end of the session the calls are written to ``.local/aws-calls.json``.
 
 Tests marked ``runs_last`` run after all others; ``evidence_is_complete`` tells them whether the whole suite ran.
 """
@@ -102,18 +102,18 @@ _patches = pytest.MonkeyPatch()
 def pytest_configure(config: pytest.Config) -> None:
     import botocore.session
 
-    from relay.store import ChatStore
+    from relay.dynamodb import DynamoDB
 
     config.addinivalue_line("markers", "runs_last: runs after every other test (it reads what they did)")
     create_client = botocore.session.Session.create_client
-    store_call = ChatStore._call
+    store_call = DynamoDB.call
 
     def create_recorded_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = create_client(self, *args, **kwargs)
         client.meta.events.register("before-parameter-build", recorder.record)
         return client
 
-    async def call_marked(self: ChatStore, operation: str, **kwargs: Any) -> Any:
+    async def call_marked(self: DynamoDB, operation: str, **kwargs: Any) -> Any:
         token = _store_call.set(True)  # asyncio.to_thread copies this context into the worker thread
         try:
             return await store_call(self, operation, **kwargs)
@@ -121,7 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _store_call.reset(token)
 
     _patches.setattr(botocore.session.Session, "create_client", create_recorded_client)
-    _patches.setattr(ChatStore, "_call", call_marked)
+    _patches.setattr(DynamoDB, "call", call_marked)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
