@@ -112,7 +112,11 @@ const ANSWER_TAGS = [
   "a", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd",
   "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
 ];
-const ANSWER_ATTRIBUTES = ["href", "src", "alt", "title", "align", "start", "class"];
+// Each attribute only where markdown puts it: an href or src elsewhere does nothing today, and nothing is gained
+// by keeping it for some future element that would load it.
+const ANSWER_ATTRIBUTES = {
+  A: ["href", "title"], IMG: ["src", "alt", "title"], OL: ["start"], TH: ["align"], TD: ["align"], CODE: ["class"],
+};
 const LINK_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 // Raster images only: an SVG is a document, and these four are what a model or a user pastes.
 const DATA_IMAGE = /^data:image\/(?:png|gif|jpeg|webp)[;,]/i;
@@ -128,26 +132,38 @@ const CODE_LANGUAGE = /^language-[\w+-]+$/; // marked's class on a fenced code b
 export function createSanitizer({ pageOrigin, imageOrigins = [] }) {
   const purifier = DOMPurify(window); // an instance of its own: these hooks do not change DOMPurify for others
   const imageOriginSet = new Set([pageOrigin, ...imageOrigins.map(originOf).filter(Boolean)]);
+  purifier.addHook("uponSanitizeAttribute", (node, attribute) => {
+    if (!ANSWER_ATTRIBUTES[node.tagName]?.includes(attribute.attrName)) attribute.keepAttr = false;
+  });
   purifier.addHook("afterSanitizeAttributes", (node) => {
     keepCodeLanguage(node);
     if (node.tagName === "A") makeLinkSafe(node);
     else if (node.tagName === "IMG") keepImageIfAllowed(node, imageOriginSet);
   });
   const config = {
-    ALLOWED_TAGS: ANSWER_TAGS, ALLOWED_ATTR: ANSWER_ATTRIBUTES, ALLOW_DATA_ATTR: false, ALLOW_ARIA_ATTR: false,
-    RETURN_DOM_FRAGMENT: true,
+    ALLOWED_TAGS: ANSWER_TAGS, ALLOWED_ATTR: [...new Set(Object.values(ANSWER_ATTRIBUTES).flat())],
+    ALLOW_DATA_ATTR: false, ALLOW_ARIA_ATTR: false, RETURN_DOM_FRAGMENT: true,
   };
   return (html) => {
-    const fragment = purifier.sanitize(html, config);
+    const fragment = purifier.sanitize(inertFragment(html), config);
     // An image whose source was removed shows its description instead of a broken-image box.
     for (const image of fragment.querySelectorAll("img:not([src])")) image.replaceWith(image.alt);
     return fragment;
   };
 }
 
+// Parsed as a <template>'s content: inert (nothing loads or runs) and always a fragment. Handed a string,
+// DOMPurify parses a whole document, in which an answer that starts with <frameset> leaves no body, and null
+// comes back instead of the answer.
+function inertFragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  return template.content;
+}
+
 function keepCodeLanguage(node) {
   if (!node.hasAttribute("class")) return;
-  const kept = node.tagName === "CODE" ? [...node.classList].filter((name) => CODE_LANGUAGE.test(name)) : [];
+  const kept = [...node.classList].filter((name) => CODE_LANGUAGE.test(name)); // only <code> keeps a class
   if (kept.length) node.setAttribute("class", kept.join(" "));
   else node.removeAttribute("class");
 }
