@@ -130,7 +130,18 @@ def browser() -> Iterator[Any]:
 @pytest.fixture()
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A page in a fresh browser context; a failing test leaves its screenshot in .local/screenshots/."""
-    context = browser.new_context()
+    yield from _page(browser, request)
+
+
+@pytest.fixture()
+def page_without_csp(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page whose browser ignores Content-Security-Policy: what the page's own code does, with no policy behind
+    it (as on a host whose policy is too wide)."""
+    yield from _page(browser, request, bypass_csp=True)
+
+
+def _page(browser: Any, request: pytest.FixtureRequest, **context_options: Any) -> Iterator[Any]:
+    context = browser.new_context(**context_options)
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page
@@ -143,17 +154,18 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context.close()
 
 
-def deploy_page(directory: Path, connect: tuple[str, ...] = (), **settings: str) -> Path:
+def deploy_page(directory: Path, connect: tuple[str, ...] = (), images: tuple[str, ...] = (), **settings: str) -> Path:
     """A copy of web/ in ``directory``, as a deployer edits it: the ``<meta>`` settings given (``relay_url=``,
-    ``relay_allowlist=``, ``image_origins=``) and the origins in ``connect`` added to the policy's connect-src."""
+    ``relay_allowlist=``, ``image_origins=``), and origins added to the policy's connect-src and img-src."""
     shutil.copytree(WEB_DIRECTORY, directory, dirs_exist_ok=True)
     index = directory / "index.html"
     html = index.read_text()
     for name, value in settings.items():
         html, found = re.subn(rf'(<meta name="{name.replace("_", "-")}" content=")[^"]*"', rf'\g<1>{value}"', html)
         assert found == 1, name
-    html, found = re.subn(r"connect-src 'self'", " ".join(["connect-src 'self'", *connect]), html)
-    assert found == 1
+    for directive, origins in (("connect-src 'self'", connect), ("img-src 'self' data:", images)):
+        html, found = re.subn(re.escape(directive), " ".join([directive, *origins]), html)
+        assert found == 1, directive
     index.write_text(html)
     return directory
 
