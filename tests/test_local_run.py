@@ -84,3 +84,20 @@ def test_the_local_run_serves_the_chat_page_beside_the_api(client):
         script = client.get(path)
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript"), path
     assert client.get("/chat/stream").status_code == 405  # the page's files do not shadow the API
+
+
+def test_every_file_of_the_page_is_served_with_its_security_headers(client):
+    from devtools.local_run import WEB_DIRECTORY
+
+    files = ["/"] + [f"/{path.relative_to(WEB_DIRECTORY).as_posix()}" for path in sorted(WEB_DIRECTORY.rglob("*"))
+                     if path.is_file()]
+    assert "/safety.js" in files and "/vendor/purify.es.js" in files
+    for path in files:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        policy = response.headers["content-security-policy"]
+        for directive in ("default-src 'self'", "script-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+                          "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'", "object-src 'none'"):
+            assert f"{directive};" in f"{policy};", (path, directive)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["referrer-policy"] == "no-referrer", path

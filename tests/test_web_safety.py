@@ -426,6 +426,24 @@ def test_images_load_from_the_origins_the_deployer_allows_and_no_others(page, dy
     assert evil.origin not in final["html"]
 
 
+def test_markdown_renders_in_full_under_the_pages_own_policy_with_nothing_blocked(page, stack):
+    # GIVEN the page with its policy, and a record of every violation of it from the first script on
+    page.add_init_script("""window.violations = [];
+        document.addEventListener("securitypolicyviolation",
+                                  (event) => violations.push(`${event.effectiveDirective} ${event.blockedURI}`));""")
+    open_chat(page, stack.url, ECHO)
+    # WHEN an answer uses what markdown offers
+    send(page, "# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```js\nlet x = 1;\n```\n\n"
+               f"> quoted *text* ~~gone~~\n\n1. [a link](https://example.com/page) ![a dot]({DATA_IMAGE})")
+    final = watch_until(page, lambda state: state["status"] == "complete")[-1]
+    # THEN it is all there, and the policy had nothing to block
+    link = '<a href="https://example.com/page" target="_blank" rel="noopener noreferrer">'
+    for kept in ("<h1>Title</h1>", "<table>", '<code class="language-js">', "<blockquote>", "<del>gone</del>", link,
+                 f'src="{DATA_IMAGE}"'):
+        assert kept in final["html"], kept
+    assert page.evaluate("violations") == []
+
+
 # ---- the policy: what gets past the page's code is still stopped -------------------------------------------------
 
 
