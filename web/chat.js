@@ -225,7 +225,8 @@ element("provider").addEventListener("change", () => { offerModels(); newChat();
 element("model").addEventListener("change", newChat); // a session keeps its model: another model is another chat
 // A host whose Content-Security-Policy leaves the relay out of connect-src blocks every request: say so.
 document.addEventListener("securitypolicyviolation", (event) => {
-  notify(`The page's Content-Security-Policy blocked ${event.blockedURI || "a resource"} (${event.effectiveDirective}).`);
+  const blocked = event.blockedURI || "a resource";
+  notify(`The page's Content-Security-Policy blocked ${blocked} (${event.effectiveDirective}).`);
 });
 if (relay.refused) {
   notify(relay.refused);
