@@ -14,9 +14,17 @@ import io
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from devtools.page_headers import page_headers
 from devtools.servers import HOST, DynamoDBThread, UvicornThread, create_table, dynamodb_client
 from devtools.simulated_provider import Scenario, SimulatedProvider
 from relay.config import ANY_MODEL, DEFAULT_MODELS, models_variable
@@ -109,20 +117,37 @@ class LocalRun:
                 server.stop()
 
 
-def web_routes() -> list[Any]:
-    """The chat page, one route per file or folder of web/: a catch-all mount at "/" would answer for the API's
-    paths too (a GET of /chat/stream would be the page's 404 instead of the API's 405)."""
-    from starlette.responses import FileResponse
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
+def web_routes(directory: Path = WEB_DIRECTORY) -> list[Any]:
+    """The chat page, one route per file or folder of ``directory``, each with the page's security headers
+    (devtools/page_headers.py). A catch-all mount at "/" would answer for the API's paths too (a GET of
+    /chat/stream would be the page's 404 instead of the API's 405)."""
 
-    routes = [Route("/", lambda request: FileResponse(WEB_DIRECTORY / "index.html"), methods=["GET"])]
-    for path in sorted(WEB_DIRECTORY.iterdir()):
+    def headers() -> dict[str, str]:  # read at each request, so an edit of index.html shows at the next reload
+        return page_headers((directory / "index.html").read_text(encoding="utf-8"))
+
+    def serve(path: Path) -> Callable[[Request], Response]:
+        return lambda request: FileResponse(path, headers=headers())
+
+    routes: list[Any] = [Route("/", serve(directory / "index.html"), methods=["GET"])]
+    for path in sorted(directory.iterdir()):
         if path.is_dir():
-            routes.append(Mount(f"/{path.name}", app=StaticFiles(directory=path)))
+            routes.append(Mount(f"/{path.name}", app=StaticFilesWithHeaders(directory=path, headers=headers)))
         else:
-            routes.append(Route(f"/{path.name}", lambda request, path=path: FileResponse(path), methods=["GET"]))
+            routes.append(Route(f"/{path.name}", serve(path), methods=["GET"]))
     return routes
+
+
+class StaticFilesWithHeaders(StaticFiles):
+    """A folder of the page (vendor/), served with the page's headers."""
+
+    def __init__(self, *, directory: Path, headers: Callable[[], dict[str, str]]) -> None:
+        super().__init__(directory=directory)
+        self.page_headers = headers
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(self.page_headers())
+        return response
 
 
 # Each provider whose key is not set talks to the simulated server, in its own wire format.

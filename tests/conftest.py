@@ -1,20 +1,24 @@
 """Shared fixtures: one real local stack (moto's DynamoDB server, the simulated provider, the app under uvicorn),
-all on loopback, started once per test session; and Chromium, for the tests that drive the page."""
+all on loopback, started once per test session; and the browser the page's tests drive."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devtools.local_run import TABLE_NAME, LocalRun
+from devtools.local_run import TABLE_NAME, WEB_DIRECTORY, LocalRun
 
 pytest_plugins = ["tests.aws_calls"]  # records the AWS calls the code makes, for the permission check
 
@@ -23,11 +27,6 @@ REAL_PROVIDER_VARIABLES = [
     "GOOGLE_GEMINI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "BEDROCK_MODELS",
     "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "PROVIDER_KEYS_SECRET_ARN",
 ]
-
-SCREENSHOTS = Path(".local/screenshots")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
-
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalRun]:
@@ -53,57 +52,34 @@ def dynamodb(stack: LocalRun) -> Any:
 
 
 @contextmanager
-def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[httpx.Client]:
-    """A client of an app of its own, over the shared table, with these settings changed from the shared stack's
-    (timeouts, retries, the disconnect policy, ...)."""
+def relay_server(dynamodb: Any, web_directory: Path | None = None, **changes: Any) -> Iterator[str]:
+    """The URL of an app of its own, over the shared table, with these settings changed from the shared stack's
+    (timeouts, retries, the disconnect policy, ...), serving the page in ``web_directory`` too when given."""
     from dataclasses import replace
 
+    from devtools.local_run import web_routes
     from devtools.servers import UvicornThread
     from relay.app import create_app
     from relay.config import Settings
     from relay.store import ChatStore
 
     settings = replace(Settings.from_environment(), **changes)
-    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    app = create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb))
+    if web_directory is not None:
+        app.router.routes.extend(web_routes(web_directory))
+    server = UvicornThread(app)
     server.start()
     try:
-        with httpx.Client(base_url=server.url, timeout=timeout) as client:
-            yield client
+        yield server.url
     finally:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium under Playwright (its own browser download does not work on these machines); without it
-    the test is skipped, unless ``REQUIRE_BROWSER=1`` (CI sets it) makes that a failure."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        if os.environ.get("REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (apt-get install chromium) and REQUIRE_BROWSER is set")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture()
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A page in a fresh browser context; a failing test leaves its screenshot in ``.local/screenshots/``."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{request.node.name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        print(f"screenshot: {path}")
-    context.close()
+@contextmanager
+def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[httpx.Client]:
+    """A client of ``relay_server(dynamodb, **changes)``."""
+    with relay_server(dynamodb, **changes) as url, httpx.Client(base_url=url, timeout=timeout) as client:
+        yield client
 
 
 def count_items(dynamodb: Any) -> int:
@@ -145,3 +121,86 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+# The browser: Debian's Chromium driven by Playwright (its own browser download does not work on these machines).
+SCREENSHOTS = Path(".local/screenshots")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+# Per module: a session-wide one would be set up before the session's stack when a test asks for it first, and
+# Playwright's event loop in this thread keeps the stack's setup (asyncio.run) from running.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium) and REQUIRE_BROWSER is set")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page in a fresh browser context; a failing test leaves its screenshot in .local/screenshots/."""
+    yield from _page(browser, request)
+
+
+@pytest.fixture()
+def page_without_csp(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page whose browser ignores Content-Security-Policy: what the page's own code does, with no policy behind
+    it (as on a host whose policy is too wide)."""
+    yield from _page(browser, request, bypass_csp=True)
+
+
+def _page(browser: Any, request: pytest.FixtureRequest, **context_options: Any) -> Iterator[Any]:
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{request.node.name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+    context.close()
+
+
+def deploy_page(directory: Path, connect: tuple[str, ...] = (), images: tuple[str, ...] = (), **settings: str) -> Path:
+    """A copy of web/ in ``directory``, as a deployer edits it: the ``<meta>`` settings given (``relay_url=``,
+    ``relay_allowlist=``, ``image_origins=``), and origins added to the policy's connect-src and img-src."""
+    shutil.copytree(WEB_DIRECTORY, directory, dirs_exist_ok=True)
+    index = directory / "index.html"
+    html = index.read_text()
+    for name, value in settings.items():
+        html, found = re.subn(rf'(<meta name="{name.replace("_", "-")}" content=")[^"]*"', rf'\g<1>{value}"', html)
+        assert found == 1, name
+    for directive, origins in (("connect-src 'self'", connect), ("img-src 'self' data:", images)):
+        html, found = re.subn(re.escape(directive), " ".join([directive, *origins]), html)
+        assert found == 1, directive
+    index.write_text(html)
+    return directory
+
+
+@contextmanager
+def static_server(directory: Path) -> Iterator[str]:
+    """The origin of a plain static file server of ``directory``: a host that sets no headers of its own."""
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

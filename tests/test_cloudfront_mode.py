@@ -28,6 +28,7 @@ from relay.auth import authenticator_from_environment
 from relay.config import Settings
 from relay.store import ChatStore
 from tests.auth_fixtures import AUDIENCE, Issuer, served_issuer
+from tests.conftest import deploy_page
 from tests.test_turn import messages_of
 from tests.test_web_page import open_chat, send, session_of, watch_until, words
 
@@ -71,19 +72,17 @@ def gate_url(stack: Any, dynamodb: Any, issuer: Issuer, site: tuple[Path, str]) 
     directory, origin = site
     environ = {"AUTH_MODE": "iam", "JWT_ISSUER": issuer.url, "JWT_AUDIENCE": AUDIENCE}
     with relay_behind_the_gate(dynamodb, environ, page_origin=origin) as url:
-        index = (WEB_DIRECTORY / "index.html").read_text()
-        for name, value in {"relay-url": url, "relay-auth": "iam"}.items():
-            assert f'<meta name="{name}" content="">' in index
-            index = index.replace(f'<meta name="{name}" content="">', f'<meta name="{name}" content="{value}">')
-        (directory / "index.html").write_text(index)
+        deploy_page(directory, connect=(url,), relay_url=url, relay_auth="iam")
         yield url
 
 
 @pytest.fixture()
-def token(issuer: Issuer, page: Any) -> str:
-    """A user's token, in the page's token field from the first request on (the page keeps it in sessionStorage)."""
+def token(issuer: Issuer, page: Any, gate_url: str) -> str:
+    """A user's token, in the page's token field from the first request on (the page keeps it in sessionStorage,
+    under its relay's origin)."""
     token = issuer.token(sub="cloudfront-user")
-    page.add_init_script(f"sessionStorage.setItem('relay-token', {json.dumps(token)})")
+    key = json.dumps(f"relay-token:{gate_url}")
+    page.add_init_script(f"sessionStorage.setItem({key}, {json.dumps(token)})")
     return token
 
 

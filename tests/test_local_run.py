@@ -96,3 +96,20 @@ def test_a_taken_dynamodb_port_is_a_clear_error_instead_of_a_wait_forever():
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is taken"):
             DynamoDBThread(port).start()
+
+
+def test_every_file_of_the_page_is_served_with_its_security_headers(client):
+    from devtools.local_run import WEB_DIRECTORY
+
+    files = ["/"] + [f"/{path.relative_to(WEB_DIRECTORY).as_posix()}" for path in sorted(WEB_DIRECTORY.rglob("*"))
+                     if path.is_file()]
+    assert "/safety.js" in files and "/vendor/purify.es.js" in files
+    for path in files:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        policy = response.headers["content-security-policy"]
+        for directive in ("default-src 'self'", "script-src 'self'", "img-src 'self' data:", "connect-src 'self'",
+                          "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'", "object-src 'none'"):
+            assert f"{directive};" in f"{policy};", (path, directive)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["referrer-policy"] == "no-referrer", path

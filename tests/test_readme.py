@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+from devtools.local_run import WEB_DIRECTORY
+from devtools.page_headers import page_headers
 from relay.app import create_app
 from tests.cloudformation import load_template
 
@@ -34,3 +36,12 @@ def test_the_streaming_settings_the_readme_names_are_the_templates():
     assert "`InvokeMode: RESPONSE_STREAM`" in README
     assert function["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
     assert f"Python {function['Runtime'].removeprefix('python')}" in README
+
+
+def test_the_headers_the_readme_gives_a_deployer_are_the_ones_the_page_is_served_with():
+    served = page_headers((WEB_DIRECTORY / "index.html").read_text())
+    documented = dict(re.findall(r"^(Content-Security-Policy|X-Content-Type-Options|Referrer-Policy): (.+)$", README,
+                                 flags=re.MULTILINE))
+    function_url = "https://<url-id>.lambda-url.<region>.on.aws"
+    policy = served["Content-Security-Policy"].replace("connect-src 'self'", f"connect-src 'self' {function_url}")
+    assert documented == {**served, "Content-Security-Policy": policy}

@@ -2,7 +2,8 @@
 
 Chromium comes from the system (``apt-get install chromium``; Playwright's own browser download does not work on
 these machines). Without it these tests are skipped, unless ``REQUIRE_BROWSER=1`` (CI sets it) makes that a
-failure. A failing test leaves a screenshot in ``.local/screenshots/``.
+failure. A failing test leaves a screenshot in ``.local/screenshots/`` (the ``browser`` and ``page`` fixtures are
+in conftest.py, shared with test_web_safety.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import app_client, new_session
+from tests.conftest import deploy_page, new_session, relay_server, static_server
 from tests.test_turn import messages_of
 
 LAST_ANSWER = ".message.ai >> nth=-1"
@@ -216,30 +217,15 @@ def test_reloading_the_page_shows_the_chat_history_with_each_state(page, stack, 
         (m["role"], m["status"], words(m["content"])) for m in stored]
 
 
-def test_the_page_works_as_plain_static_files_on_another_origin(page, stack, dynamodb, client):
-    # GIVEN web/ served by a plain static file server, and a relay on another origin that allows it (CORS)
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    from devtools.local_run import WEB_DIRECTORY
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    static = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(WEB_DIRECTORY)))
-    threading.Thread(target=static.serve_forever, daemon=True).start()
-    origin = f"http://127.0.0.1:{static.server_address[1]}"
-    try:
-        with app_client(dynamodb, cors_allow_origins=(origin,)) as relay:
-            # WHEN the page is opened with ?relay= pointing at it
-            relay_url = str(relay.base_url).rstrip("/")
-            open_chat(page, origin, "sim:first_token_ms=0,tokens_per_second=50,tokens=20", f"?relay={relay_url}")
-            send(page, "from another origin")
-            final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
-    finally:
-        static.shutdown()
-        static.server_close()
+def test_the_page_works_as_plain_static_files_on_another_origin(page, stack, dynamodb, client, tmp_path):
+    # GIVEN a relay, and a copy of web/ set up for it as the README says (relay-url, connect-src), served by a plain
+    # static file server on another origin that the relay allows (CORS)
+    with static_server(tmp_path) as origin, relay_server(dynamodb, cors_allow_origins=(origin,)) as relay_url:
+        deploy_page(tmp_path, connect=(relay_url,), relay_url=relay_url)
+        # WHEN the page is opened
+        open_chat(page, origin, "sim:first_token_ms=0,tokens_per_second=50,tokens=20")
+        send(page, "from another origin")
+        final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
     # THEN it streams through CORS like the local page does
     assert final["status"] == "complete"
     _, ai = messages_of(client, session_of(page))

@@ -1,28 +1,30 @@
 // The chat page: picks a provider and model, keeps one chat session in the address (#session=...), sends
-// messages with relay-client.js and shows each answer as it grows, rendered as sanitised markdown.
-import DOMPurify from "./vendor/purify.es.js";
+// messages with relay-client.js and shows each answer as it grows, rendered as sanitised markdown. Which relay it
+// talks to, where the token is kept and what an answer may render are decided in safety.js.
 import { marked } from "./vendor/marked.esm.js";
 import {
   cancelMessage, createSession, followAnswer, listMessages, listProviders, streamChat,
 } from "./relay-client.js";
+import { chooseRelay, keepToken, pageSettings, recallToken, sanitizeAnswer } from "./safety.js";
 
 // About ten renders a second: smooth to the eye, and a long answer is not re-parsed on every token.
 const RENDER_INTERVAL_MS = 100;
 
 const element = (id) => document.getElementById(id);
-const relayUrl = new URLSearchParams(location.search).get("relay")
-  || document.querySelector('meta[name="relay-url"]').content || location.origin;
+const relay = chooseRelay(new URLSearchParams(location.search).get("relay"), pageSettings());
+const relayUrl = relay.url;
 
 // "iam" when the relay is behind CloudFront with Origin Access Control (relay-client.js explains what changes).
 const authMode = document.querySelector('meta[name="relay-auth"]')?.content || undefined;
 
+// The session id may sit in the address: it is no credential (another user's session answers 404).
 let chatSessionId = new URLSearchParams(location.hash.slice(1)).get("session");
 let providers = [];
 let running = null; // the answer being streamed: {view, controller, messageId, stopRequested}
 
 function connection() {
   const token = element("token").value.trim();
-  sessionStorage.setItem("relay-token", token);
+  keepToken(relayUrl, token);
   return { url: relayUrl, token: token || undefined, authMode };
 }
 
@@ -67,7 +69,7 @@ class MessageView {
     clearTimeout(this.timer);
     this.timer = null;
     this.lastRender = performance.now();
-    this.content.innerHTML = DOMPurify.sanitize(marked.parse(this.text));
+    this.content.replaceChildren(sanitizeAnswer(marked.parse(this.text)));
     this.element.dataset.renders = String(Number(this.element.dataset.renders) + 1);
     this.element.scrollIntoView({ block: "end" });
   }
@@ -207,7 +209,6 @@ async function attempt(action) {
   }
 }
 
-element("token").value = sessionStorage.getItem("relay-token") ?? "";
 element("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const content = element("content").value;
@@ -225,7 +226,18 @@ element("stop").addEventListener("click", () => attempt(stop));
 element("new-chat").addEventListener("click", newChat);
 element("provider").addEventListener("change", () => { offerModels(); newChat(); });
 element("model").addEventListener("change", newChat); // a session keeps its model: another model is another chat
-attempt(async () => {
-  await loadProviders();
-  await loadHistory();
+// A host whose Content-Security-Policy leaves the relay out of connect-src blocks every request: say so.
+document.addEventListener("securitypolicyviolation", (event) => {
+  const blocked = event.blockedURI || "a resource";
+  notify(`The page's Content-Security-Policy blocked ${blocked} (${event.effectiveDirective}).`);
 });
+if (relay.refused) {
+  notify(relay.refused);
+  for (const control of document.querySelectorAll("input, select, textarea, button")) control.disabled = true;
+} else {
+  element("token").value = recallToken(relayUrl);
+  attempt(async () => {
+    await loadProviders();
+    await loadHistory();
+  });
+}
