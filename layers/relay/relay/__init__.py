@@ -1,13 +1,15 @@
 """A streaming LLM chat relay: an ASGI app that stores a chat turn in DynamoDB while relaying a provider's tokens.
 
-The modules, each one concern:
+The modules, each one concern, from the top down (a module imports only those below it):
 
-- ``app``: the HTTP layer (routes, validation, SSE or plain-text responses).
-- ``turn``: the relay loop for one chat turn; the only module that knows the others.
-- ``store``: DynamoDB persistence of sessions and messages.
-- ``providers``: one module per provider, each turning its wire format into ``events``.
-- ``telemetry``: Powertools logs and EMF metrics.
-- ``config``: every setting and limit, resolved argument → environment → default.
+- ``app``: the HTTP layer (routes, validation, the streamed responses); ``ai_sdk``: the AI SDK's wire format.
+- ``admission``: whether a chat request starts a turn, joins one, or is refused, and what it gives back.
+- ``turn``: one chat turn in named steps; ``resume``: following a stored answer from an offset.
+- ``reader``: a provider's stream under the turn's clocks; ``tally``: what a turn received, stored and reported.
+- ``store``: the chat table; ``limits``: the limits table; ``dynamodb``: the client, bounded calls, the codec.
+- ``providers``: one module per provider, each turning its wire format into ``events``; ``sse``: the decoder.
+- ``auth``, ``context``, ``telemetry``, ``tracing``: who calls, what Lambda says, logs and metrics, traces.
+- ``records``, ``events``, ``errors``, ``config``: the data shapes, events, exceptions and settings all share.
 """
 
 __version__ = "0.1.0"
