@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from httpx_sse import connect_sse
+from ulid import ULID
 
 from devtools.servers import create_table
 from devtools.simulated_provider import answer_tokens
@@ -21,10 +22,11 @@ FUNCTION_TIMEOUT = 4  # the child's deadline, so that its answers read as interr
 LEASE_MARGIN = 1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def environment(stack, dynamodb) -> dict[str, str]:
-    create_table(dynamodb, "crash-limits")  # limits of their own: no other test's leases count here
-    return {"LIMITS_TABLE_NAME": "crash-limits", "RATE_LIMIT_CONCURRENT_STREAMS": "1",
+    limits = f"crash-limits-{ULID()}"  # every user is one local user: a table of its own keeps other tests' leases out
+    create_table(dynamodb, limits)
+    return {"LIMITS_TABLE_NAME": limits, "RATE_LIMIT_CONCURRENT_STREAMS": "1",
             "RATE_LIMIT_REQUESTS_PER_MINUTE": "0", "FUNCTION_TIMEOUT_SECONDS": str(FUNCTION_TIMEOUT),
             "DEADLINE_MARGIN_SECONDS": "1", "FIRST_TOKEN_TIMEOUT_SECONDS": "2", "CHECKPOINT_SECONDS": "0.3"}
 
