@@ -1,4 +1,5 @@
-"""A local OIDC issuer for tests: an RSA key pair, its JWKS served over loopback HTTP, and a token minter."""
+"""A local OIDC issuer for tests: an RSA and an EC P-256 key pair, their JWKS served over loopback HTTP, and a token
+minter."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,12 +26,17 @@ AUDIENCE = "chat-relay-test"
 @dataclass
 class SigningKey:
     kid: str
-    private: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537,
-                                                                                         key_size=2048))
+    algorithm: str = "RS256"  # or "ES256": an EC P-256 key
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.private = (ec.generate_private_key(ec.SECP256R1()) if self.algorithm == "ES256"
+                        else rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
     def jwk(self) -> dict[str, Any]:
-        key = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
-        return {**key, "kid": self.kid, "use": "sig", "alg": "RS256"}
+        algorithm = jwt.algorithms.ECAlgorithm if self.algorithm == "ES256" else jwt.algorithms.RSAAlgorithm
+        key = json.loads(algorithm.to_jwk(self.private.public_key()))
+        return {**key, "kid": self.kid, "use": "sig", "alg": self.algorithm}
 
     def public_pem(self) -> bytes:
         return self.private.public_key().public_bytes(serialization.Encoding.PEM,
@@ -40,7 +47,7 @@ class Issuer:
     """Publishes its keys at /.well-known/jwks.json and counts how often they are fetched."""
 
     def __init__(self) -> None:
-        self.keys = [SigningKey("key-1")]
+        self.keys = [SigningKey("key-1"), SigningKey("ec-key-1", "ES256")]
         self.fetches = 0
         self.url = ""  # set once served
         self.app = Starlette(routes=[Route("/.well-known/jwks.json", self.jwks)])
@@ -53,11 +60,18 @@ class Issuer:
         now = int(time.time())
         payload = {"iss": self.url, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 600, **claims}
         key = key or self.keys[0]
-        return jwt.encode(payload, key.private, algorithm="RS256", headers={"kid": key.kid})
+        return jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid})
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged_token(header: Any, payload: dict[str, Any] | None = None) -> str:
+    """A token with this header (any JSON value, or raw bytes) and a signature of random bytes: what an attacker
+    without the issuer's keys can send."""
+    encoded = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return f"{b64(encoded)}.{b64(json.dumps(payload or {'sub': 'mallory'}).encode())}.{b64(os.urandom(64))}"
 
 
 def unsigned_token(payload: dict[str, Any], kid: str) -> str:
