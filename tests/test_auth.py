@@ -249,3 +249,16 @@ def test_a_turns_logs_hold_neither_the_token_nor_the_text(relay, issuer, capsys,
     assert "stream ended" in output
     for secret in (token, token.split(".")[2], "SECRET-PROMPT-TEXT", "".join(received.tokens)):
         assert secret not in output
+
+
+@pytest.mark.parametrize("context", [
+    "[" * 5000 + "]" * 5000, '{"authorizer": ' * 5000 + "1" + "}" * 5000, '{"authorizer": []}',
+    '{"authorizer": {"iam": "arn:aws:iam::123456789012:user/alice"}}', '{"authorizer": {"iam": {"userArn": ["a"]}}}',
+    '{"authorizer": {"iam": {"userArn": ""}}}', "{not json", "7",
+])
+def test_iam_mode_refuses_a_request_context_no_function_url_would_send(context):
+    import asyncio
+
+    authenticator = authenticator_from_environment(httpx.AsyncClient(), {"AUTH_MODE": "iam"})
+    with pytest.raises(auth.Unauthorized):
+        asyncio.run(authenticator.user_id({"x-amzn-request-context": context}))

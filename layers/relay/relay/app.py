@@ -6,7 +6,6 @@ Every error before streaming starts is ``{"error": {"code", "message"}}`` with a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import time
@@ -27,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from ulid import ULID
 
-from relay import ai_sdk, config, sse, tracing
+from relay import ai_sdk, config, json_input, sse, tracing
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
 from relay.context import Invocation
@@ -426,8 +425,11 @@ async def read_json_object(request: Request) -> dict[str, Any]:
             raise _too_large()
         chunks.append(chunk)
     try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+        body = json_input.loads(b"".join(chunks))
+    except json_input.TooDeep as exc:
+        raise RequestRejected(400, "json_too_deep", f"the body must not nest deeper than {exc.max_depth} levels") \
+            from None
+    except ValueError:  # not JSON, not UTF-8, or an integer over Python's 4,300 digits
         raise RequestRejected(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestRejected(422, "validation_error", "the body must be a JSON object")

@@ -14,7 +14,6 @@ token holds, a bad one is a 401: its header is the attacker's choice, parsed bef
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from relay import json_input
 from relay.errors import RelayError
 
 AUTH_MODE_ENV = "AUTH_MODE"
@@ -158,14 +158,19 @@ class IamAuthentication:
 
     async def user_id(self, headers: Mapping[str, str]) -> str:
         try:
-            context = json.loads(headers.get("x-amzn-request-context", "{}"))
+            context = json_input.loads(headers.get("x-amzn-request-context", "{}"))
         except ValueError:
             context = {}
-        iam = ((context.get("authorizer") or {}).get("iam") or {}) if isinstance(context, dict) else {}
-        principal = iam.get("userArn") or iam.get("userId") or iam.get("callerId")
-        if not principal:
+        iam = _member(_member(context, "authorizer"), "iam")
+        principal = _member(iam, "userArn") or _member(iam, "userId") or _member(iam, "callerId")
+        if not isinstance(principal, str) or not principal:
             raise Unauthorized("no IAM caller: the function URL must use AWS_IAM")
-        return str(principal)
+        return principal
+
+
+def _member(value: Any, name: str) -> Any:
+    """``value[name]`` when value is an object: any level of the context may be another JSON type."""
+    return value.get(name) if isinstance(value, dict) else None
 
 
 def jwt_settings(environ: Mapping[str, str]) -> JwtSettings | None:
