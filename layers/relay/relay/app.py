@@ -38,9 +38,10 @@ from relay.resume import attach, follow_message
 from relay.store import LIVE, ChatSession, ChatStore, SessionNotFound, now_iso
 from relay.turn import Connection, Done, Failed, Started, Tokens, TurnEvent, new_message_ids, relay_turn
 
-ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # always fullmatch: "$" lets a trailing newline in
+WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # A client that takes longer than this to accept a chunk is treated as gone; its answer is still completed and stored.
 SEND_TIMEOUT_SECONDS = 10.0
 CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization")
@@ -193,10 +194,9 @@ async def resume_message(request: Request) -> Response:
     there, then, while it is still being generated, the rest as it is checkpointed, then ``done`` or ``error``."""
     user_id = await authenticate(request)
     chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
-    raw = request.query_params.get("offset") or request.headers.get("last-event-id") or "0"
-    if not raw.isdigit() or len(raw) > 9:
+    offset = _whole_number(request.query_params.get("offset") or request.headers.get("last-event-id") or "0")
+    if offset is None:
         raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number")
-    offset = int(raw)
     store = request.app.state.store
     owned = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
     message = await store.get_message(chat_session_id, message_id) if owned and _is_id(message_id) else None
@@ -221,7 +221,7 @@ async def chat_stream(request: Request) -> Response:
     chat_session_id = require_string(body, "chatSessionId", 64)
     content = require_string(body, "content", config.MAX_CONTENT_CHARS)
     client_message_id = optional_string(body, "clientMessageId", 64)
-    if client_message_id is not None and not CLIENT_ID_PATTERN.match(client_message_id):
+    if client_message_id is not None and not CLIENT_ID_PATTERN.fullmatch(client_message_id):
         raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
     if not _is_id(chat_session_id):
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
@@ -414,9 +414,9 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         raise RequestRejected(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > config.MAX_BODY_BYTES:
-        raise _too_large()
+    declared = _whole_number(request.headers.get("content-length", ""))
+    if declared is not None and declared > config.MAX_BODY_BYTES:
+        raise _too_large()  # any other length, odd or longer, is caught by counting the bytes as they come
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -461,7 +461,12 @@ def optional_string(body: dict[str, Any], name: str, max_chars: int) -> str | No
 
 
 def _is_id(value: str) -> bool:
-    return bool(ULID_PATTERN.match(value))
+    return bool(ULID_PATTERN.fullmatch(value))
+
+
+def _whole_number(raw: str) -> int | None:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which int() refuses, and "١٢", which int() reads."""
+    return int(raw) if WHOLE_NUMBER_PATTERN.fullmatch(raw) else None
 
 
 def _too_large() -> RequestRejected:
