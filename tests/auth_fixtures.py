@@ -90,3 +90,34 @@ def tampered(token: str, **changes: Any) -> str:
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return f"{header}.{b64(json.dumps({**claims, **changes}).encode())}.{signature}"
+
+
+def hostile_tokens(issuer: Issuer) -> dict[str, str | bytes]:
+    """Tokens whose header is what an attacker chooses, each once a 500 in some JWT library (or this one)."""
+    rsa_kid, ec_kid = (next(key.kid for key in issuer.keys if key.algorithm == alg) for alg in ("RS256", "ES256"))
+    deep = "[" * 5000 + "]" * 5000
+    return {
+        "ES256 naming the RSA key": forged_token({"alg": "ES256", "kid": rsa_kid}),
+        "RS256 naming the EC key": forged_token({"alg": "RS256", "kid": ec_kid}),
+        "kid a list": forged_token({"alg": "RS256", "kid": [rsa_kid]}),
+        "kid an object": forged_token({"alg": "RS256", "kid": {"kid": rsa_kid}}),
+        "kid a number": forged_token({"alg": "RS256", "kid": 1}),
+        "no kid": forged_token({"alg": "RS256"}),
+        "alg a list": forged_token({"alg": ["RS256"], "kid": rsa_kid}),
+        "header a list": forged_token(["RS256", rsa_kid]),
+        "header a string": forged_token("RS256"),
+        "header nested 5000 deep": forged_token(deep.encode()),
+        "header not JSON": forged_token(b"\xff\xfe{"),
+        "non-ASCII kid": forged_token({"alg": "RS256", "kid": "cl\u00e9-\U0001f642"}),
+        "unknown critical extension": forged_token({"alg": "RS256", "kid": rsa_kid, "crit": ["exp"]}),
+        "huge": issuer.token() + "A" * 100_000,
+        "non-ASCII bytes in the token": "h\u00e9ader.p\u00e4yload.s\u00efg".encode("latin-1"),
+        "one segment": "eyJhbGciOiJSUzI1NiJ9",
+        "empty segments": "..",
+    }
+
+
+HOSTILE_TOKEN_CASES = ["ES256 naming the RSA key", "RS256 naming the EC key", "kid a list", "kid an object",
+                       "kid a number", "no kid", "alg a list", "header a list", "header a string",
+                       "header nested 5000 deep", "header not JSON", "non-ASCII kid", "unknown critical extension",
+                       "huge", "non-ASCII bytes in the token", "one segment", "empty segments"]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devtools.local_run import TABLE_NAME, LocalRun
+from tests.auth_fixtures import Issuer
 
 REAL_PROVIDER_VARIABLES = [
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GEMINI_API_KEY", "GOOGLE_API_KEY",
@@ -31,6 +32,18 @@ def stack() -> Iterator[LocalRun]:
     run = LocalRun(port=0).start()
     yield run
     run.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(stack: LocalRun) -> Iterator[Issuer]:
+    """A local OIDC issuer, serving its JWKS on loopback (tests/auth_fixtures.py)."""
+    from devtools.servers import UvicornThread
+
+    issuer = Issuer()
+    server = UvicornThread(issuer.app).start()
+    issuer.url = server.url
+    yield issuer
+    server.stop()
 
 
 @pytest.fixture()
