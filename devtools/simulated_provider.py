@@ -19,6 +19,9 @@ How it answers comes from the server's defaults, overridden per request by param
     sim:fault=drop_after,fault_at=5                   the connection dropped after 5 tokens
     sim:fault=flaky,fault_at=2                        the first 2 requests for this exact model get 429, then it works
     sim:fault=garbage                                 keep-alive comments and lines that are no SSE field between events
+    sim:fault=endless_line,fault_at=5                 after 5 tokens, a data: line that never ends (Bedrock: a frame
+                                                      whose prelude declares 4 GB), until the client goes away
+    sim:fault=endless_event,fault_at=5                after 5 tokens, data: lines that never end their event
     sim:echo=1                                        the answer is the user's message, word by word
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
@@ -45,7 +48,10 @@ from ulid import ULID
 
 WORDS = ["Streaming", " tokens", " from", " the", " simulated", " provider", ",", " café", " naïve", " 🙂", ".",
          "\n\n", "Each", " one", " arrives", " on", " its", " own", ":", " data:", " event:", " done", "."]
-FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky", "garbage"}
+FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky", "garbage", "endless_line",
+          "endless_event"}
+ENDLESS_FAULTS = {"endless_line", "endless_event"}
+ENDLESS_WRITE_BYTES = 65_536  # what each write of an endless stream carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +95,15 @@ class StreamRecord:
     last_token_at: float | None = None
     tokens_sent: list[str] = field(default_factory=list)
     finished: bool = False
+    endless_bytes_sent: int = 0  # of an endless line or event, before the client went away
 
 
 class InStreamError(Exception):
     """Raised into a format's writer when the scenario asks for an error after HTTP 200."""
+
+
+class EndlessStream(Exception):
+    """Raised through a format's writer when the scenario asks for a line or event that never ends."""
 
 
 @dataclass
@@ -112,6 +123,8 @@ class Turn:
                 raise InStreamError
             if index == self.scenario.fault_at and self.scenario.fault == "drop_after":
                 raise ConnectionAbortedError("simulated connection drop")
+            if index == self.scenario.fault_at and self.scenario.fault in ENDLESS_FAULTS:
+                raise EndlessStream
             if index and interval:
                 await asyncio.sleep(interval)
             yield token
@@ -264,16 +277,26 @@ class SimulatedProvider:
         turn = Turn(scenario, record, prompt_tokens)
 
         async def frames() -> AsyncIterator[bytes]:
+            try:
+                async for frame in paced(writer(turn)):
+                    yield frame
+            except EndlessStream:
+                async for chunk in _endless(wire_format, scenario.fault or ""):
+                    yield chunk
+                    record.endless_bytes_sent += len(chunk)
+            record.finished = True
+
+        async def paced(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             if scenario.fault == "garbage":  # what proxies and odd servers put between events: to be ignored
-                async for frame in writer(turn):
+                async for frame in frames:
                     yield b": keep-alive\r\n\r\nnot a field at all\nretry: 1000\n\n" + frame + b":\n\n"
             elif scenario.tokens_per_second > 0:
-                async for frame in writer(turn):
+                async for frame in frames:
                     yield frame
             else:  # as fast as possible: many frames per write, as a fast real server's TCP stream carries them
                 batch = bytearray()
                 try:
-                    async for frame in writer(turn):
+                    async for frame in frames:
                         batch += frame
                         if len(batch) >= 16_384:
                             yield bytes(batch)
@@ -284,9 +307,28 @@ class SimulatedProvider:
                     raise
                 if batch:
                     yield bytes(batch)
-            record.finished = True
 
         return StreamingResponse(frames(), media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+async def _endless(wire_format: str, fault: str) -> AsyncIterator[bytes]:
+    """A line (or an event's data lines) that never ends, a write at a time until the client goes away. Bedrock's
+    counterpart is a frame whose prelude (its CRC correct) declares the largest length its 32 bits can."""
+    if wire_format == "bedrock":
+        prelude = struct.pack("!II", 0xFFFF_FFFF, 0)
+        yield prelude + struct.pack("!I", binascii.crc32(prelude))
+        piece = b"\0" * ENDLESS_WRITE_BYTES
+    elif fault == "endless_line":
+        yield b"data: "
+        piece = b"x" * ENDLESS_WRITE_BYTES
+    else:
+        line = b"data: " + b"x" * 1_017 + b"\n"  # 1 KiB
+        piece = line * (ENDLESS_WRITE_BYTES // len(line))
+    while True:
+        yield piece
+        # uvicorn's send returns at once once the client is gone: without a pause, the disconnect that ends this
+        # stream would never be heard, and the server's loop would spin here for good.
+        await asyncio.sleep(0)
 
 
 def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from devtools.local_run import TABLE_NAME, WEB_DIRECTORY, LocalRun
+from tests.auth_fixtures import Issuer, served_issuer
 
 pytest_plugins = ["tests.aws_calls"]  # records the AWS calls the code makes, for the permission check
 
@@ -38,6 +39,13 @@ def stack() -> Iterator[LocalRun]:
     run = LocalRun(port=0).start()
     yield run
     run.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(stack: LocalRun) -> Iterator[Issuer]:
+    """A local OIDC issuer, serving its JWKS on loopback (tests/auth_fixtures.py)."""
+    with served_issuer() as issuer:
+        yield issuer
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ import pytest
 
 from devtools.local_run import DEMO_SESSION_ID
 from relay import config
+from relay.json_input import MAX_DEPTH
 from tests.conftest import app_client, count_items, new_session
 
 
@@ -31,6 +32,14 @@ def test_create_session_returns_201_with_an_id_and_lists_no_messages(client):
 CHAT = {"chatSessionId": DEMO_SESSION_ID, "content": "hello"}
 
 
+def nested(levels: int) -> list[object]:
+    """An array nested this many levels deep: [] is one."""
+    value: list[object] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("path", "content", "headers", "status", "code"),
     [
@@ -52,11 +61,23 @@ CHAT = {"chatSessionId": DEMO_SESSION_ID, "content": "hello"}
          404, "session_not_found"),
         ("/chat/stream", json.dumps({"chatSessionId": "../../etc", "content": "hi"}).encode(), {}, 404,
          "session_not_found"),
+        ("/chat/stream", json.dumps({**CHAT, "chatSessionId": DEMO_SESSION_ID + "\n"}).encode(), {}, 404,
+         "session_not_found"),
+        ("/chat/stream", json.dumps({**CHAT, "clientMessageId": "retry-1\n"}).encode(), {}, 422, "validation_error"),
         ("/chat/stream", json.dumps(CHAT).encode(), {"content-type": "text/plain"}, 415, "unsupported_media_type"),
         ("/sessions", b"provider=simulated", {"content-type": "application/x-www-form-urlencoded"}, 415,
          "unsupported_media_type"),
         ("/chat/stream", json.dumps({**CHAT, "content": "x" * (config.MAX_BODY_BYTES + 1)}).encode(), {}, 413,
          "payload_too_large"),
+        # Nesting deep enough to make a recursive parser raise RecursionError, on every JSON route.
+        ("/sessions", b"[" * 5000 + b"]" * 5000, {}, 400, "json_too_deep"),
+        ("/chat/stream", b'{"a":' * 5000 + b"1" + b"}" * 5000, {}, 400, "json_too_deep"),
+        ("/chat/stream?protocol=ai-sdk", b'{"id": "x", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", {}, 400,
+         "json_too_deep"),
+        ("/chat/stream", json.dumps({**CHAT, "extra": nested(MAX_DEPTH)}).encode(), {}, 400, "json_too_deep"),
+        ("/sessions", b'{"provider": "simulated", "model": 1' + b"0" * 5000 + b"}", {}, 400, "invalid_json"),
+        ("/sessions", b'{"provider": "simulated", "model": 1e999999}', {}, 422, "validation_error"),
+        ("/chat/stream", json.dumps(CHAT).encode("utf-16"), {}, 400, "invalid_json"),
     ],
 )
 def test_rejected_request_gets_a_clear_error_and_writes_nothing(client, dynamodb, path, content, headers, status,
@@ -79,6 +100,15 @@ def test_body_larger_than_declared_limit_is_refused_while_streaming_in(client, d
     response = client.post("/chat/stream", content=body(), headers={"content-type": "application/json"})
     assert_error(response, 413, "payload_too_large")
     assert count_items(dynamodb) == before
+
+
+def test_nesting_up_to_the_limit_and_brackets_inside_strings_are_accepted(client):
+    # GIVEN a body that nests exactly MAX_DEPTH levels, and strings full of brackets and escaped quotes
+    session = {"provider": "simulated", "model": "sim", "title": '[{"\\"' * 40, "extra": nested(MAX_DEPTH - 1)}
+    # WHEN it is posted
+    response = client.post("/sessions", json=session)
+    # THEN it is an ordinary request
+    assert response.status_code == 201, response.text
 
 
 def test_unknown_session_messages_are_404(client):

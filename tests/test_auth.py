@@ -15,10 +15,11 @@ from relay.auth import ConfigurationError, JwtAuthenticator, JwtSettings, authen
 from relay.store import ChatStore
 from tests.auth_fixtures import (
     AUDIENCE,
+    HOSTILE_TOKEN_CASES,
     Issuer,
     SigningKey,
+    hostile_tokens,
     hs256_with_public_key,
-    served_issuer,
     tampered,
     unsigned_token,
 )
@@ -26,12 +27,6 @@ from tests.conftest import count_items
 from tests.test_turn import stream_chat
 
 SESSION = {"provider": "simulated", "model": "sim:first_token_ms=0,tokens_per_second=0,tokens=3"}
-
-
-@pytest.fixture(scope="module")
-def issuer(stack) -> Iterator[Issuer]:
-    with served_issuer() as issuer:
-        yield issuer
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +93,26 @@ def test_bad_credentials_get_401_and_write_nothing(relay, issuer, dynamodb, case
     assert response.status_code == 401, (case, response.text)
     assert response.json()["error"]["code"] == "unauthorized"
     assert response.headers["www-authenticate"].startswith("Bearer")
+    assert count_items(dynamodb) == before
+
+
+def test_a_token_from_the_issuers_ec_key_is_accepted(relay, issuer):
+    ec_key = next(key for key in issuer.keys if key.algorithm == "ES256")
+    response = relay.post("/sessions", json=SESSION, headers=bearer(issuer.token(sub="eve", key=ec_key)))
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("case", HOSTILE_TOKEN_CASES)
+def test_a_token_with_a_hostile_header_gets_401_and_writes_nothing(relay, issuer, dynamodb, case):
+    # GIVEN a token whose header (or whole self) is the attacker's choice, with no valid signature
+    token = hostile_tokens(issuer)[case]
+    authorization = b"Bearer " + token if isinstance(token, bytes) else f"Bearer {token}"
+    before = count_items(dynamodb)
+    # WHEN it is presented
+    response = relay.post("/sessions", json=SESSION, headers={"Authorization": authorization})
+    # THEN it is an ordinary 401, never a 500, and nothing is written
+    assert response.status_code == 401, (case, response.text)
+    assert response.json()["error"]["code"] == "unauthorized"
     assert count_items(dynamodb) == before
 
 
@@ -197,3 +212,16 @@ def test_a_turns_logs_hold_neither_the_token_nor_the_text(relay, issuer, capsys,
     assert "stream ended" in output
     for secret in (token, token.split(".")[2], "SECRET-PROMPT-TEXT", "".join(received.tokens)):
         assert secret not in output
+
+
+@pytest.mark.parametrize("context", [
+    "[" * 5000 + "]" * 5000, '{"authorizer": ' * 5000 + "1" + "}" * 5000, '{"authorizer": []}',
+    '{"authorizer": {"iam": "arn:aws:iam::123456789012:user/alice"}}', '{"authorizer": {"iam": {"userArn": ["a"]}}}',
+    '{"authorizer": {"iam": {"userArn": ""}}}', "{not json", "7",
+])
+def test_iam_mode_refuses_a_request_context_no_function_url_would_send(context):
+    import asyncio
+
+    authenticator = authenticator_from_environment(httpx.AsyncClient(), {"AUTH_MODE": "iam"})
+    with pytest.raises(auth.Unauthorized):
+        asyncio.run(authenticator.user_id({"x-amzn-request-context": context}))

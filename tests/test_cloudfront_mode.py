@@ -27,7 +27,7 @@ from relay.app import create_app
 from relay.auth import authenticator_from_environment
 from relay.config import Settings
 from relay.store import ChatStore
-from tests.auth_fixtures import AUDIENCE, Issuer, served_issuer
+from tests.auth_fixtures import AUDIENCE, Issuer
 from tests.conftest import deploy_page
 from tests.test_turn import messages_of
 from tests.test_web_page import open_chat, send, session_of, watch_until, words
@@ -48,12 +48,6 @@ def relay_behind_the_gate(dynamodb: Any, environ: dict[str, str], page_origin: s
     finally:
         gate.stop()
         app.stop()
-
-
-@pytest.fixture(scope="module")
-def issuer(stack: Any) -> Iterator[Issuer]:
-    with served_issuer() as issuer:
-        yield issuer
 
 
 @pytest.fixture(scope="module")

@@ -197,3 +197,57 @@ def test_bedrock_request_puts_text_in_content_blocks():
     kwargs = bedrock.request_kwargs(ChatRequest("m", [ChatMessage("user", "hi")], "sys"))
     assert kwargs == {"modelId": "m", "messages": [{"role": "user", "content": [{"text": "hi"}]}],
                       "system": [{"text": "sys"}]}
+
+
+# Events of other shapes than documented: the turn ends with provider_error, never an unexpected exception
+
+ODD_EVENTS = [
+    (ChunkParser, "message", {"choices": ["not an object"]}),
+    (ChunkParser, "message", {"choices": [{"delta": {"content": ["a", "list"]}}]}),
+    (ChunkParser, "message", {"choices": [{"delta": {}, "finish_reason": {"an": "object"}}]}),
+    (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": "many"}}),
+    (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": 1e999}}),
+    (anthropic.EventParser, "content_block_delta", {"type": "content_block_delta", "delta": "text"}),
+    (anthropic.EventParser, "content_block_delta", {"type": "content_block_delta",
+                                                    "delta": {"type": "text_delta", "text": 7}}),
+    (anthropic.EventParser, "message_start", {"type": "message_start", "message": ["x"]}),
+    (gemini.ChunkParser, "message", {"candidates": "one"}),
+    (gemini.ChunkParser, "message", {"candidates": [{"content": {"parts": ["text"]}}]}),
+    (openai_responses.EventParser, "response.completed", {"type": "response.completed", "response": ["x"]}),
+    (openai_responses.EventParser, "response.output_text.delta", {"type": "response.output_text.delta",
+                                                                  "delta": {"text": "x"}}),
+]
+
+
+@pytest.mark.parametrize(("parser", "event", "payload"), ODD_EVENTS)
+def test_an_event_of_another_shape_than_documented_is_provider_error_after_the_text_so_far(parser, event, payload):
+    import asyncio
+
+    from relay.providers.streaming import parsed
+    from relay.sse import ServerSentEvent
+
+    good = {ChunkParser: {"choices": [{"delta": {"content": "Hi"}}]},
+            anthropic.EventParser: {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}},
+            gemini.ChunkParser: {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]},
+            openai_responses.EventParser: {"type": "response.output_text.delta", "delta": "Hi"}}[parser]
+
+    async def batches():
+        yield [ServerSentEvent(data=data(good)), ServerSentEvent(event, data(payload))]
+
+    async def read() -> tuple[list[str], ProviderError]:
+        texts = []
+        with pytest.raises(ProviderError) as raised:
+            async for batch in parsed(batches(), parser()):
+                texts += [event.text for event in batch if isinstance(event, TextDelta)]
+        return texts, raised.value
+
+    texts, error = asyncio.run(read())
+    assert texts == ["Hi"]
+    assert error.code == "provider_error"
+
+
+def test_an_event_nested_past_the_recursion_limit_is_a_malformed_event():
+    with pytest.raises(ProviderError) as raised:
+        ChunkParser("openai").feed("[" * 100_000 + "]" * 100_000)
+    assert raised.value.code == "provider_error"
+    assert error_detail("[" * 100_000) is None

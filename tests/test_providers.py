@@ -12,6 +12,7 @@ from relay.errors import ProviderError
 from relay.providers import ChatMessage, ChatRequest, ProviderRegistry
 from relay.providers.keys import StaticKey
 from relay.providers.openai import OpenAIChatCompletions
+from relay.sse import MAX_LINE_BYTES
 from tests.conftest import emf_lines
 from tests.test_turn import messages_of, stream_chat
 
@@ -82,6 +83,27 @@ def test_stream_cut_before_its_terminal_event_is_stored_incomplete(client, provi
     assert received.one("error")["code"] == "provider_incomplete"
     _, ai = messages_of(client, chat_session_id)
     assert (ai["status"], ai["content"]) == ("incomplete", "".join(answer_tokens(4)))
+
+
+@pytest.mark.parametrize(("provider", "fault"), [(provider, "endless_line") for provider in PROVIDERS]
+                         + [("openai", "endless_event"), ("anthropic", "endless_event")])
+def test_a_line_or_event_that_never_ends_fails_the_turn_with_the_text_so_far_and_bounded_reading(
+        stack, client, provider, fault):
+    # GIVEN a provider that, after 3 tokens, sends a line (or an event) that never ends
+    model = f"sim:first_token_ms=5,tokens_per_second=0,fault={fault},fault_at=3"
+    chat_session_id = session_for(client, provider, model)
+    # WHEN the relay streams it
+    received = stream_chat(client, chat_session_id)
+    # THEN the client gets the text so far and a terminal provider_error, and the answer is stored with them
+    assert received.tokens == answer_tokens(3)
+    error = received.one("error")
+    assert error["code"] == "provider_error" and provider in error["message"]
+    _, ai = messages_of(client, chat_session_id)
+    assert (ai["status"], ai["content"]) == ("error", "".join(answer_tokens(3)))
+    assert ai["metadata"]["error"]["code"] == "provider_error"
+    # AND the relay stopped reading soon after its limit (the rest is what loopback's socket buffers took)
+    record = [record for record in stack.provider.records if record.model == model][-1]
+    assert record.endless_bytes_sent < MAX_LINE_BYTES + 16 * 1024 * 1024
 
 
 def test_azure_classic_deployment_url_with_api_version(stack):

@@ -68,6 +68,36 @@ def test_resume_refuses_what_it_cannot_serve(client):
     assert client.get(f"/sessions/01HZY0000000000000000NOPE0/messages/{ai['messageId']}/stream").status_code == 404
 
 
+@pytest.fixture(scope="module")
+def finished_answer(stack) -> str:
+    """The resume path of one finished answer."""
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+        stream_chat(client, chat_session_id)
+        _, ai = messages_of(client, chat_session_id)
+    return f"/sessions/{chat_session_id}/messages/{ai['messageId']}/stream"
+
+
+@pytest.mark.parametrize(("query", "last_event_id"), [
+    ("?offset=%C2%B2", None),  # "²": str.isdigit() says yes, int() raises
+    ("?offset=%D9%A1%D9%A2", None),  # "١٢": Arabic-Indic digits, which int() would read as 12
+    ("?offset=%EF%BC%91", None),  # "１", fullwidth
+    ("?offset=+1", None),
+    ("?offset=1_0", None),
+    ("?offset=%201", None),
+    ("?offset=" + "9" * 10, None),
+    ("?offset=" + "9" * 5000, None),  # past int()'s 4,300-digit limit
+    ("", b"\xb2"),  # "²" in Latin-1, as a header byte
+    ("", b"\xb9\xb2"),
+    ("", b"-1"),
+])
+def test_an_offset_of_anything_but_ascii_digits_is_a_422(client, finished_answer, query, last_event_id):
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    response = client.get(f"{finished_answer}{query}", headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+
+
 def test_an_answer_longer_than_one_item_holds_is_stored_and_replayed_whole(client, dynamodb):
     # GIVEN that DynamoDB (moto, like the real one) refuses an item over 400 KB
     with pytest.raises(ClientError):

@@ -2,7 +2,10 @@
 
 import json
 
-from relay.sse import ServerSentEvent, SSEDecoder, format_event
+import pytest
+
+from relay.errors import PROVIDER_ERROR, ProviderError
+from relay.sse import MAX_LINE_BYTES, MAX_UNFRAMED_BYTES, ServerSentEvent, SSEDecoder, format_event
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -96,3 +99,78 @@ def test_written_events_keep_any_content_inside_one_data_line():
     raw = format_event("token", {"text": text}, event_id="12")
     [event] = decode(raw)
     assert (event.event, event.id, json.loads(event.data)) == ("token", "12", {"text": text})
+
+
+# Limits: what one stream can make the relay hold is bounded, and passing a limit is provider_error.
+
+def reads_of(raw: bytes, size: int) -> list[bytes]:
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
+def test_a_line_just_at_the_cap_split_over_reads_arrives_whole():
+    line = b"data: " + b"x" * 94  # 100 bytes
+    decoder = SSEDecoder(max_line_bytes=100)
+    events = [event for chunk in reads_of(line + b"\r\n\r\n", 7) for event in decoder.feed(chunk)]
+    assert events == [ServerSentEvent("message", "x" * 94)]
+
+
+def test_a_line_one_byte_over_the_cap_fails_before_its_end_arrives():
+    decoder = SSEDecoder("openai", max_line_bytes=100)
+    reads = reads_of(b"data: " + b"x" * 95, 7)
+    for chunk in reads[:-1]:
+        assert decoder.feed(chunk) == []
+    with pytest.raises(ProviderError) as raised:
+        decoder.feed(reads[-1])  # the 101st byte: no line end has come, and none is waited for
+    assert raised.value.code == PROVIDER_ERROR
+    assert "openai" in raised.value.message and "100 bytes" in raised.value.message
+
+
+def test_a_line_over_the_cap_that_ends_in_the_same_read_fails():
+    with pytest.raises(ProviderError):
+        SSEDecoder(max_line_bytes=100).feed(b"data: " + b"x" * 95 + b"\n\n")
+
+
+def test_the_events_before_an_overlong_line_in_the_same_read_come_first_then_the_error():
+    decoder = SSEDecoder(max_line_bytes=100)
+    assert decoder.feed(b"data: one\n\ndata: two\n\ndata: " + b"x" * 200) == [ServerSentEvent("message", "one"),
+                                                                            ServerSentEvent("message", "two")]
+    with pytest.raises(ProviderError):
+        decoder.feed(b"\n\n")
+    with pytest.raises(ProviderError):
+        decoder.finish()
+
+
+def test_an_event_of_many_short_data_lines_over_the_cap_fails():
+    decoder = SSEDecoder(max_line_bytes=100, max_event_bytes=1000)
+    line = b"data: " + b"x" * 44 + b"\n"  # 50 bytes without its line break: 20 of them make the cap exactly
+    assert decoder.feed(line * 20) == []
+    with pytest.raises(ProviderError) as raised:
+        decoder.feed(line)
+    assert "event" in raised.value.message and "1,000 bytes" in raised.value.message
+
+
+def test_an_event_just_at_the_cap_arrives_and_the_next_event_starts_from_zero():
+    decoder = SSEDecoder(max_line_bytes=100, max_event_bytes=1000)
+    event = (b"data: " + b"x" * 44 + b"\n") * 20 + b"\n"
+    for _ in range(3):
+        [received] = decoder.feed(event)
+        assert len(received.data) == 20 * 44 + 19
+
+
+def test_the_default_caps_take_the_largest_legitimate_event_and_refuse_a_larger_one():
+    # A Responses API response.completed repeats the whole answer: ~3 MB for 128,000 tokens of escaped text.
+    completed = b'event: response.completed\ndata: {"text": "' + b"\\u00e9" * 500_000 + b'"}\n\n'
+    assert [event.event for event in decode(*reads_of(completed, 65_536))] == ["response.completed"]
+    endless = reads_of(b"data: " + b"x" * MAX_LINE_BYTES, 65_536)
+    decoder = SSEDecoder()
+    with pytest.raises(ProviderError):
+        for chunk in endless:
+            decoder.feed(chunk)
+    assert chunk is endless[-1]  # it held no more than the cap before failing
+
+
+def test_lines_that_are_no_field_are_kept_only_up_to_their_limit():
+    decoder = SSEDecoder()
+    decoder.feed(b"not a field\n" * 20_000)
+    assert sum(len(line) for line in decoder.unframed) <= MAX_UNFRAMED_BYTES
+    assert decoder.unframed[0] == "not a field"

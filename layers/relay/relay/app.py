@@ -6,7 +6,6 @@ Every error before streaming starts is ``{"error": {"code", "message"}}`` with a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import time
@@ -27,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from ulid import ULID
 
-from relay import ai_sdk, config, sse, tracing
+from relay import ai_sdk, config, json_input, sse, tracing
 from relay.admission import Admission, NewTurn, session_not_found
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
@@ -41,9 +40,10 @@ from relay.resume import attach, follow_message
 from relay.store import ChatStore
 from relay.turn import Connection, TurnSettings, relay_turn
 
-ULID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # always fullmatch: "$" lets a trailing newline in
+WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # A client that takes longer than this to accept a chunk is treated as gone; its answer is still completed and stored.
 SEND_TIMEOUT_SECONDS = 10.0
 # The same list as template.yaml's FunctionUrlConfig Cors AllowHeaders (a test keeps them equal). Behind CloudFront
@@ -206,10 +206,9 @@ async def resume_message(request: Request) -> Response:
     invocation = Invocation.from_headers(request.headers)
     user_id = await authenticate(request)
     chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
-    raw = request.query_params.get("offset") or request.headers.get("last-event-id") or "0"
-    if not raw.isdigit() or len(raw) > 9:
+    offset = _whole_number(request.query_params.get("offset") or request.headers.get("last-event-id") or "0")
+    if offset is None:
         raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number")
-    offset = int(raw)
     store = request.app.state.store
     owned = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
     message = await store.get_message(chat_session_id, message_id) if owned and _is_id(message_id) else None
@@ -235,7 +234,7 @@ async def chat_stream(request: Request) -> Response:
     chat_session_id = require_string(body, "chatSessionId", 64)
     content = require_string(body, "content", config.MAX_CONTENT_CHARS)
     client_message_id = optional_string(body, "clientMessageId", 64)
-    if client_message_id is not None and not CLIENT_ID_PATTERN.match(client_message_id):
+    if client_message_id is not None and not CLIENT_ID_PATTERN.fullmatch(client_message_id):
         raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
     if not _is_id(chat_session_id):
         raise session_not_found()
@@ -375,9 +374,9 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         raise RequestRejected(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > config.MAX_BODY_BYTES:
-        raise _too_large()
+    declared = _whole_number(request.headers.get("content-length", ""))
+    if declared is not None and declared > config.MAX_BODY_BYTES:
+        raise _too_large()  # any other length, odd or longer, is caught by counting the bytes as they come
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -386,8 +385,11 @@ async def read_json_object(request: Request) -> dict[str, Any]:
             raise _too_large()
         chunks.append(chunk)
     try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+        body = json_input.loads(b"".join(chunks))
+    except json_input.TooDeep as exc:
+        raise RequestRejected(400, "json_too_deep", f"the body must not nest deeper than {exc.max_depth} levels") \
+            from None
+    except ValueError:  # not JSON, not UTF-8, or an integer over Python's 4,300 digits
         raise RequestRejected(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestRejected(422, "validation_error", "the body must be a JSON object")
@@ -419,7 +421,12 @@ def optional_string(body: dict[str, Any], name: str, max_chars: int) -> str | No
 
 
 def _is_id(value: str) -> bool:
-    return bool(ULID_PATTERN.match(value))
+    return bool(ULID_PATTERN.fullmatch(value))
+
+
+def _whole_number(raw: str) -> int | None:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which int() refuses, and "١٢", which int() reads."""
+    return int(raw) if WHOLE_NUMBER_PATTERN.fullmatch(raw) else None
 
 
 def _too_large() -> RequestRejected:

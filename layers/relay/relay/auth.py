@@ -1,18 +1,19 @@
 """Who is calling: the authenticated user of a request, by the deployment's auth mode (``AUTH_MODE``).
 
-    jwt   ``Authorization: Bearer <token>``, verified against an OIDC issuer's JWKS with PyJWT: pinned algorithms,
-          signature, exp/nbf with a small leeway, iss, aud (or Cognito's client_id), token_use. The default.
+    jwt   ``Authorization: Bearer <token>``, verified against an OIDC issuer's JWKS with PyJWT: pinned algorithms
+          (and only the one its key's type takes: RS256 for RSA, ES256 for EC P-256), signature, exp/nbf with a
+          small leeway, iss, aud (or Cognito's client_id), token_use. The default.
     iam   the function URL is AWS_IAM, usually behind CloudFront Origin Access Control, which owns the
           Authorization header: the user's token travels in ``X-User-Authorization`` (verified as above) when an
           issuer is configured, else the caller is the IAM principal from the request context.
     none  no authentication: everyone is one local user. Refused on Lambda unless ALLOW_UNAUTHENTICATED=true.
 
-The user id is the token's ``sub`` (or the IAM principal). Tokens never reach logs or error messages.
+The user id is the token's ``sub`` (or the IAM principal). Tokens never reach logs or error messages. Whatever a
+token holds, a bad one is a 401: its header is the attacker's choice, parsed before any signature is checked.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from relay import json_input
 from relay.errors import RelayError
 
 AUTH_MODE_ENV = "AUTH_MODE"
@@ -32,6 +34,8 @@ JWT_JWKS_URL_ENV = "JWT_JWKS_URL"
 JWT_TOKEN_USE_ENV = "JWT_TOKEN_USE"
 LOCAL_USER = "local-user"
 ALGORITHMS = ("RS256", "ES256")  # asymmetric only: an HS256 token "signed" with the public key is refused
+# Cognito's tokens are 1-2 KB (a few KB with many groups); a longer one is refused before PyJWT decodes any of it.
+MAX_TOKEN_CHARS = 16 * 1024
 LEEWAY_SECONDS = 30
 JWKS_MIN_REFRESH_SECONDS = 10  # an unknown kid refreshes the keys at most this often: junk cannot flood the issuer
 USER_TOKEN_HEADER = "x-user-authorization"
@@ -76,7 +80,7 @@ class JwksCache:
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
 
-    async def key(self, kid: str | None) -> Any:
+    async def key(self, kid: str) -> Any:
         if kid not in self._keys and time.monotonic() - self._fetched_at >= JWKS_MIN_REFRESH_SECONDS:
             await self._refresh()
         try:
@@ -110,19 +114,27 @@ class JwtAuthenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized(f"a bearer token is required in the {self._header.title()} header")
         token = token.strip()
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthorized("the token is too long")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except Exception:  # DecodeError, or whatever its base64 and JSON layers raise on crafted input: never a 500
             raise Unauthorized("the token is malformed") from None
-        if header.get("alg") not in ALGORITHMS:
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in ALGORITHMS:
             raise Unauthorized("the token's algorithm is not accepted")
-        key = await self._jwks.key(header.get("kid"))
+        if not isinstance(kid, str):  # a list or an object would not even be a dictionary key
+            raise Unauthorized("the token does not name its signing key")
+        key = await self._jwks.key(kid)
+        if key.algorithm_name != algorithm:
+            # ES256 naming an RSA key (or RS256 an EC key): PyJWT would raise TypeError on the key, not a 401.
+            raise Unauthorized("the token's algorithm does not match its key")
         settings = self._settings
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.key,
-                algorithms=list(ALGORITHMS),
+                key,  # the PyJWK: PyJWT verifies with the algorithm bound to the key, never the token's say-so
+                algorithms=[algorithm],
                 issuer=settings.issuer,
                 audience=settings.audience,
                 leeway=LEEWAY_SECONDS,
@@ -132,7 +144,7 @@ class JwtAuthenticator:
             raise Unauthorized("the token has expired") from None
         except jwt.ImmatureSignatureError:
             raise Unauthorized("the token is not valid yet") from None
-        except jwt.InvalidTokenError as exc:
+        except Exception as exc:  # InvalidTokenError, and anything key handling raises on attacker-chosen bytes
             raise Unauthorized(f"the token is not valid ({type(exc).__name__})") from None
         if settings.client_id and settings.client_id not in (claims.get("client_id"), claims.get("aud")):
             raise Unauthorized("the token was issued to another client")
@@ -146,14 +158,19 @@ class IamAuthentication:
 
     async def user_id(self, headers: Mapping[str, str]) -> str:
         try:
-            context = json.loads(headers.get("x-amzn-request-context", "{}"))
+            context = json_input.loads(headers.get("x-amzn-request-context", "{}"))
         except ValueError:
             context = {}
-        iam = ((context.get("authorizer") or {}).get("iam") or {}) if isinstance(context, dict) else {}
-        principal = iam.get("userArn") or iam.get("userId") or iam.get("callerId")
-        if not principal:
+        iam = _member(_member(context, "authorizer"), "iam")
+        principal = _member(iam, "userArn") or _member(iam, "userId") or _member(iam, "callerId")
+        if not isinstance(principal, str) or not principal:
             raise Unauthorized("no IAM caller: the function URL must use AWS_IAM")
-        return str(principal)
+        return principal
+
+
+def _member(value: Any, name: str) -> Any:
+    """``value[name]`` when value is an object: any level of the context may be another JSON type."""
+    return value.get(name) if isinstance(value, dict) else None
 
 
 def jwt_settings(environ: Mapping[str, str]) -> JwtSettings | None:

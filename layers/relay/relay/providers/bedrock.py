@@ -71,8 +71,15 @@ def request_kwargs(request: ChatRequest) -> dict[str, Any]:
 def provider_error(provider: str, exc: Exception) -> ProviderError:
     """botocore's exceptions as the relay's stable codes."""
     from botocore import exceptions
+    from botocore.eventstream import ParserError
     from urllib3.exceptions import ProtocolError
 
+    if isinstance(exc, ParserError):
+        # botocore's event stream decoder refuses a frame whose prelude declares over 24 MB of payload (or 128 KB
+        # of headers) before buffering it, and one whose checksums fail: a frame is bounded there, as a line is in
+        # relay/sse.py for the SSE providers.
+        return ProviderError(PROVIDER_ERROR, f"{provider} sent an event stream frame the relay cannot read "
+                                             f"({type(exc).__name__})")
     if isinstance(exc, exceptions.EventStreamError):  # after HTTP 200
         code = exc.response.get("Error", {}).get("Code", "error")
         return ProviderError(PROVIDER_ERROR, f"{provider} failed mid-stream: {code}")

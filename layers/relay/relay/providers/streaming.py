@@ -20,7 +20,7 @@ from relay.errors import (
     ProviderError,
     provider_error_for_status,
 )
-from relay.events import ProviderEvent
+from relay.events import Finish, ProviderEvent, TextDelta
 from relay.providers import Exchange
 from relay.providers.keys import KeySource
 from relay.sse import ServerSentEvent, SSEDecoder
@@ -31,6 +31,7 @@ MAX_ERROR_DETAIL_CHARS = 200
 class StreamParser(Protocol):
     """A provider's I/O-free parser: SSE events in, normalised events out."""
 
+    provider: str  # its provider's name, for error messages
     finished: bool  # its provider's terminal event has arrived
 
     def feed(self, data: str, event: str = "message") -> list[ProviderEvent]: ...
@@ -51,18 +52,26 @@ async def parsed(
 ) -> AsyncGenerator[list[ProviderEvent], None]:
     """The normalised events of a stream, a batch per network read; a cut after the terminal event still counts
     as whole. ``batches`` is closed when this ends, whichever way, so its HTTP response is too (``async for``
-    alone would leave it to the garbage collector when the parser raises)."""
+    alone would leave it to the garbage collector when the parser raises). An event the parser cannot read (a
+    field of another type than documented, JSON nested past the recursion limit) fails the turn with
+    ``provider_error`` like an error event, never with an exception the turn does not expect."""
     try:
         async with aclosing(batches):
             async for batch in batches:
                 events: list[ProviderEvent] = []
                 try:
                     for sse in batch:
-                        events += parser.feed(sse.data, sse.event)
-                except ProviderError:
+                        for event in parser.feed(sse.data, sse.event):
+                            if not _well_typed(event):  # text or a finish reason of another JSON type
+                                raise TypeError(f"{type(event).__name__} of another type than documented")
+                            events.append(event)
+                except Exception as exc:
                     if events:
                         yield events  # the text before the error still reaches the client and the store
-                    raise
+                    if isinstance(exc, ProviderError):
+                        raise
+                    raise ProviderError(PROVIDER_ERROR, f"{parser.provider} sent a stream event the relay cannot "
+                                                        f"read ({type(exc).__name__})") from exc
                 if events:
                     yield events
     except ProviderError as exc:
@@ -70,6 +79,14 @@ async def parsed(
             return
         raise
     parser.finish()
+
+
+def _well_typed(event: ProviderEvent) -> bool:
+    if isinstance(event, TextDelta):
+        return isinstance(event.text, str)
+    if isinstance(event, Finish):
+        return isinstance(event.reason, str)
+    return True
 
 
 async def post_sse(
@@ -86,7 +103,7 @@ async def post_sse(
     ``provider_incomplete``; the caller decides whether its provider's terminal event had already arrived.
     ``exchange``, when given, gets the connect and first-byte times."""
     streaming = False
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(provider)
     started = time.perf_counter()
     extensions = None
     if exchange is not None:
@@ -155,7 +172,7 @@ def error_detail(body: bytes | str | dict[str, Any]) -> str | None:
     if not isinstance(body, dict):
         try:
             body = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the recursion limit: no detail to give
             return None
     if isinstance(body, list) and body:  # Gemini wraps errors in a one-element array when not streaming SSE
         body = body[0]
@@ -167,7 +184,7 @@ def error_detail(body: bytes | str | dict[str, Any]) -> str | None:
 def parse_json(provider: str, data: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # a provider's events nest ~6 levels: no depth pre-scan on the hot path
         raise ProviderError(PROVIDER_ERROR, f"{provider} sent a malformed stream event") from None
     if not isinstance(value, dict):
         raise ProviderError(PROVIDER_ERROR, f"{provider} sent a malformed stream event")
