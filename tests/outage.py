@@ -1,6 +1,7 @@
-"""What a failing network does to the relay's DynamoDB, on loopback: a TCP proxy between the app and the store
-that the test can pause (bytes are held, so every call hangs until its timeout), make refuse connections (each
-new one is reset at once), or let through again; and an app, run in a process of its own, that a test can kill."""
+"""What a failing network does, on loopback: a TCP proxy that a test can pause (bytes are held, so every call hangs
+until its timeout), cut (open connections are closed, like a blip), make refuse connections (each new one is reset
+at once), or let through again — between the app and DynamoDB, or between a browser and the app; and an app, run in
+a process of its own, that a test can kill."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OPEN, PAUSED, REFUSING = "open", "paused", "refusing"
 
 
-class StoreProxy:
-    """A TCP proxy in front of moto's DynamoDB server: ``pause()``, ``refuse()`` and ``heal()``."""
+class FaultyProxy:
+    """A TCP proxy in front of ``upstream_url`` (moto's DynamoDB server, or the app): ``pause()``, ``cut()``,
+    ``refuse()`` and ``heal()``."""
 
     def __init__(self, upstream_url: str) -> None:
         host, port = upstream_url.removeprefix("http://").split(":")
@@ -40,6 +42,15 @@ class StoreProxy:
     def pause(self) -> None:
         """Every byte in either direction is held from now on: calls hang, as on a table that stops answering."""
         self.mode = PAUSED
+
+    def cut(self) -> None:
+        """Open connections are closed at once; new ones go through, as after a network blip."""
+        with self.lock:
+            sockets, self.connections = self.connections, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     def refuse(self) -> None:
         """Open connections are reset, and so is every new one, as when nothing listens any more."""

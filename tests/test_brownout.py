@@ -25,7 +25,7 @@ from relay.app import create_app
 from relay.config import STORE_CALL_TIMEOUT_SECONDS, Settings
 from relay.store import ChatStore
 from tests.conftest import emf_lines, new_session
-from tests.outage import StoreProxy
+from tests.outage import FaultyProxy
 from tests.test_turn import Received, messages_of
 
 SLOW = "sim:first_token_ms=0,tokens_per_second=20,tokens=60"  # three seconds of answer
@@ -34,8 +34,8 @@ BOUNDED_SECONDS = STORE_CALL_TIMEOUT_SECONDS + 2
 
 
 @pytest.fixture()
-def proxy(stack) -> Iterator[StoreProxy]:
-    proxy = StoreProxy(stack.dynamodb.url)
+def proxy(stack) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(stack.dynamodb.url)
     yield proxy
     proxy.close()
 

@@ -8,70 +8,16 @@ in conftest.py, shared with test_web_safety.py).
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from devtools.simulated_provider import answer_tokens
 from tests.conftest import deploy_page, new_session, relay_server, static_server
+from tests.outage import FaultyProxy
 from tests.test_turn import messages_of
 
 LAST_ANSWER = ".message.ai >> nth=-1"
-
-
-class CuttableProxy:
-    """A TCP proxy in front of the app whose open connections can be cut at once, like a network blip."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cut(self) -> None:
-        with self.lock:
-            sockets, self.open = self.open, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            with self.lock:
-                self.open += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def open_chat(page: Any, base_url: str, model: str, query: str = "") -> None:
@@ -183,7 +129,7 @@ def test_stop_ends_the_answer_as_interrupted_with_the_text_so_far(page, stack, c
 
 
 def test_a_connection_cut_mid_answer_resumes_to_the_full_text(page, stack, client):
-    proxy = CuttableProxy(int(stack.url.rsplit(":", 1)[1]))
+    proxy = FaultyProxy(stack.url)
     resumed: list[str] = []
     page.on("request", lambda request: resumed.append(request.url) if request.url.endswith("/stream") else None)
     try:
