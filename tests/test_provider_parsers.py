@@ -7,7 +7,8 @@ from botocore.exceptions import ClientError, EventStreamError, NoCredentialsErro
 
 from relay.errors import ProviderError
 from relay.events import Finish, TextDelta, Usage
-from relay.providers import ChatMessage, ChatRequest, anthropic, bedrock, gemini, openai_responses
+from relay.providers import anthropic, bedrock, gemini, openai_responses
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.openai import ChunkParser
 from relay.providers.streaming import error_detail
 

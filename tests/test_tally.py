@@ -4,7 +4,7 @@ import pytest
 
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE_LIMITED, ProviderError
 from relay.events import Finish, Usage
-from relay.providers import Exchange
+from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
 from relay.tally import Tally
 

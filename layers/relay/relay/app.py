@@ -35,7 +35,7 @@ from relay.context import Invocation
 from relay.errors import STORE_UNAVAILABLE, RequestRejected, StoreError
 from relay.events import Done, Failed, Started, Tokens, TurnEvent
 from relay.limits import Limits, held
-from relay.providers import ProviderRegistry
+from relay.providers.registry import ProviderRegistry
 from relay.records import LIVE, ChatSession, now_iso
 from relay.resume import attach, follow_message
 from relay.store import ChatStore

@@ -9,7 +9,7 @@ from typing import Any
 from relay import telemetry
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, Usage
-from relay.providers import Exchange
+from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, StoredMessage
 
 

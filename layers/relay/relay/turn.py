@@ -37,7 +37,7 @@ from relay.errors import (
     StoreError,
 )
 from relay.events import Done, Failed, ProviderEvent, Started, TextDelta, Tokens, TurnEvent
-from relay.providers import ChatMessage, ChatProvider, ChatRequest
+from relay.providers.base import ChatMessage, ChatProvider, ChatRequest
 from relay.reader import ProviderReader, Timeouts
 from relay.records import COMPLETE, PENDING, Conversation, StoredMessage, now_iso
 from relay.store import ChatStore, SessionNotFound

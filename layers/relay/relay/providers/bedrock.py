@@ -26,7 +26,7 @@ from relay.errors import (
     ProviderError,
 )
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.providers.base import ChatRequest
 
 AUTH_CODES = {"accessdeniedexception", "unrecognizedclientexception", "expiredtokenexception",
               "invalidsignatureexception"}

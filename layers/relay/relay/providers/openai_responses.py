@@ -15,7 +15,7 @@ import httpx
 
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
 from relay.providers.streaming import api_key, parse_json, parsed, post_sse
 

@@ -21,7 +21,7 @@ from relay.errors import (
     provider_error_for_status,
 )
 from relay.events import ProviderEvent
-from relay.providers import Exchange
+from relay.providers.base import Exchange
 from relay.providers.keys import KeySource
 from relay.sse import ServerSentEvent, SSEDecoder
 
