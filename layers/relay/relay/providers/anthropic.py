@@ -8,7 +8,6 @@ Events: ``message_start`` (input usage), ``content_block_delta`` (``text_delta``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
+from relay.providers.streaming import error_detail, parse_json, sse_stream
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -85,10 +84,7 @@ class AnthropicMessages:
         self._key = key
         self._max_tokens = max_tokens
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        headers = {"x-api-key": await api_key(self.name, self._key), "anthropic-version": ANTHROPIC_VERSION}
-        body = request_body(request, self._max_tokens)
-        events = post_sse(self._http, self.name, self._url, body=body, headers=headers, exchange=request.exchange)
-        async with aclosing(parsed(events, EventParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        return sse_stream(self._http, self.name, self._url, EventParser(self.name), key=self._key,
+                          headers=lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
+                          body=request_body(request, self._max_tokens), exchange=request.exchange)

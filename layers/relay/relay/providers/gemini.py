@@ -9,7 +9,6 @@ after HTTP 200 can arrive as bare JSON without ``data:`` framing (handled in ``s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from relay.errors import PROVIDER_BAD_REQUEST, PROVIDER_ERROR, PROVIDER_INCOMPLE
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
+from relay.providers.streaming import error_detail, parse_json, sse_stream
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -75,11 +74,8 @@ class GeminiStreamGenerateContent:
         self._base_url = base_url.rstrip("/")
         self._key = key
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        headers = {"x-goog-api-key": await api_key(self.name, self._key)}
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         url = f"{self._base_url}/v1beta/models/{request.model}:streamGenerateContent"
-        events = post_sse(self._http, self.name, url, body=request_body(request), headers=headers,
+        return sse_stream(self._http, self.name, url, ChunkParser(self.name), key=self._key,
+                          headers=lambda key: {"x-goog-api-key": key}, body=request_body(request),
                           params={"alt": "sse"}, exchange=request.exchange)
-        async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch

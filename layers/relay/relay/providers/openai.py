@@ -8,7 +8,6 @@ Azure OpenAI speaks the same format with a few quirks (chunks with empty ``choic
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
+from relay.providers.streaming import error_detail, parse_json, sse_stream
 
 DONE = "[DONE]"
 
@@ -86,16 +85,14 @@ class OpenAIChatCompletions:
         self._azure = azure or azure_api_version is not None
         self._api_version = azure_api_version
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        key = await api_key(self.name, self._key)
-        headers = {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         if self._api_version:
             url = f"{self._base_url}/openai/deployments/{request.model}/chat/completions"
             body, params = request_body(request, model=False), {"api-version": self._api_version}
         else:
             url, body, params = f"{self._base_url}/chat/completions", request_body(request), None
-        events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params,
-                          exchange=request.exchange)
-        async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch
+        return sse_stream(self._http, self.name, url, ChunkParser(self.name), key=self._key, headers=self._headers,
+                          body=body, params=params, exchange=request.exchange)
+
+    def _headers(self, key: str) -> dict[str, str]:
+        return {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}

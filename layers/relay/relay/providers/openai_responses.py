@@ -8,7 +8,6 @@ the usage) or ``response.failed``; ``error`` can arrive after HTTP 200.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, parse_json, parsed, post_sse
+from relay.providers.streaming import parse_json, sse_stream
 
 
 class EventParser:
@@ -72,10 +71,7 @@ class OpenAIResponses:
         self._url = base_url.rstrip("/") + "/responses"
         self._key = key
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        headers = {"Authorization": f"Bearer {await api_key(self.name, self._key)}"}
-        events = post_sse(self._http, self.name, self._url, body=request_body(request), headers=headers,
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        return sse_stream(self._http, self.name, self._url, EventParser(self.name), key=self._key,
+                          headers=lambda key: {"Authorization": f"Bearer {key}"}, body=request_body(request),
                           exchange=request.exchange)
-        async with aclosing(parsed(events, EventParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch
