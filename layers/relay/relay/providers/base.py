@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from relay.errors import PROVIDER_AUTH, ProviderError
 from relay.events import ProviderEvent
+from relay.reasoning import ReasoningOption
 
 __all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "Unconfigured"]
 
@@ -40,6 +41,7 @@ class ChatRequest:
     messages: list[ChatMessage]
     system: str | None = None
     exchange: Exchange = field(default_factory=Exchange, compare=False)
+    reasoning: ReasoningOption | None = None  # the session's option, sent where the provider and model take it
 
 
 class ChatProvider(Protocol):
@@ -49,6 +51,11 @@ class ChatProvider(Protocol):
         """The answer's events, a batch per network read (so that the relay writes a batch at a time)."""
         ...
 
+    def reasoning_unsupported(self, model: str) -> str | None:
+        """Why a reasoning option is left out of this provider's requests for ``model``, for the answer's metadata
+        (None when it is sent)."""
+        ...
+
 
 class Unconfigured:
     """Stands in for a provider that lacks a setting, so that its sessions fail saying which one."""
@@ -56,6 +63,9 @@ class Unconfigured:
     def __init__(self, name: str, variable: str) -> None:
         self.name = name
         self._variable = variable
+
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return None  # its stream fails before any request
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         raise ProviderError(PROVIDER_AUTH, f"{self.name} is not configured: {self._variable} must be set")

@@ -37,7 +37,8 @@ class ProviderRegistry:
             "anthropic": AnthropicMessages(http, key=anthropic_key, base_url=settings.anthropic_base_url,
                                            max_tokens=settings.anthropic_max_tokens),
             "gemini": GeminiStreamGenerateContent(http, key=gemini_key, base_url=settings.gemini_base_url),
-            "bedrock": BedrockConverseStream(read_timeout=settings.provider_read_timeout_seconds),
+            "bedrock": BedrockConverseStream(read_timeout=settings.provider_read_timeout_seconds,
+                                             max_tokens=settings.anthropic_max_tokens),
         }
         keys: dict[str, KeySource | None] = {"openai": openai_key, "openai-responses": openai_key,
                                              "anthropic": anthropic_key, "gemini": gemini_key}
