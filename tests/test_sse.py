@@ -2,7 +2,7 @@
 
 import json
 
-from relay.sse import ServerSentEvent, SSEDecoder, format_event
+from relay.sse import ServerSentEvent, SSEDecoder, format_event, reasoning_event
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -96,3 +96,9 @@ def test_written_events_keep_any_content_inside_one_data_line():
     raw = format_event("token", {"text": text}, event_id="12")
     [event] = decode(raw)
     assert (event.event, event.id, json.loads(event.data)) == ("token", "12", {"text": text})
+
+
+def test_written_reasoning_events_carry_both_offsets_and_keep_any_content_inside_one_data_line():
+    text = "think\n\nevent: token\nid: 99\r\n\u2028"
+    [event] = decode(reasoning_event(text, 12, 40))
+    assert (event.event, event.id, json.loads(event.data)) == ("reasoning", "12:40", {"text": text})
