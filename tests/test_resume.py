@@ -116,8 +116,10 @@ def test_a_finished_answer_resumes_its_reasoning_and_its_text_each_from_its_own_
     assert ("".join(from_start.reasoning), "".join(from_start.tokens)) == (thought, text)
     # beyond what is stored, or not an id at all
     assert client.get(path, headers={"Last-Event-ID": f"0:{len(thought) + 1}"}).status_code == 422
-    assert client.get(path, headers={"Last-Event-ID": "0:x"}).status_code == 422
-    assert client.get(f"{path}?reasoningOffset=-1").status_code == 422
+    for header in ("0:x", "1:2:3", ":3", "0: 3"):
+        assert client.get(path, headers={"Last-Event-ID": header}).status_code == 422, header
+    for value in ("-1", "3\n", "\u0663"):  # "\u0663": an Arabic-Indic 3, which is no ASCII digit
+        assert client.get(path, params={"reasoningOffset": value}).status_code == 422, value
 
 
 def test_reconnecting_mid_reasoning_gets_the_rest_of_it_live_then_the_answer(client):

@@ -47,7 +47,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering"
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # Where a resume starts: a token event's id (the text's offset) or a reasoning event's ("<text offset>:<reasoning
 # offset>"), as Last-Event-ID, or the same as ?offset=&reasoningOffset=.
-RESUME_POSITION = re.compile(r"^(\d{1,9})(?::(\d{1,9}))?$")
+RESUME_POSITION = re.compile(r"([0-9]{1,9})(?::([0-9]{1,9}))?")  # ASCII digits, matched whole
 # A client that takes longer than this to accept a chunk is treated as gone; its answer is still completed and stored.
 SEND_TIMEOUT_SECONDS = 10.0
 # The same list as template.yaml's FunctionUrlConfig Cors AllowHeaders (a test keeps them equal). Behind CloudFront
@@ -239,7 +239,7 @@ def _resume_position(request: Request) -> tuple[int, int | None]:
         raw = (offset or "0") + (f":{reasoning_offset}" if reasoning_offset else "")
     else:
         raw = request.headers.get("last-event-id") or "0"
-    position = RESUME_POSITION.match(raw)
+    position = RESUME_POSITION.fullmatch(raw)
     if position is None:
         raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number, or a "
                                                        "reasoning event's id")
