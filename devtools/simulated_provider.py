@@ -23,6 +23,9 @@ How it answers comes from the server's defaults, overridden per request by param
                                                       whose prelude declares 4 GB), until the client goes away
     sim:fault=endless_event,fault_at=5                after 5 tokens, data: lines that never end their event
     sim:echo=1                                        the answer is the user's message, word by word
+    sim:reasoning=20                                  20 reasoning deltas before the answer, in each format's own
+                                                      shape (with its signature, redacted block and a shape no
+                                                      client knows yet, where the format has them)
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
 client saw and when.
@@ -48,10 +51,15 @@ from ulid import ULID
 
 WORDS = ["Streaming", " tokens", " from", " the", " simulated", " provider", ",", " café", " naïve", " 🙂", ".",
          "\n\n", "Each", " one", " arrives", " on", " its", " own", ":", " data:", " event:", " done", "."]
+REASONING_WORDS = ["Let", " me", " think", ":", " a", " naïve", " café", " 🤔", " data:", " event:", "\n", "First",
+                   ",", " then", " done", "."]
 FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky", "garbage", "endless_line",
           "endless_event"}
 ENDLESS_FAULTS = {"endless_line", "endless_event"}
 ENDLESS_WRITE_BYTES = 65_536  # what each write of an endless stream carries
+REASONING, TEXT = "reasoning", "text"  # the two kinds of delta a simulated answer is made of
+SIGNATURE = "c2ltdWxhdGVkIHNpZ25hdHVyZQ=="  # what the formats that sign their reasoning send after it
+REDACTED = "ZW5jcnlwdGVkIHJlYXNvbmluZw=="  # the encrypted payload of a redacted reasoning block
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,7 @@ class Scenario:
     fault: str | None = None
     fault_at: int = 5
     echo: int = 0  # 1: the answer is the last message, word by word (to see markdown and odd text on the page)
+    reasoning: int = 0  # reasoning deltas before the answer
 
     def with_model_parameters(self, model: str) -> Scenario:
         """This scenario overridden by ``name:key=value,...`` in the model name; unknown keys are an error."""
@@ -85,15 +94,21 @@ def answer_tokens(count: int) -> list[str]:
     return [WORDS[i % len(WORDS)] for i in range(count)]
 
 
+def reasoning_tokens(count: int) -> list[str]:
+    return [REASONING_WORDS[i % len(REASONING_WORDS)] for i in range(count)]
+
+
 @dataclass
 class StreamRecord:
     format: str
     model: str
     messages: list[dict[str, Any]]
     started_at: float
+    body: dict[str, Any] = field(default_factory=dict)  # the request as the relay sent it
     first_token_at: float | None = None
     last_token_at: float | None = None
     tokens_sent: list[str] = field(default_factory=list)
+    reasoning_sent: list[str] = field(default_factory=list)
     finished: bool = False
     endless_bytes_sent: int = 0  # of an endless line or event, before the client went away
 
@@ -114,10 +129,16 @@ class Turn:
     record: StreamRecord
     prompt_tokens: int
 
-    async def tokens(self) -> AsyncIterator[str]:
-        """The answer's tokens at the scenario's pace; an error after ``fault_at`` tokens raises InStreamError."""
+    async def deltas(self) -> AsyncIterator[tuple[str, str]]:
+        """``(REASONING or TEXT, token)``: the reasoning, then the answer, at the scenario's pace; an error after
+        ``fault_at`` answer tokens raises InStreamError."""
         await asyncio.sleep(self.scenario.first_token_ms / 1000)
         interval = 1 / self.scenario.tokens_per_second if self.scenario.tokens_per_second > 0 else 0.0
+        for index, token in enumerate(reasoning_tokens(self.scenario.reasoning)):
+            if index and interval:
+                await asyncio.sleep(interval)
+            yield REASONING, token
+            self.record.reasoning_sent.append(token)
         for index, token in enumerate(self.answer):
             if index == self.scenario.fault_at and self.scenario.fault == "error_after":
                 raise InStreamError
@@ -125,9 +146,9 @@ class Turn:
                 raise ConnectionAbortedError("simulated connection drop")
             if index == self.scenario.fault_at and self.scenario.fault in ENDLESS_FAULTS:
                 raise EndlessStream
-            if index and interval:
+            if (index or self.scenario.reasoning) and interval:
                 await asyncio.sleep(interval)
-            yield token
+            yield TEXT, token
             self.record.last_token_at = time.perf_counter()
             self.record.first_token_at = self.record.first_token_at or self.record.last_token_at
             self.record.tokens_sent.append(token)
@@ -140,8 +161,13 @@ class Turn:
         return re.findall(r"\s*\S+\s*$|\s*\S+", str(last.get("content", "")) if isinstance(last, dict) else "")
 
     @property
-    def output_tokens(self) -> int:
+    def answer_tokens(self) -> int:
         return len(self.answer)
+
+    @property
+    def output_tokens(self) -> int:
+        """What the providers bill as output: the answer and the reasoning."""
+        return len(self.answer) + self.scenario.reasoning
 
 
 Writer = Callable[[Turn], AsyncIterator[bytes]]
@@ -272,7 +298,7 @@ class SimulatedProvider:
             refused.headers["retry-after-ms"] = "50"  # the client is told to come back soon
             return refused
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
-        record = StreamRecord(wire_format, model, messages, time.perf_counter())
+        record = StreamRecord(wire_format, model, messages, time.perf_counter(), body)
         self.records.append(record)
         turn = Turn(scenario, record, prompt_tokens)
 
@@ -358,9 +384,16 @@ async def _chat_chunks(turn: Turn, body: dict[str, Any], *, azure: bool) -> Asyn
         yield _sse({"choices": [], "created": 0, "id": "", "model": "", "object": "",
                     "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]})
     yield chunk([choice({"role": "assistant", "content": "", "refusal": None})])
+    reasoned = False
     try:
-        async for token in turn.tokens():
-            yield chunk([choice({"content": token})])
+        async for kind, token in turn.deltas():
+            if kind == TEXT:
+                yield chunk([choice({"content": token})])
+                continue
+            if not reasoned:  # OpenRouter's shape, which this relay does not read: to be skipped
+                reasoned = True
+                yield chunk([choice({"reasoning_details": [{"type": "reasoning.encrypted", "data": REDACTED}]})])
+            yield chunk([choice({"reasoning_content": token})])  # DeepSeek's and vLLM's shape
     except InStreamError:
         yield _sse({"error": {"message": "The server had an error processing your request.", "type": "server_error",
                               "param": None, "code": None}})
@@ -370,7 +403,8 @@ async def _chat_chunks(turn: Turn, body: dict[str, Any], *, azure: bool) -> Asyn
     yield chunk([choice({}, "stop")])
     if include_usage:
         usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.output_tokens,
-                 "total_tokens": turn.prompt_tokens + turn.output_tokens}
+                 "total_tokens": turn.prompt_tokens + turn.output_tokens,
+                 "completion_tokens_details": {"reasoning_tokens": turn.scenario.reasoning}}
         yield _sse({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
                     "system_fingerprint": "fp_simulated", "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
@@ -405,24 +439,47 @@ async def _responses_events(turn: Turn, body: dict[str, Any]) -> AsyncIterator[b
         sequence += 1
         return _sse({"type": type_, "sequence_number": sequence, **data}, event=type_)
 
+    reasoning = {"id": f"rs_{ULID()}", "type": "reasoning", "summary": []}
     item = {"id": f"msg_{ULID()}", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    at = 1 if turn.scenario.reasoning else 0  # the message's output_index: after the reasoning item, if any
+    summary = {"item_id": reasoning["id"], "output_index": 0, "summary_index": 0}
+
+    def open_message() -> bytes:
+        return (event("response.output_item.added", output_index=at, item=item)
+                + event("response.content_part.added", item_id=item["id"], output_index=at, content_index=0,
+                        part={"type": "output_text", "text": "", "annotations": []}))
+
     yield event("response.created", response=response)
     yield event("response.in_progress", response=response)
-    yield event("response.output_item.added", output_index=0, item=item)
-    yield event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0,
-                part={"type": "output_text", "text": "", "annotations": []})
-    text = ""
+    if turn.scenario.reasoning:
+        yield event("response.output_item.added", output_index=0, item=reasoning)
+        yield event("response.reasoning_summary_part.added", **summary, part={"type": "summary_text", "text": ""})
+        # An event no client reads (its delta is an object): to be skipped.
+        yield event("response.reasoning_summary.delta", **summary, delta={"encrypted": REDACTED})
+    else:
+        yield open_message()
+    text, thought = "", ""
     try:
-        async for token in turn.tokens():
+        async for kind, token in turn.deltas():
+            if kind == REASONING:
+                thought += token
+                yield event("response.reasoning_summary_text.delta", **summary, delta=token)
+                continue
+            if thought and not text:
+                yield event("response.reasoning_summary_text.done", **summary, text=thought)
+                yield event("response.output_item.done", output_index=0,
+                            item={**reasoning, "summary": [{"type": "summary_text", "text": thought}]})
+                yield open_message()
             text += token
-            yield event("response.output_text.delta", item_id=item["id"], output_index=0, content_index=0,
+            yield event("response.output_text.delta", item_id=item["id"], output_index=at, content_index=0,
                         delta=token, logprobs=[])
     except InStreamError:
         yield event("error", code="server_is_overloaded", message="The server is overloaded.", param=None)
         return
-    yield event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0, text=text)
+    yield event("response.output_text.done", item_id=item["id"], output_index=at, content_index=0, text=text)
     usage = {"input_tokens": turn.prompt_tokens, "output_tokens": turn.output_tokens,
-             "total_tokens": turn.prompt_tokens + turn.output_tokens}
+             "total_tokens": turn.prompt_tokens + turn.output_tokens,
+             "output_tokens_details": {"reasoning_tokens": turn.scenario.reasoning}}
     yield event("response.completed", response={**response, "status": "completed", "usage": usage})
 
 
@@ -432,18 +489,40 @@ async def _anthropic_events(turn: Turn, body: dict[str, Any]) -> AsyncIterator[b
     message = {"id": f"msg_{ULID()}", "type": "message", "role": "assistant", "model": body["model"], "content": [],
                "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": turn.prompt_tokens, "output_tokens": 1}}
+    def block_start(index: int, block: dict[str, Any]) -> bytes:
+        return _sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
+
+    def block_delta(index: int, delta: dict[str, Any]) -> bytes:
+        return _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+
+    def block_stop(index: int) -> bytes:
+        return _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+
+    # With reasoning: a thinking block (0) and its signature, a redacted_thinking block (1), then the text (2).
+    text_at = 2 if turn.scenario.reasoning else 0
     yield _sse({"type": "message_start", "message": message}, "message_start")
-    yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-               "content_block_start")
+    if turn.scenario.reasoning:
+        yield block_start(0, {"type": "thinking", "thinking": "", "signature": ""})
+        yield block_delta(0, {"type": "thinking_summary_delta", "summary": "a delta type no client knows yet"})
+    else:
+        yield block_start(0, {"type": "text", "text": ""})
     yield _sse({"type": "ping"}, "ping")
+    texts = 0
     try:
-        async for token in turn.tokens():
-            yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}},
-                       "content_block_delta")
+        async for kind, token in turn.deltas():
+            if kind == REASONING:
+                yield block_delta(0, {"type": "thinking_delta", "thinking": token})
+                continue
+            if turn.scenario.reasoning and not texts:
+                yield block_delta(0, {"type": "signature_delta", "signature": SIGNATURE}) + block_stop(0)
+                yield block_start(1, {"type": "redacted_thinking", "data": REDACTED}) + block_stop(1)
+                yield block_start(2, {"type": "text", "text": ""})
+            texts += 1
+            yield block_delta(text_at, {"type": "text_delta", "text": token})
     except InStreamError:
         yield _sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
         return
-    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield block_stop(text_at)
     yield _sse({"type": "some_future_event", "detail": "ignored by clients"}, "some_future_event")
     yield _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                 "usage": {"output_tokens": turn.output_tokens}}, "message_delta")
@@ -463,16 +542,28 @@ def _anthropic_errors(status: int) -> Response:
 # Google Gemini
 
 async def _gemini_chunks(turn: Turn) -> AsyncIterator[bytes]:
+    thoughts = 0
+
     def usage(candidates: int) -> dict[str, int]:
-        return {"promptTokenCount": turn.prompt_tokens, "candidatesTokenCount": candidates,
-                "totalTokenCount": turn.prompt_tokens + candidates}
+        counts = {"promptTokenCount": turn.prompt_tokens, "candidatesTokenCount": candidates,
+                  "totalTokenCount": turn.prompt_tokens + candidates + thoughts}
+        return {**counts, "thoughtsTokenCount": thoughts} if thoughts else counts  # absent when it did not think
+
+    def chunk(part: dict[str, Any], candidates: int) -> bytes:
+        return _sse({"candidates": [{"content": {"parts": [part], "role": "model"}, "index": 0}],
+                     "usageMetadata": usage(candidates), "modelVersion": "sim"})
 
     sent = 0
     try:
-        async for token in turn.tokens():
+        async for kind, token in turn.deltas():
+            if kind == REASONING:
+                thoughts += 1
+                yield chunk({"text": token, "thought": True}, 0)
+                continue
+            if thoughts and not sent:  # a thought part with only a signature: nothing to show
+                yield chunk({"thought": True, "thoughtSignature": SIGNATURE}, 0)
             sent += 1
-            yield _sse({"candidates": [{"content": {"parts": [{"text": token}], "role": "model"}, "index": 0}],
-                        "usageMetadata": usage(sent), "modelVersion": "sim"})
+            yield chunk({"text": token}, sent)
     except InStreamError:
         # Gemini can report a failure mid-stream as bare JSON, without SSE framing.
         error = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
@@ -480,7 +571,7 @@ async def _gemini_chunks(turn: Turn) -> AsyncIterator[bytes]:
         yield json.dumps(error, indent=2).encode() + b"\n"
         return
     yield _sse({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP",
-                                "index": 0}], "usageMetadata": usage(turn.output_tokens), "modelVersion": "sim"})
+                                "index": 0}], "usageMetadata": usage(turn.answer_tokens), "modelVersion": "sim"})
 
 
 def _gemini_error(status: int, message: str, status_name: str) -> JSONResponse:
@@ -512,16 +603,34 @@ def _bedrock_event(event_type: str, data: dict[str, Any]) -> bytes:
 
 
 async def _bedrock_frames(turn: Turn) -> AsyncIterator[bytes]:
+    def delta(index: int, delta: dict[str, Any]) -> bytes:
+        return _bedrock_event("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
+
+    # With reasoning: a reasoning block (0) and its signature, a redacted one in two pieces (1), then the text (2).
+    text_at = 2 if turn.scenario.reasoning else 0
     yield _bedrock_event("messageStart", {"role": "assistant"})
+    if turn.scenario.reasoning:  # a member no client knows yet (botocore hands it on as SDK_UNKNOWN_MEMBER)
+        yield delta(0, {"reasoningContent": {"summaryText": "a member added later"}})
+    texts = 0
     try:
-        async for token in turn.tokens():
-            yield _bedrock_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": token}})
+        async for kind, token in turn.deltas():
+            if kind == REASONING:
+                yield delta(0, {"reasoningContent": {"text": token}})
+                continue
+            if turn.scenario.reasoning and not texts:
+                yield delta(0, {"reasoningContent": {"signature": SIGNATURE}})
+                yield _bedrock_event("contentBlockStop", {"contentBlockIndex": 0})
+                for piece in (REDACTED[:12], REDACTED[12:]):
+                    yield delta(1, {"reasoningContent": {"redactedContent": piece}})
+                yield _bedrock_event("contentBlockStop", {"contentBlockIndex": 1})
+            texts += 1
+            yield delta(text_at, {"text": token})
     except InStreamError:
         headers = {":exception-type": "modelStreamErrorException", ":content-type": "application/json",
                    ":message-type": "exception"}
         yield eventstream_message(headers, json.dumps({"message": "The model stream failed."}).encode())
         return
-    yield _bedrock_event("contentBlockStop", {"contentBlockIndex": 0})
+    yield _bedrock_event("contentBlockStop", {"contentBlockIndex": text_at})
     yield _bedrock_event("messageStop", {"stopReason": "end_turn"})
     usage = {"inputTokens": turn.prompt_tokens, "outputTokens": turn.output_tokens,
              "totalTokens": turn.prompt_tokens + turn.output_tokens}

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.simulated_provider import answer_tokens
+from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from tests.conftest import count_items, new_session
 from tests.test_turn import messages_of
 
@@ -47,6 +47,35 @@ def test_use_chat_reads_the_answer_as_it_grows_and_it_equals_the_stored_one(clie
     assert kinds == ["start", "text-start", *["text-delta"] * 8, "text-end", "finish"]
     assert read["chunks"][-1]["finishReason"] == "stop"
     assert read["chunks"][-1]["messageMetadata"]["usage"]["outputTokens"] == 8
+
+
+def test_use_chat_reads_the_reasoning_as_a_reasoning_part_before_the_text(client, stack):
+    # GIVEN a model that reasons in 5 deltas before its 4 tokens
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=50,tokens=4,reasoning=5")
+
+    # WHEN useChat's own code reads the answer
+    read = read_with_the_ai_sdk(stack.url, chat_session_id, "Think it through")
+
+    # THEN the message has the reasoning part, done, above the text part, each equal to what was stored
+    assert read["errors"] == []
+    _, ai = messages_of(client, chat_session_id)
+    assert [{key: part[key] for key in ("type", "text", "state")} for part in read["message"]["parts"]] == [
+        {"type": "reasoning", "text": ai["reasoning"], "state": "done"},
+        {"type": "text", "text": ai["content"], "state": "done"},
+    ]
+    assert ai["reasoning"] == "".join(reasoning_tokens(5))
+    thinking = [text for text in read["reasoningSnapshots"] if text]
+    assert len(set(thinking)) == 5 and thinking == sorted(thinking, key=len)  # it grew delta by delta
+    kinds = [chunk["type"] for chunk in read["chunks"]]
+    assert kinds == ["start", "reasoning-start", *["reasoning-delta"] * 5, "reasoning-end", "text-start",
+                     *["text-delta"] * 4, "text-end", "finish"]
+
+
+def test_an_error_while_the_model_reasons_closes_the_reasoning_part_before_the_error(client, stack):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens=4,reasoning=3,fault=error_after,fault_at=0")
+    read = read_with_the_ai_sdk(stack.url, chat_session_id, "hi")
+    assert [chunk["type"] for chunk in read["chunks"]][-3:] == ["reasoning-delta", "reasoning-end", "error"]
+    assert read["message"]["parts"][0]["text"] == "".join(reasoning_tokens(3))
 
 
 def test_a_provider_error_reaches_use_chat_as_an_error_after_the_text_so_far(client, stack):

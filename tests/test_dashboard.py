@@ -38,7 +38,7 @@ def emitted(environment, monkeypatch, capsys) -> set[Metric]:
     capsys.readouterr()
     publish_turn_metrics(TurnReport(provider="openai", model="m", status="complete", duration_ms=9.0, ttft_ms=1.0,
                                     tokens_per_second=5.0, input_tokens=1, output_tokens=2, relay_overhead_ms=0.5,
-                                    cold_start=True))
+                                    cold_start=True, reasoning_tokens=1, time_to_first_reasoning_ms=0.5))
     publish_turn_metrics(TurnReport(provider="openai", model="m", status="error", duration_ms=9.0,
                                     error_code="provider_error"))
     metrics: set[Metric] = set()
@@ -132,7 +132,8 @@ def test_error_rate_math_references_queries_that_exist(template):
 def test_dashboard_shows_what_the_issue_asks_for(template, environment):
     referenced = {name for _, name, _ in referenced_by_dashboard(template, environment)}
     assert {"TimeToFirstToken", "TokensPerSecond", "StreamDuration", "StreamErrors", "Requests", "OutputTokens",
-            "ColdStart", "Duration", "Throttles", "ConcurrentExecutions"} <= referenced
+            "ColdStart", "Duration", "Throttles", "ConcurrentExecutions", "TimeToFirstReasoning",
+            "ReasoningTokens"} <= referenced
     stats = str(dashboard(template))
     for percentile in ("p10", "p50", "p90", "p99"):
         assert percentile in stats

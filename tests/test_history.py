@@ -1,6 +1,6 @@
 """What of a session's history goes to the provider: alternating roles, complete answers only, within limits."""
 
-from relay.providers import ChatMessage
+from relay.providers.base import ChatMessage
 from relay.records import ChatSession, Conversation, StoredMessage
 from relay.turn import _provider_history
 

@@ -13,7 +13,7 @@ from relay.errors import (
     provider_error_for_status,
 )
 from relay.events import Finish, TextDelta, Usage
-from relay.providers import ChatMessage, ChatRequest
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.openai import ChunkParser, request_body
 
 

@@ -6,10 +6,12 @@ import pytest
 from botocore.exceptions import ClientError, EventStreamError, NoCredentialsError
 
 from relay.errors import ProviderError
-from relay.events import Finish, TextDelta, Usage
-from relay.providers import ChatMessage, ChatRequest, anthropic, bedrock, gemini, openai_responses
+from relay.events import Finish, ReasoningDelta, ReasoningRedacted, ReasoningSignature, TextDelta, Usage
+from relay.providers import anthropic, bedrock, gemini, openai, openai_responses
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.openai import ChunkParser
 from relay.providers.streaming import error_detail
+from relay.reasoning import ReasoningOption
 
 
 def data(payload) -> str:
@@ -81,7 +83,7 @@ def test_gemini_text_usage_and_finish_reason():
     usage = {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6}
     assert parser.feed(gemini_chunk("Hel", usage=usage)) == [TextDelta("Hel"), Usage(4, 2)]
     last = {"promptTokenCount": 4, "candidatesTokenCount": 9, "thoughtsTokenCount": 3, "totalTokenCount": 16}
-    assert parser.feed(gemini_chunk("", "STOP", last)) == [Usage(4, 12), Finish("STOP")]
+    assert parser.feed(gemini_chunk("", "STOP", last)) == [Usage(4, 12, 3), Finish("STOP")]
     parser.finish()
 
 
@@ -91,9 +93,9 @@ def test_gemini_blocked_prompt_has_no_candidates():
     assert caught.value.code == "provider_bad_request" and "SAFETY" in caught.value.message
 
 
-def test_gemini_thought_parts_are_not_answer_text():
+def test_gemini_thought_parts_are_reasoning_not_answer_text():
     chunk = data({"candidates": [{"content": {"parts": [{"text": "thinking", "thought": True}, {"text": "answer"}]}}]})
-    assert gemini.ChunkParser().feed(chunk) == [TextDelta("answer")]
+    assert gemini.ChunkParser().feed(chunk) == [ReasoningDelta("thinking"), TextDelta("answer")]
 
 
 def test_gemini_error_chunk_and_missing_finish_reason():
@@ -251,3 +253,126 @@ def test_an_event_nested_past_the_recursion_limit_is_a_malformed_event():
         ChunkParser("openai").feed("[" * 100_000 + "]" * 100_000)
     assert raised.value.code == "provider_error"
     assert error_detail("[" * 100_000) is None
+
+
+# Reasoning, in each wire format
+
+def test_anthropic_thinking_block_is_reasoning_its_signature_kept_and_a_redacted_block_noted():
+    parser = anthropic.EventParser()
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}
+    assert parser.feed(data(start)) == []
+    thinking = {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm"}}
+    assert parser.feed(data(thinking)) == [ReasoningDelta("Hmm")]
+    signature = {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQ="}}
+    assert parser.feed(data(signature)) == [ReasoningSignature("EqQ=")]
+    redacted = {"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking",
+                                                                              "data": "EmwKAhgB"}}
+    assert parser.feed(data(redacted)) == [ReasoningRedacted()]
+
+
+@pytest.mark.parametrize("delta", [
+    {"type": "thinking_summary_delta", "summary": "new"},  # a delta type added later
+    {"type": "thinking_delta", "thinking": {"nested": "shape"}},  # a known type with an unknown shape
+    {"type": "thinking_delta"},
+])
+def test_anthropic_unknown_reasoning_shapes_are_skipped(delta):
+    assert anthropic.EventParser().feed(data({"type": "content_block_delta", "index": 0, "delta": delta})) == []
+
+
+def test_anthropic_request_asks_for_thinking_within_a_larger_max_tokens():
+    request = ChatRequest("claude-sonnet-4-5", [ChatMessage("user", "hi")], reasoning=ReasoningOption(effort="low"))
+    body = anthropic.request_body(request, 4096)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert body["max_tokens"] == 1024 + 4096  # the answer keeps its own room beside the budget
+
+
+def test_anthropic_model_without_thinking_is_sent_no_thinking():
+    request = ChatRequest("claude-3-5-haiku-latest", [ChatMessage("user", "hi")],
+                          reasoning=ReasoningOption(budget_tokens=2000))
+    assert "thinking" not in anthropic.request_body(request, 4096)
+    assert "claude-3-5-haiku-latest" in anthropic.reasoning_unsupported("claude-3-5-haiku-latest")
+    assert anthropic.reasoning_unsupported("claude-3-7-sonnet-latest") is None
+
+
+def test_openai_compatible_reasoning_content_and_reasoning_are_reasoning_and_their_count_is_read():
+    parser = ChunkParser("openai")
+    assert parser.feed(data({"choices": [{"index": 0, "delta": {"reasoning_content": "Let"}}]})) \
+        == [ReasoningDelta("Let")]
+    assert parser.feed(data({"choices": [{"index": 0, "delta": {"reasoning": " me"}}]})) == [ReasoningDelta(" me")]
+    both = {"reasoning_content": " see", "reasoning": " see"}  # a server sending both names: once, not twice
+    assert parser.feed(data({"choices": [{"index": 0, "delta": both}]})) == [ReasoningDelta(" see")]
+    usage = {"prompt_tokens": 3, "completion_tokens": 20, "completion_tokens_details": {"reasoning_tokens": 12}}
+    assert parser.feed(data({"choices": [], "usage": usage})) == [Usage(3, 20, 12)]
+
+
+@pytest.mark.parametrize("delta", [{"reasoning": {"encrypted": "x"}}, {"reasoning_details": [{"type": "x"}]},
+                                   {"reasoning_content": None}])
+def test_openai_unknown_reasoning_shapes_are_skipped(delta):
+    assert ChunkParser("openai").feed(data({"choices": [{"index": 0, "delta": delta}]})) == []
+
+
+def test_openai_reasoning_effort_goes_to_reasoning_models_only():
+    reasoning = ReasoningOption(budget_tokens=8000)
+    body = openai.request_body(ChatRequest("o4-mini", [ChatMessage("user", "hi")], reasoning=reasoning))
+    assert body["reasoning_effort"] == "medium"  # 8,000 tokens is within medium's 8,192
+    plain = openai.request_body(ChatRequest("gpt-4o-mini", [ChatMessage("user", "hi")], reasoning=reasoning))
+    assert "reasoning_effort" not in plain
+    assert "gpt-4o-mini" in openai.reasoning_unsupported("gpt-4o-mini")
+
+
+def test_responses_reasoning_summary_deltas_with_parts_set_apart_and_the_reasoning_count():
+    parser = openai_responses.EventParser()
+    def summary(delta, index):
+        return data({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0,
+                     "summary_index": index, "delta": delta})
+    assert parser.feed(summary("**Plan**", 0)) == [ReasoningDelta("**Plan**")]
+    assert parser.feed(summary(" more", 0)) == [ReasoningDelta(" more")]
+    assert parser.feed(summary("**Check**", 1)) == [ReasoningDelta("\n\n**Check**")]
+    raw = {"type": "response.reasoning_text.delta", "item_id": "rs_1", "content_index": 0, "delta": "raw"}
+    assert parser.feed(data(raw)) == [ReasoningDelta("\n\nraw")]
+    assert parser.feed(data({"type": "response.reasoning_summary_part.added", "item_id": "rs_1"})) == []
+    usage = {"input_tokens": 3, "output_tokens": 30, "output_tokens_details": {"reasoning_tokens": 24}}
+    completed = {"type": "response.completed", "response": {"usage": usage}}
+    assert parser.feed(data(completed)) == [Finish("stop"), Usage(3, 30, 24)]
+
+
+def test_responses_request_asks_for_effort_and_a_summary():
+    request = ChatRequest("o3", [ChatMessage("user", "hi")], reasoning=ReasoningOption(effort="high"))
+    assert openai_responses.request_body(request)["reasoning"] == {"effort": "high", "summary": "auto"}
+
+
+def test_gemini_request_asks_for_a_budget_and_the_thoughts_and_an_older_model_is_not():
+    request = ChatRequest("gemini-2.5-flash", [ChatMessage("user", "a")], reasoning=ReasoningOption(effort="medium"))
+    assert gemini.request_body(request)["generationConfig"] == {
+        "thinkingConfig": {"thinkingBudget": 8192, "includeThoughts": True}}
+    older = ChatRequest("gemini-2.0-flash", [ChatMessage("user", "a")], reasoning=ReasoningOption(effort="medium"))
+    assert "generationConfig" not in gemini.request_body(older)
+
+
+def test_gemini_thought_signature_without_text_is_skipped():
+    chunk = data({"candidates": [{"content": {"parts": [{"thought": True, "thoughtSignature": "c2ln"}]}}]})
+    assert gemini.ChunkParser().feed(chunk) == []
+
+
+def test_bedrock_reasoning_content_text_signature_and_one_note_per_redacted_block():
+    parser = bedrock.EventParser()
+    def reasoning(content, index=0):
+        return {"contentBlockDelta": {"delta": {"reasoningContent": content}, "contentBlockIndex": index}}
+    assert parser.feed(reasoning({"text": "Hmm"})) == [ReasoningDelta("Hmm")]
+    assert parser.feed(reasoning({"signature": "c2ln"})) == [ReasoningSignature("c2ln")]
+    assert parser.feed(reasoning({"redactedContent": b"\x01"}, 1)) == [ReasoningRedacted()]
+    assert parser.feed(reasoning({"redactedContent": b"\x02"}, 1)) == []  # the same block, in another piece
+    assert parser.feed(reasoning({"summary": "a member added later"}, 2)) == []
+    assert parser.feed({"contentBlockDelta": {"delta": {"reasoningContent": "not an object"}}}) == []
+
+
+def test_bedrock_request_asks_claude_for_thinking_and_leaves_other_models_alone():
+    reasoning = ReasoningOption(budget_tokens=2048)
+    claude = bedrock.request_kwargs(ChatRequest("us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                                                [ChatMessage("user", "hi")], reasoning=reasoning), 4096)
+    assert claude["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert claude["inferenceConfig"] == {"maxTokens": 2048 + 4096}
+    nova = bedrock.request_kwargs(ChatRequest("amazon.nova-pro-v1:0", [ChatMessage("user", "hi")],
+                                              reasoning=reasoning))
+    assert "additionalModelRequestFields" not in nova
+    assert bedrock.reasoning_unsupported("anthropic.claude-3-5-sonnet-20240620-v1:0") is not None

@@ -9,9 +9,10 @@ import pytest
 from devtools.simulated_provider import answer_tokens
 from relay.config import Settings
 from relay.errors import ProviderError
-from relay.providers import ChatMessage, ChatRequest, ProviderRegistry
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.keys import StaticKey
 from relay.providers.openai import OpenAIChatCompletions
+from relay.providers.registry import ProviderRegistry
 from relay.sse import MAX_LINE_BYTES
 from tests.conftest import emf_lines
 from tests.test_turn import messages_of, stream_chat

@@ -7,7 +7,7 @@ from botocore.exceptions import ClientError
 from httpx_sse import connect_sse
 
 from devtools.local_run import TABLE_NAME
-from devtools.simulated_provider import answer_tokens
+from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from tests.conftest import new_session
 from tests.test_turn import Received, disconnect_after_three_tokens, messages_of, stream_chat
 
@@ -17,7 +17,7 @@ def resume(client: httpx.Client, path: str, headers: dict[str, str] | None = Non
     with connect_sse(client, "GET", path, headers=headers or {}) as source:
         assert source.response.status_code == 200
         for sse in source.iter_sse():
-            received.events.append((sse.event, sse.json()))
+            received.add(sse)
     return received
 
 
@@ -113,3 +113,61 @@ def test_an_answer_longer_than_one_item_holds_is_stored_and_replayed_whole(clien
     assert (ai["status"], ai["content"]) == ("complete", full)
     resumed = resume(client, f"/sessions/{chat_session_id}/messages/{ai['messageId']}/stream?offset=250000")
     assert "".join(resumed.tokens) == full[250_000:]
+
+
+def test_a_reasoning_events_id_is_both_offsets_and_a_tokens_stays_the_texts(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=4,reasoning=5")
+    received = stream_chat(client, chat_session_id)
+    reasoning_ids = [i for (name, _), i in zip(received.events, received.ids, strict=True) if name == "reasoning"]
+    token_ids = [i for (name, _), i in zip(received.events, received.ids, strict=True) if name == "token"]
+    assert reasoning_ids == [f"0:{len(''.join(reasoning_tokens(n)))}" for n in range(1, 6)]
+    assert token_ids == [str(len("".join(answer_tokens(n)))) for n in range(1, 5)]  # what old clients read
+
+
+def test_a_finished_answer_resumes_its_reasoning_and_its_text_each_from_its_own_offset(client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=8,reasoning=10")
+    message_id = stream_chat(client, chat_session_id).one("done")["messageId"]
+    path = f"/sessions/{chat_session_id}/messages/{message_id}/stream"
+    thought, text = "".join(reasoning_tokens(10)), "".join(answer_tokens(8))
+
+    # a reasoning event's id: the rest of the reasoning, then the whole text
+    from_reasoning = resume(client, path, {"Last-Event-ID": "0:7"})
+    assert ("".join(from_reasoning.reasoning), "".join(from_reasoning.tokens)) == (thought[7:], text)
+    assert [name for name, _ in from_reasoning.events] == ["reasoning", "token", "done"]
+    assert from_reasoning.ids[0] == f"0:{len(thought)}"  # the ids go on from where the client was
+    # the same by query
+    by_query = resume(client, f"{path}?offset=0&reasoningOffset=7")
+    assert by_query.events == from_reasoning.events
+    # a token's id: the text from there, and no reasoning (it came before the text, so the client has it)
+    from_token = resume(client, path, {"Last-Event-ID": "5"})
+    assert (from_token.reasoning, "".join(from_token.tokens)) == ([], text[5:])
+    # from the start: everything
+    from_start = resume(client, path)
+    assert ("".join(from_start.reasoning), "".join(from_start.tokens)) == (thought, text)
+    # beyond what is stored, or not an id at all
+    assert client.get(path, headers={"Last-Event-ID": f"0:{len(thought) + 1}"}).status_code == 422
+    for header in ("0:x", "1:2:3", ":3", "0: 3"):
+        assert client.get(path, headers={"Last-Event-ID": header}).status_code == 422, header
+    for value in ("-1", "3\n", "\u0663"):  # "\u0663": an Arabic-Indic 3, which is no ASCII digit
+        assert client.get(path, params={"reasoningOffset": value}).status_code == 422, value
+
+
+def test_reconnecting_mid_reasoning_gets_the_rest_of_it_live_then_the_answer(client):
+    # GIVEN a client that drops its connection after three reasoning deltas of a slow answer
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=15,tokens=10,reasoning=20")
+    seen, last_id = [], None
+    with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as s:
+        for sse in s.iter_sse():
+            if sse.event == "reasoning":
+                seen.append(sse.json()["text"])
+                last_id = sse.id
+            if len(seen) == 3:
+                break
+    _, ai = messages_of(client, chat_session_id)
+    # WHEN it reconnects with the last id it saw, as EventSource does
+    resumed = resume(client, f"/sessions/{chat_session_id}/messages/{ai['messageId']}/stream",
+                     {"Last-Event-ID": str(last_id)})
+    # THEN it gets the rest of the reasoning and the whole answer, nothing lost or repeated
+    assert "".join(seen) + "".join(resumed.reasoning) == "".join(reasoning_tokens(20))
+    assert "".join(resumed.tokens) == "".join(answer_tokens(10))
+    assert resumed.one("done")["finishReason"] == "stop"

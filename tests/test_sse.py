@@ -5,7 +5,7 @@ import json
 import pytest
 
 from relay.errors import PROVIDER_ERROR, ProviderError
-from relay.sse import MAX_LINE_BYTES, MAX_UNFRAMED_BYTES, ServerSentEvent, SSEDecoder, format_event
+from relay.sse import MAX_LINE_BYTES, MAX_UNFRAMED_BYTES, ServerSentEvent, SSEDecoder, format_event, reasoning_event
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -174,3 +174,9 @@ def test_lines_that_are_no_field_are_kept_only_up_to_their_limit():
     decoder.feed(b"not a field\n" * 20_000)
     assert sum(len(line) for line in decoder.unframed) <= MAX_UNFRAMED_BYTES
     assert decoder.unframed[0] == "not a field"
+
+
+def test_written_reasoning_events_carry_both_offsets_and_keep_any_content_inside_one_data_line():
+    text = "think\n\nevent: token\nid: 99\r\n\u2028"
+    [event] = decode(reasoning_event(text, 12, 40))
+    assert (event.event, event.id, json.loads(event.data)) == ("reasoning", "12:40", {"text": text})

@@ -1,12 +1,14 @@
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
+from relay.reasoning import ReasoningOption
 from relay.records import COMPLETE, PENDING, STREAMING, ChatSession, StoredMessage
-from relay.store import ChatStore, SessionNotFound
+from relay.store import MAX_ITEM_CHARS, ChatStore, SessionNotFound
 
 
 @pytest.fixture()
@@ -129,3 +131,44 @@ def test_the_app_imports_no_boto3():
                             env={"PYTHONPATH": str(root / "layers/relay"), "PATH": "/usr/bin:/bin",
                                  "AWS_DEFAULT_REGION": "us-east-1"})
     assert result.stdout.strip() == "False False", result.stderr
+
+
+def test_a_long_reasoning_is_stored_beside_the_content_across_part_items_and_read_back_whole(store, dynamodb):
+    # GIVEN an answer whose text and reasoning, at 4 UTF-8 bytes a character, need five items of 400 KB at most
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    content, reasoning = "🙂" * 150_000, "🤔" * 230_000
+    placeholder = message("ai", "", PENDING)
+    answer = StoredMessage(placeholder.message_id, "ai", content, COMPLETE, placeholder.created_at,
+                           reasoning=reasoning, reasoning_signatures=("c2ln",))
+    # WHEN it is stored
+    asyncio.run(store.put_messages(session.chat_session_id, answer))
+    # THEN it took part items (each under DynamoDB's limit, or the write would have failed), and reads back whole,
+    # alone (over more than one 1 MB page) and in the listing
+    pages = dynamodb.get_paginator("query").paginate(
+        TableName=TABLE_NAME, KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)", ProjectionExpression="SK",
+        ExpressionAttributeValues={":pk": {"S": f"SESSION#{session.chat_session_id}"},
+                                   ":sk": {"S": f"MSG#{answer.message_id}"}})
+    assert sum(page["Count"] for page in pages) == 5
+    assert asyncio.run(store.get_message(session.chat_session_id, answer.message_id)) == answer
+    assert asyncio.run(store.list_messages(session.chat_session_id, "")) == [answer]
+
+
+def test_a_checkpoint_stores_the_reasoning_so_far_in_what_the_text_leaves_of_the_first_item(store):
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    answer = message("ai", "", PENDING)
+    asyncio.run(store.begin_turn(session, message("user", "hi"), answer))
+    asyncio.run(store.checkpoint(session.chat_session_id, answer.message_id, "", "r" * 100_000))
+    reasoning_phase = asyncio.run(store.get_message(session.chat_session_id, answer.message_id))
+    assert (reasoning_phase.status, reasoning_phase.reasoning) == (STREAMING, "r" * MAX_ITEM_CHARS)
+    asyncio.run(store.checkpoint(session.chat_session_id, answer.message_id, "t" * 30_000, "r" * 100_000))
+    answering = asyncio.run(store.get_message(session.chat_session_id, answer.message_id))
+    assert (answering.content, answering.reasoning) == ("t" * 30_000, "r" * (MAX_ITEM_CHARS - 30_000))
+
+
+def test_a_sessions_reasoning_option_is_stored_with_it(store):
+    session = replace(make_session(), reasoning=ReasoningOption(budget_tokens=4000))
+    asyncio.run(store.create_session(session))
+    loaded = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=1, owner_id=""))
+    assert loaded is not None and loaded.session == session

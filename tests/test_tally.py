@@ -3,8 +3,8 @@
 import pytest
 
 from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE_LIMITED, ProviderError
-from relay.events import Finish, Usage
-from relay.providers import Exchange
+from relay.events import Finish, ReasoningRedacted, ReasoningSignature, Usage
+from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
 from relay.tally import Tally
 
@@ -87,3 +87,69 @@ def test_the_exchange_shows_in_milliseconds_once_there_is_one(tally):
     assert (tally.connect_ms, tally.first_byte_ms) == (None, None)
     tally.exchange = Exchange(connect_seconds=0.0125, first_byte_seconds=0.25)
     assert (tally.connect_ms, tally.first_byte_ms) == (12.5, 250.0)
+
+
+def test_a_reasoning_delta_is_the_provider_alive_but_not_the_first_token(tally, clock):
+    clock.now += 0.5
+    tally.reasoning("Let me think")
+    assert (tally.first_delta_at, tally.first_token_at) == (100.5, None)
+    assert (tally.time_to_first_reasoning_ms, tally.ttft_ms) == (500.0, None)
+    clock.now += 1.5
+    assert tally.token("Hi") is True  # TimeToFirstToken stays the answer's first text
+    assert (tally.first_delta_at, tally.ttft_ms) == (100.5, 2000.0)
+    reply = tally.reply(PLACEHOLDER)
+    assert (reply.content, reply.reasoning, reply.metadata["timeToFirstReasoningMs"]) == ("Hi", "Let me think", 500.0)
+
+
+def reason_then_answer(tally, clock, usage):
+    """Eleven reasoning deltas a second apart, then the answer's 5 deltas over 2 seconds: 13 seconds in all."""
+    for _ in range(11):
+        tally.reasoning("r")
+        clock.now += 1.0
+    for _ in range(5):
+        tally.token("t")
+        clock.now += 0.5
+    clock.now -= 0.5
+    tally.note(usage)
+
+
+def test_speed_leaves_out_the_reasoning_the_provider_counts_apart(tally, clock):
+    # 100 output tokens of which 80 were reasoning: the answer's 20 over its own 2 seconds
+    reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=100, reasoning_tokens=80))
+    assert (tally.tokens_per_second, tally.reasoning_tokens) == (10.0, 80)
+
+
+def test_speed_spans_the_reasoning_too_when_the_provider_folds_its_count_into_the_output(tally, clock):
+    # Anthropic and Bedrock: 130 output tokens, reasoning included with no count of its own, over all 13 seconds
+    reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=130))
+    assert (tally.tokens_per_second, tally.reasoning_tokens) == (10.0, None)
+
+
+def test_speed_without_usage_counts_the_answers_deltas_over_the_answers_time(tally, clock):
+    for _ in range(3):
+        tally.reasoning("r")
+        clock.now += 1.0
+    tally.token("a")
+    clock.now += 1.0
+    tally.token("b")
+    assert tally.tokens_per_second == 2.0  # two text deltas over their one second: the reasoning is no answer
+
+
+def test_a_zero_reasoning_count_is_no_count(tally):
+    tally.note(Usage(input_tokens=1, output_tokens=5, reasoning_tokens=0))  # OpenAI's non-reasoning models
+    assert tally.reasoning_tokens is None
+    assert tally.reply(PLACEHOLDER).metadata["usage"] == {"inputTokens": 1, "outputTokens": 5}
+
+
+def test_signatures_are_kept_apart_within_their_budget_and_redacted_blocks_and_an_ignored_option_are_noted(tally):
+    tally.note(ReasoningSignature("s" * 10_000))
+    tally.note(ReasoningSignature("t" * 10_000))  # over MAX_SIGNATURE_CHARS in all: not kept
+    tally.note(ReasoningRedacted())
+    tally.note(ReasoningRedacted())
+    tally.reasoning_ignored = "m takes no reasoning option"
+    reply = tally.reply(PLACEHOLDER)
+    assert reply.reasoning_signatures == ("s" * 10_000,)
+    assert "s" * 10 not in str(reply.to_json())
+    assert [note["code"] for note in reply.metadata["notes"]] == ["reasoning_ignored", "reasoning_redacted"]
+    assert reply.metadata["notes"][0]["message"] == "m takes no reasoning option"
+    assert reply.metadata["notes"][1]["message"].startswith("2 reasoning block(s)")

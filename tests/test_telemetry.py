@@ -82,3 +82,16 @@ def test_disconnected_turn_counts_a_disconnect_not_an_error(capsys):
     [blob] = emf_lines(capsys.readouterr().out)
     assert blob["ClientDisconnects"] == [1.0]
     assert blob["StreamErrors"] == [0.0]
+
+
+def test_reasoning_adds_its_first_delta_time_and_its_token_count_and_a_turn_without_has_neither(capsys):
+    publish_turn_metrics(TurnReport(provider="gemini", model="m", status="complete", duration_ms=9.0, ttft_ms=800.0,
+                                    time_to_first_reasoning_ms=120.0, reasoning_tokens=300, output_tokens=340))
+    publish_turn_metrics(TurnReport(provider="gemini", model="m", status="complete", duration_ms=9.0, ttft_ms=80.0))
+    reasoned, plain = emf_lines(capsys.readouterr().out)
+    units = {m["Name"]: m for m in reasoned["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units["TimeToFirstReasoning"] == {"Name": "TimeToFirstReasoning", "Unit": "Milliseconds",
+                                             "StorageResolution": 1}
+    assert units["ReasoningTokens"]["Unit"] == "Count"
+    assert (reasoned["TimeToFirstReasoning"], reasoned["ReasoningTokens"]) == ([120.0], [300.0])
+    assert "TimeToFirstReasoning" not in plain and "ReasoningTokens" not in plain

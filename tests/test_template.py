@@ -364,7 +364,7 @@ def test_every_environment_variable_the_template_sets_is_one_something_reads(fun
 def test_provider_keys_secret_names_each_keyed_provider_by_its_sdk_variable(template):
     keys = json.loads(template["Resources"]["ProviderKeys"]["Properties"]["SecretString"])
     assert set(keys) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"}
-    library = (ROOT / "layers/relay/relay/providers/__init__.py").read_text()
+    library = (ROOT / "layers/relay/relay/providers/registry.py").read_text()
     for name in keys:
         assert f'key_source("{name}"' in library
 

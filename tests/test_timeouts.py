@@ -10,7 +10,7 @@ import pytest
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
-from devtools.simulated_provider import answer_tokens
+from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from relay.records import StoredMessage
 from relay.store import ChatStore
 from tests.conftest import app_client, emf_lines, new_session
@@ -73,3 +73,28 @@ def test_a_message_left_streaming_past_its_deadline_reads_as_interrupted(stack, 
     asyncio.run(store.put_messages(chat_session_id, stale, live))
     statuses = [(m["content"], m["status"]) for m in messages_of(client, chat_session_id)]
     assert statuses == [("half an ans", "interrupted"), ("still going", "streaming")]
+
+
+def test_a_model_that_reasons_longer_than_the_first_token_timeout_is_alive_and_answers(stack, dynamodb):
+    # GIVEN an app that waits 0.25 s for a provider's first delta and 2 s between deltas, and a model that reasons
+    # for over a second, its reasoning deltas 0.4 s apart, before its first answer token
+    with app_client(dynamodb, first_token_timeout_seconds=0.25, idle_timeout_seconds=2) as client:
+        chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=2.5,tokens=2,reasoning=4")
+        # WHEN it answers
+        received = stream_chat(client, chat_session_id)
+        _, ai = messages_of(client, chat_session_id)
+    # THEN its reasoning was the provider being alive: the first-token timeout ended with the first reasoning
+    # delta, and the waits after it were the idle timeout's, so the answer came
+    done = received.one("done")
+    assert done["ttftMs"] >= 1600 and received.tokens == answer_tokens(2)  # four 0.4 s gaps before the answer
+    assert received.reasoning == reasoning_tokens(4)
+    assert ai["status"] == "complete"
+
+
+def test_silence_between_reasoning_deltas_is_a_provider_timeout_with_the_reasoning_so_far(impatient):
+    chat_session_id = new_session(impatient, "sim:first_token_ms=0,tokens_per_second=1,tokens=3,reasoning=5")
+    received = stream_chat(impatient, chat_session_id)
+    assert received.reasoning == reasoning_tokens(1) and received.tokens == []
+    assert received.one("error")["code"] == "provider_timeout"
+    _, ai = messages_of(impatient, chat_session_id)
+    assert (ai["status"], ai["content"], ai["reasoning"]) == ("error", "", reasoning_tokens(1)[0])

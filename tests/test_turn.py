@@ -16,11 +16,20 @@ from tests.conftest import app_client, emf_lines, new_session
 @dataclass
 class Received:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)  # each event's SSE id
     first_token_at: float | None = None
 
     @property
     def tokens(self) -> list[str]:
         return [data["text"] for name, data in self.events if name == "token"]
+
+    @property
+    def reasoning(self) -> list[str]:
+        return [data["text"] for name, data in self.events if name == "reasoning"]
+
+    def add(self, sse: Any) -> None:
+        self.events.append((sse.event, sse.json()))
+        self.ids.append(sse.id or None)
 
     def one(self, name: str) -> dict[str, Any]:
         [data] = [data for event, data in self.events if event == name]
@@ -36,7 +45,7 @@ def stream_chat(client: httpx.Client, chat_session_id: str, content: str = "Hell
         for sse in src.iter_sse():
             if sse.event == "token" and received.first_token_at is None:
                 received.first_token_at = time.perf_counter()
-            received.events.append((sse.event, sse.json()))
+            received.add(sse)
     return received
 
 

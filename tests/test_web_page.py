@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devtools.simulated_provider import answer_tokens
+from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from tests.conftest import deploy_page, new_session, relay_server, static_server
 from tests.outage import FaultyProxy
-from tests.test_turn import messages_of
+from tests.test_turn import messages_of, stream_chat
 
 LAST_ANSWER = ".message.ai >> nth=-1"
 
@@ -176,3 +176,57 @@ def test_the_page_works_as_plain_static_files_on_another_origin(page, stack, dyn
     assert final["status"] == "complete"
     _, ai = messages_of(client, session_of(page))
     assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(20)))
+
+
+def thinking(page: Any) -> dict[str, Any] | None:
+    return page.eval_on_selector(LAST_ANSWER, """(element) => {
+        const block = element.querySelector(':scope > details.thinking');
+        return block && {open: block.open, state: block.dataset.state,
+                         summary: block.querySelector('summary').textContent,
+                         text: block.querySelector('.reasoning').textContent,
+                         above: block.nextElementSibling === element.querySelector('.content'),
+                         answer: element.querySelector('.content').textContent};
+    }""")
+
+
+def test_the_reasoning_streams_into_an_open_thinking_block_above_the_answer_then_folds_away(page, stack, client):
+    # GIVEN a model that reasons for about a second before it answers
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=15,tokens=12,reasoning=15")
+    # WHEN a message is sent
+    send(page, "think first")
+    page.wait_for_selector(f"{LAST_ANSWER} >> details.thinking")
+    samples = []
+    deadline = time.monotonic() + 20
+    while (state := answer(page))["status"] in ("pending", "streaming") and time.monotonic() < deadline:
+        samples.append(thinking(page))
+        page.wait_for_timeout(50)
+    final = thinking(page)
+    assert state["status"] == "complete"
+    # THEN the Thinking block grew, open, above an answer that had not begun
+    reasoning = [sample for sample in samples if sample and not sample["answer"]]
+    assert len({len(sample["text"]) for sample in reasoning}) >= 3, reasoning
+    assert all(sample["open"] and sample["state"] == "streaming" and sample["above"] for sample in reasoning)
+    assert reasoning[0]["summary"] == "Thinking"
+    # AND once the answer came it was folded away, holding the whole reasoning as stored
+    _, ai = messages_of(client, session_of(page))
+    assert (final["open"], final["state"], final["text"]) == (False, "done", ai["reasoning"])
+    assert ai["reasoning"] == "".join(reasoning_tokens(15))
+    assert words(state["text"]) == words(ai["content"])
+    # AND a click opens it again
+    page.click(f"{LAST_ANSWER} >> details.thinking > summary")
+    assert thinking(page)["open"] is True
+
+
+def test_a_reloaded_answer_shows_its_stored_reasoning_folded_and_a_plain_answer_none(page, stack, client):
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5,reasoning=6")
+    stream_chat(client, chat_session_id, "with reasoning")
+    page.goto(f"{stack.url}/#session={chat_session_id}")
+    page.wait_for_selector(".message.ai >> details.thinking")
+    shown = thinking(page)
+    assert (shown["open"], shown["text"], shown["above"]) == (False, "".join(reasoning_tokens(6)), True)
+    plain = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    stream_chat(client, plain, "without")
+    page.goto(f"{stack.url}/#session={plain}")
+    page.reload()
+    page.wait_for_selector(".message.ai")
+    assert thinking(page) is None

@@ -6,6 +6,7 @@ import {
   cancelMessage, createSession, followAnswer, listMessages, listProviders, streamChat,
 } from "./relay-client.js";
 import { chooseRelay, keepToken, pageSettings, recallToken, sanitizeAnswer } from "./safety.js";
+import { appendReasoning, collapseReasoning, showReasoning } from "./thinking.js";
 
 // About ten renders a second: smooth to the eye, and a long answer is not re-parsed on every token.
 const RENDER_INTERVAL_MS = 100;
@@ -86,17 +87,24 @@ function answerCallbacks(view) {
       running.messageId = messageId;
       if (running.stopRequested) stop();
     },
+    onReasoning: (text) => {
+      view.status = "streaming";
+      appendReasoning(view.element, text);
+    },
     onToken: (text) => {
       view.status = "streaming";
+      collapseReasoning(view.element);
       view.append(text);
     },
     onDone: (done) => {
       view.status = "complete";
+      collapseReasoning(view.element);
       const facts = [done.ttftMs != null && `first token ${Math.round(done.ttftMs)} ms`,
         done.tokensPerSecond != null && `${Math.round(done.tokensPerSecond)} tokens/s`];
       view.note(facts.filter(Boolean).join(" · "));
     },
     onError: (error) => {
+      collapseReasoning(view.element);
       view.status = error.code === "cancelled" ? "interrupted" : "error";
       view.note(error.code === "cancelled" ? "Stopped." : `Error: ${error.message} (${error.code})`);
     },
@@ -156,11 +164,14 @@ async function loadHistory() {
     view.messageId = message.messageId;
     view.text = message.content;
     view.render();
+    showReasoning(view.element, message);
     if (message.error) view.note(`Error: ${message.error.message} (${message.error.code})`);
     if (message.status === "pending" || message.status === "streaming") {
       // Still being generated (another tab, or a reload mid-answer): follow it from what is stored.
       run(view, (signal) => followAnswer({
-        ...connection(), chatSessionId, messageId: message.messageId, offset: message.content.length, signal,
+        // Offsets count code points, as the relay does (a string's length counts UTF-16 units).
+        ...connection(), chatSessionId, messageId: message.messageId, offset: Array.from(message.content).length,
+        reasoningOffset: Array.from(message.reasoning ?? "").length, signal,
         ...answerCallbacks(view),
       }));
     }

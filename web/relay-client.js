@@ -3,8 +3,9 @@
  * It runs in browsers and in Node 18+ (it needs `fetch`, `TextDecoder` and streams). Copy it into your frontend.
  *
  * The wire format is server-sent events over a `fetch` POST (EventSource cannot POST):
- * `start` {messageId, userMessageId}, then `token` {text} with the character offset as the event id, then
- * `done` {...} or `error` {code, message}. After a dropped connection the answer is resumed from the last offset
+ * `start` {messageId, userMessageId}, then `token` {text} with the character offset as the event id (and, from a
+ * model that reasons, `reasoning` {text} before and between them, its id "<text offset>:<reasoning offset>"), then
+ * `done` {...} or `error` {code, message}. After a dropped connection the answer is resumed from the last offsets
  * received (`Last-Event-ID`), or, if it dropped before `start`, the same request is sent again with the same
  * `clientMessageId`, which the relay joins to the first one instead of asking the provider twice.
  *
@@ -46,6 +47,7 @@ export class RelayError extends Error {
  * @typedef {object} StreamResult
  * @property {"complete"|"error"|"aborted"} status
  * @property {string} text everything received
+ * @property {string} reasoning the model's reasoning received, "" when it streamed none
  * @property {string|null} messageId the answer's id, once the relay has sent it
  */
 
@@ -63,6 +65,8 @@ export class RelayError extends Error {
  * @param {(ids: {messageId: string, userMessageId: string}) => void} [options.onStart] the answer has an id
  * @param {(text: string, offset: number) => void} [options.onToken] each piece of text, and the length so far
  *   in Unicode code points (the unit of the relay's offsets and of `Last-Event-ID`)
+ * @param {(text: string, offset: number) => void} [options.onReasoning] each piece of the model's reasoning (it
+ *   comes before the answer's text), and the reasoning's length so far in code points
  * @param {(done: DoneInfo) => void} [options.onDone] the answer is complete and stored
  * @param {(error: RelayError) => void} [options.onError] the request was refused, or the answer ended in an error
  *   (code "cancelled" after `cancelMessage`); what was received before it is stored with the answer
@@ -91,7 +95,9 @@ export async function streamChat(options) {
  * @param {string} options.chatSessionId
  * @param {string} options.messageId the answer's id
  * @param {number} [options.offset=0] how many characters the caller has already
+ * @param {number} [options.reasoningOffset=0] how many characters of the reasoning the caller has already
  * @param {(text: string, offset: number) => void} [options.onToken]
+ * @param {(text: string, offset: number) => void} [options.onReasoning]
  * @param {(done: DoneInfo) => void} [options.onDone]
  * @param {(error: RelayError) => void} [options.onError]
  * @param {AbortSignal} [options.signal]
@@ -104,6 +110,7 @@ export async function followAnswer(options) {
   const reader = new AnswerReader(options);
   reader.messageId = messageId;
   reader.offset = options.offset ?? 0;
+  reader.reasoningOffset = options.reasoningOffset ?? 0;
   const resume = () => reader.resume();
   return reader.run(resume, resume, { signal, maxReconnects });
 }
@@ -210,6 +217,8 @@ class AnswerReader {
     this.messageId = null;
     this.offset = 0;
     this.text = "";
+    this.reasoningOffset = 0;
+    this.reasoning = "";
     this.ended = null;
   }
 
@@ -234,10 +243,15 @@ class AnswerReader {
     }
   }
 
-  /** The answer from the last offset received on: the stored text, then the rest as it is generated. */
+  /**
+   * The answer from the last offsets received on: the stored reasoning and text, then the rest as it is generated.
+   * Once there is reasoning, both offsets go ("<text>:<reasoning>", a reasoning event's id); before, the text's
+   * alone, which is what a relay that knows no reasoning understands.
+   */
   resume() {
     const path = `${sessionPath(this.options.chatSessionId)}/messages/${encodeURIComponent(this.messageId)}/stream`;
-    return send(this.options, "GET", path, undefined, { "Last-Event-ID": String(this.offset) });
+    const position = this.reasoningOffset ? `${this.offset}:${this.reasoningOffset}` : String(this.offset);
+    return send(this.options, "GET", path, undefined, { "Last-Event-ID": position });
   }
 
   async read(body, signal) {
@@ -264,14 +278,15 @@ class AnswerReader {
       this.messageId = payload.messageId;
       if (first) this.options.onStart?.({ messageId: payload.messageId, userMessageId: payload.userMessageId });
     } else if (event === "token") {
-      const size = codePoints(payload.text);
-      const offset = id === null ? this.offset + size : Number(id);
-      if (offset <= this.offset) return; // already had it: a resumed stream may repeat the boundary
-      const overlap = this.offset - (offset - size);
-      const text = overlap > 0 ? Array.from(payload.text).slice(overlap).join("") : payload.text;
-      this.offset = offset;
+      const text = this.take("offset", payload.text, idOffset(id, 0));
+      if (text === null) return;
       this.text += text;
-      this.options.onToken?.(text, offset);
+      this.options.onToken?.(text, this.offset);
+    } else if (event === "reasoning") {
+      const text = this.take("reasoningOffset", payload.text, idOffset(id, 1));
+      if (text === null) return;
+      this.reasoning += text;
+      this.options.onReasoning?.(text, this.reasoningOffset);
     } else if (event === "done") {
       this.messageId = payload.messageId ?? this.messageId;
       this.ended = this.result("complete");
@@ -281,6 +296,19 @@ class AnswerReader {
     }
   }
 
+  /**
+   * The part of a delta not had yet, by the offset after it (null: all of it is new), moving `this[position]` on;
+   * null when it was all had already (a resumed stream may repeat the boundary, or start before it).
+   */
+  take(position, delta, offsetAfter) {
+    const size = codePoints(delta);
+    const offset = offsetAfter ?? this[position] + size;
+    if (offset <= this[position]) return null;
+    const overlap = this[position] - (offset - size);
+    this[position] = offset;
+    return overlap > 0 ? Array.from(delta).slice(overlap).join("") : delta;
+  }
+
   fail(error) {
     this.ended = this.result("error");
     this.options.onError?.(error);
@@ -288,7 +316,7 @@ class AnswerReader {
   }
 
   result(status) {
-    return { status, text: this.text, messageId: this.messageId };
+    return { status, text: this.text, reasoning: this.reasoning, messageId: this.messageId };
   }
 }
 
@@ -348,6 +376,12 @@ function codePoints(text) {
     }
   }
   return count;
+}
+
+/** Offset `index` of an event id: a token's is "<text offset>", a reasoning event's "<text>:<reasoning>". */
+function idOffset(id, index) {
+  const part = id?.split(":")[index];
+  return part !== undefined && /^\d+$/.test(part) ? Number(part) : null;
 }
 
 function sessionPath(chatSessionId) {

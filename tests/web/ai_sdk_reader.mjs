@@ -26,10 +26,13 @@ const readingChunks = (async () => {
 })();
 const errors = [];
 const snapshots = [];
+const reasoningSnapshots = [];
 for await (const message of readUIMessageStream({ stream: forMessages, onError: (error) => errors.push(String(error.message ?? error)) })) {
   const textPart = message.parts.find((part) => part.type === "text");
+  const reasoningPart = message.parts.find((part) => part.type === "reasoning");
   snapshots.push(textPart ? textPart.text : "");
+  reasoningSnapshots.push(reasoningPart ? reasoningPart.text : "");
   var last = message;
 }
 await readingChunks;
-console.log(JSON.stringify({ chunks, message: last ?? null, snapshots, errors }));
+console.log(JSON.stringify({ chunks, message: last ?? null, snapshots, reasoningSnapshots, errors }));

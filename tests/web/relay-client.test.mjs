@@ -42,7 +42,7 @@ function scripted(...responses) {
 }
 
 function collect(overrides = {}) {
-  const seen = { tokens: [], offsets: [], done: [], errors: [], starts: [] };
+  const seen = { tokens: [], offsets: [], reasoning: [], reasoningOffsets: [], done: [], errors: [], starts: [] };
   return {
     seen,
     options: {
@@ -51,6 +51,7 @@ function collect(overrides = {}) {
       content: "hi",
       onStart: (ids) => seen.starts.push(ids),
       onToken: (text, offset) => { seen.tokens.push(text); seen.offsets.push(offset); },
+      onReasoning: (text, offset) => { seen.reasoning.push(text); seen.reasoningOffsets.push(offset); },
       onDone: (done) => seen.done.push(done),
       onError: (error) => seen.errors.push(error),
       ...overrides,
@@ -61,6 +62,8 @@ function collect(overrides = {}) {
 const START = 'event: start\ndata: {"messageId":"01HZY000000000000000000AI1","userMessageId":"01HZY000000000000000000US1"}\n\n';
 const DONE = 'event: done\ndata: {"messageId":"01HZY000000000000000000AI1","finishReason":"stop"}\n\n';
 const token = (text, offset) => `id: ${offset}\nevent: token\ndata: ${JSON.stringify({ text })}\n\n`;
+const reasoning = (text, offset, reasoningOffset) =>
+  `id: ${offset}:${reasoningOffset}\nevent: reasoning\ndata: ${JSON.stringify({ text })}\n\n`;
 
 test("events split anywhere across chunks arrive whole: mid-field, mid-CRLF, mid-character", async () => {
   const wire = encoder.encode((START + token("café ", 5) + token("🙂", 6) + DONE).replaceAll("\n", "\r\n"));
@@ -76,7 +79,7 @@ test("events split anywhere across chunks arrive whole: mid-field, mid-CRLF, mid
 
   assert.deepEqual(seen.tokens, ["café ", "🙂"]);
   assert.deepEqual(seen.offsets, [5, 6]); // code points, as the relay counts them, not UTF-16 units
-  assert.deepEqual(result, { status: "complete", text: "café 🙂", messageId: "01HZY000000000000000000AI1" });
+  assert.deepEqual(result, { status: "complete", text: "café 🙂", reasoning: "", messageId: "01HZY000000000000000000AI1" });
   assert.equal(seen.starts.length, 1);
   assert.equal(seen.done[0].finishReason, "stop");
   assert.equal(calls[0].url, "http://relay.test/chat/stream");
@@ -136,6 +139,51 @@ test("a connection dropped mid-answer resumes from the last offset, without repe
   assert.equal(calls[1].method, "GET");
   assert.equal(calls[1].url, "http://relay.test/sessions/01HZY00000000000000000DEM0/messages/01HZY000000000000000000AI1/stream");
   assert.equal(calls[1].headers["Last-Event-ID"], "11");
+});
+
+test("reasoning reaches onReasoning with its own offsets, apart from the text, and is in the result", async () => {
+  const { fetch } = scripted(() => eventStream([
+    START, reasoning("Let me 🤔", 0, 8), reasoning(" think", 0, 14), token("Hi", 2), reasoning(" more", 2, 19),
+    token(" you", 6), DONE,
+  ]));
+  const { seen, options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.deepEqual(seen.reasoning, ["Let me 🤔", " think", " more"]);
+  assert.deepEqual(seen.reasoningOffsets, [8, 14, 19]); // code points, as the relay counts them
+  assert.deepEqual(seen.tokens, ["Hi", " you"]);
+  assert.deepEqual(seen.offsets, [2, 6]);
+  assert.deepEqual(result, { status: "complete", text: "Hi you", reasoning: "Let me 🤔 think more",
+    messageId: "01HZY000000000000000000AI1" });
+});
+
+test("a connection dropped mid-reasoning resumes from both offsets, without repeating reasoning", async () => {
+  const { fetch, calls } = scripted(
+    () => eventStream([START, reasoning("Let me", 0, 6), reasoning(" thi", 0, 10)], { drop: true }),
+    () => eventStream([reasoning("think it over", 0, 20), token("Yes", 3), DONE]), // overlaps what it had
+  );
+  const { seen, options } = collect({ fetch });
+
+  const result = await streamChat(options);
+
+  assert.equal(calls[1].headers["Last-Event-ID"], "0:10");
+  assert.deepEqual(seen.reasoning, ["Let me", " thi", "nk it over"]);
+  assert.deepEqual([result.reasoning, result.text], ["Let me think it over", "Yes"]);
+});
+
+test("once text has come the resume still names the reasoning's offset, and a plain id goes before any", async () => {
+  const dropped = (events) => () => eventStream(events, { drop: true });
+  const { fetch, calls } = scripted(
+    dropped([START, token("Hi", 2)]),
+    dropped([reasoning("Hmm", 2, 3), token(" there", 8)]),
+    () => eventStream([DONE]),
+  );
+  const { options } = collect({ fetch });
+
+  await streamChat(options);
+
+  assert.deepEqual(calls.slice(1).map((call) => call.headers["Last-Event-ID"]), ["2", "8:3"]);
 });
 
 test("a connection dropped before the answer had an id sends the same request again, same clientMessageId", async () => {

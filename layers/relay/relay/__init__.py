@@ -7,7 +7,8 @@ The modules, each one concern, from the top down (a module imports only those be
 - ``turn``: one chat turn in named steps; ``resume``: following a stored answer from an offset.
 - ``reader``: a provider's stream under the turn's clocks; ``tally``: what a turn received, stored and reported.
 - ``store``: the chat table; ``limits``: the limits table; ``dynamodb``: the client, bounded calls, the codec.
-- ``providers``: one module per provider, each turning its wire format into ``events``; ``sse``: the decoder.
+- ``providers``: one module per provider, each turning its wire format into ``events``; ``sse``: the decoder;
+  ``reasoning``: a session's reasoning option, validated once and mapped by each provider.
 - ``auth``, ``context``, ``telemetry``, ``tracing``: who calls, what Lambda says, logs and metrics, traces.
 - ``records``, ``events``, ``errors``, ``config``: the data shapes, events, exceptions and settings all share.
 """

@@ -20,7 +20,8 @@ import anyio
 from relay import telemetry, tracing
 from relay.errors import SESSION_NOT_FOUND, RequestRejected, StoreError
 from relay.limits import Lease, Limits
-from relay.providers import ChatProvider, ProviderRegistry
+from relay.providers.base import ChatProvider
+from relay.providers.registry import ProviderRegistry
 from relay.records import Conversation
 from relay.store import ChatStore, ClientMessageConflict, SessionNotFound
 from relay.turn import new_message_ids

@@ -5,7 +5,9 @@ Asked for with ``?protocol=ai-sdk`` on ``POST /chat/stream``. The request is the
 session is ``chatSessionId`` when the app sends one, else ``id``; the new content is the text of the last message,
 which must be the user's; the history the provider sees is the stored one, not the client's copy. The answer is
 ``start``, ``text-start``, ``text-delta``..., ``text-end``, ``finish`` or ``error``, then ``data: [DONE]``
-(https://ai-sdk.dev/docs/ai-sdk-ui/stream-protocol).
+(https://ai-sdk.dev/docs/ai-sdk-ui/stream-protocol). The model's reasoning is a reasoning part before the text:
+``reasoning-start``, ``reasoning-delta``..., ``reasoning-end`` once the answer's text begins (reasoning that comes
+later opens a part of its own).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from relay import sse
 from relay.errors import RequestRejected
-from relay.events import Done, Failed, Started, Tokens, TurnEvent
+from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 
 PROTOCOL = "ai-sdk"
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
@@ -52,35 +54,51 @@ def new_message(body: dict[str, Any]) -> tuple[Any, str, str | None]:
 
 
 async def ui_message_stream(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
-    text_id: str | None = None
+    text_id: str | None = None  # the open text part, once the answer's text has begun
+    reasoning_id: str | None = None  # the open reasoning part, while the model reasons
+    reasoning_parts = 0
     message_id = "text"
     try:
         async for event in events:
+            frames = []
             match event:
                 case Started():
                     message_id = event.message_id
-                    yield _chunk({"type": "start", "messageId": event.message_id})
+                    frames.append(_chunk({"type": "start", "messageId": event.message_id}))
+                case Reasoning(texts):
+                    if reasoning_id is None:
+                        reasoning_parts += 1
+                        reasoning_id = f"{message_id}-reasoning-{reasoning_parts}"
+                        frames.append(_chunk({"type": "reasoning-start", "id": reasoning_id}))
+                    frames.extend(_chunk({"type": "reasoning-delta", "id": reasoning_id, "delta": text})
+                                  for text in texts)
                 case Tokens(texts):
-                    frames = []
+                    if reasoning_id is not None:  # the reasoning is done when the answer begins
+                        frames.append(_chunk({"type": "reasoning-end", "id": reasoning_id}))
+                        reasoning_id = None
                     if text_id is None:
                         text_id = message_id
                         frames.append(_chunk({"type": "text-start", "id": text_id}))
                     frames.extend(_chunk({"type": "text-delta", "id": text_id, "delta": text}) for text in texts)
-                    yield b"".join(frames)
-                case Done():
-                    if text_id is not None:
-                        yield _chunk({"type": "text-end", "id": text_id})
-                    metadata = {"usage": {"inputTokens": event.input_tokens, "outputTokens": event.output_tokens},
-                                "ttftMs": event.ttft_ms, "tokensPerSecond": event.tokens_per_second}
-                    reason = FINISH_REASONS.get((event.finish_reason or "stop").lower(), "other")
-                    yield _chunk({"type": "finish", "finishReason": reason, "messageMetadata": metadata})
-                case Failed(code, message):
-                    if text_id is not None:
-                        yield _chunk({"type": "text-end", "id": text_id})
-                    yield _chunk({"type": "error", "errorText": f"{code}: {message}"})
+                case Done() | Failed():
+                    frames.extend(_chunk({"type": f"{kind}-end", "id": part_id})
+                                  for kind, part_id in (("reasoning", reasoning_id), ("text", text_id)) if part_id)
+                    frames.append(_ending(event))
+            yield b"".join(frames)
         yield DONE
     finally:
         await events.aclose()
+
+
+def _ending(event: Done | Failed) -> bytes:
+    if isinstance(event, Failed):
+        return _chunk({"type": "error", "errorText": f"{event.code}: {event.message}"})
+    metadata: dict[str, Any] = {"usage": event.usage(), "ttftMs": event.ttft_ms,
+                                "tokensPerSecond": event.tokens_per_second}
+    if event.time_to_first_reasoning_ms is not None:
+        metadata["timeToFirstReasoningMs"] = event.time_to_first_reasoning_ms
+    reason = FINISH_REASONS.get((event.finish_reason or "stop").lower(), "other")
+    return _chunk({"type": "finish", "finishReason": reason, "messageMetadata": metadata})
 
 
 def _chunk(data: dict[str, Any]) -> bytes:

@@ -32,9 +32,10 @@ from relay.auth import Authenticator, Unauthorized, authenticator_from_environme
 from relay.config import Settings
 from relay.context import Invocation
 from relay.errors import STORE_UNAVAILABLE, RequestRejected, StoreError
-from relay.events import Done, Failed, Started, Tokens, TurnEvent
+from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 from relay.limits import Limits, held
-from relay.providers import ProviderRegistry
+from relay.providers.registry import ProviderRegistry
+from relay.reasoning import reasoning_option
 from relay.records import LIVE, ChatSession, now_iso
 from relay.resume import attach, follow_message
 from relay.store import ChatStore
@@ -44,6 +45,9 @@ ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # always fullmatch: "$" le
 WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Where a resume starts: a token event's id (the text's offset) or a reasoning event's ("<text offset>:<reasoning
+# offset>"), as Last-Event-ID, or the same as ?offset=&reasoningOffset=.
+RESUME_POSITION = re.compile(r"([0-9]{1,9})(?::([0-9]{1,9}))?")  # ASCII digits, matched whole
 # A client that takes longer than this to accept a chunk is treated as gone; its answer is still completed and stored.
 SEND_TIMEOUT_SECONDS = 10.0
 # The same list as template.yaml's FunctionUrlConfig Cors AllowHeaders (a test keeps them equal). Behind CloudFront
@@ -142,6 +146,7 @@ async def create_session(request: Request) -> Response:
         system=optional_string(body, "system", config.MAX_SYSTEM_CHARS),
         owner_id=user_id,
         fallbacks=_fallbacks(body, request.app.state.providers),
+        reasoning=reasoning_option(body.get("reasoning")),
     )
     await request.app.state.store.create_session(session)
     return JSONResponse({"chatSessionId": session.chat_session_id}, status_code=201)
@@ -206,21 +211,42 @@ async def resume_message(request: Request) -> Response:
     invocation = Invocation.from_headers(request.headers)
     user_id = await authenticate(request)
     chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
-    offset = _whole_number(request.query_params.get("offset") or request.headers.get("last-event-id") or "0")
-    if offset is None:
-        raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number")
+    offset, reasoning_offset = _resume_position(request)
     store = request.app.state.store
     owned = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
     message = await store.get_message(chat_session_id, message_id) if owned and _is_id(message_id) else None
     if message is None or message.role != "ai":
         raise RequestRejected(404, "message_not_found", "no such answer in a session of yours")
-    if offset > len(message.content) and message.status not in LIVE:  # live: the client may be ahead of a checkpoint
-        raise RequestRejected(422, "validation_error", f"offset {offset} is beyond the {len(message.content)} "
-                                                       "characters stored so far")
+    if message.status not in LIVE:  # live: the client may be ahead of a checkpoint
+        for name, at, stored in (("offset", offset, message.content),
+                                 ("reasoning offset", reasoning_offset or 0, message.reasoning)):
+            if at > len(stored):
+                raise RequestRejected(422, "validation_error", f"{name} {at} is beyond the {len(stored)} characters "
+                                                               "stored")
     lease = await request.app.state.admission.stream(user_id, invocation.deadline_ms)
-    events = held(follow_message(store, chat_session_id, message, offset), lease)
-    return EventStreamResponse(_as_sse(events, offset), "text/event-stream; charset=utf-8", Connection(),
-                               config.ON_DISCONNECT_CANCEL)
+    events = held(follow_message(store, chat_session_id, message, offset, reasoning_offset=reasoning_offset), lease)
+    return EventStreamResponse(_as_sse(events, offset, reasoning_offset or 0), "text/event-stream; charset=utf-8",
+                               Connection(), config.ON_DISCONNECT_CANCEL)
+
+
+def _resume_position(request: Request) -> tuple[int, int | None]:
+    """The answer's text offset to resume from, and its reasoning's: both from a reasoning event's id (or
+    ``reasoningOffset``); from a token's id, none of the reasoning unless the text starts at 0 (None), since every
+    provider sends its reasoning before the answer's text, so a client that has had text has had the reasoning."""
+    query = request.query_params
+    offset, reasoning_offset = query.get("offset"), query.get("reasoningOffset")
+    if offset or reasoning_offset:
+        raw = (offset or "0") + (f":{reasoning_offset}" if reasoning_offset else "")
+    else:
+        raw = request.headers.get("last-event-id") or "0"
+    position = RESUME_POSITION.fullmatch(raw)
+    if position is None:
+        raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number, or a "
+                                                       "reasoning event's id")
+    text_at = int(position[1])
+    if position[2] is not None:
+        return text_at, int(position[2])
+    return text_at, 0 if text_at == 0 else None
 
 
 async def chat_stream(request: Request) -> Response:
@@ -329,7 +355,10 @@ class EventStreamResponse(StreamingResponse):
             stream.cancel()
 
 
-async def _as_sse(events: AsyncGenerator[TurnEvent, None], offset: int = 0) -> AsyncGenerator[bytes, None]:
+async def _as_sse(events: AsyncGenerator[TurnEvent, None], offset: int = 0,
+                  reasoning_offset: int = 0) -> AsyncGenerator[bytes, None]:
+    """Our SSE events. A token's id is the text's offset after it (as it always was); a reasoning event's is
+    ``<text offset>:<reasoning offset>``, so the id a client last saw, either kind, resumes both."""
     try:
         async for event in events:
             match event:
@@ -339,14 +368,21 @@ async def _as_sse(events: AsyncGenerator[TurnEvent, None], offset: int = 0) -> A
                         offset += len(text)
                         frames.append(sse.token_event(text, offset))
                     yield b"".join(frames)
+                case Reasoning(texts):
+                    frames = []
+                    for text in texts:
+                        reasoning_offset += len(text)
+                        frames.append(sse.reasoning_event(text, offset, reasoning_offset))
+                    yield b"".join(frames)
                 case Started():
                     yield sse.format_event("start", {"userMessageId": event.user_message_id,
                                                      "messageId": event.message_id})
                 case Done():
-                    usage = {"inputTokens": event.input_tokens, "outputTokens": event.output_tokens}
-                    yield sse.format_event("done", {"messageId": event.message_id, "finishReason": event.finish_reason,
-                                                    "usage": usage, "ttftMs": event.ttft_ms,
-                                                    "tokensPerSecond": event.tokens_per_second})
+                    done = {"messageId": event.message_id, "finishReason": event.finish_reason,
+                            "usage": event.usage(), "ttftMs": event.ttft_ms, "tokensPerSecond": event.tokens_per_second}
+                    if event.time_to_first_reasoning_ms is not None:
+                        done["timeToFirstReasoningMs"] = event.time_to_first_reasoning_ms
+                    yield sse.format_event("done", done)
                 case Failed(code, message):
                     yield sse.format_event("error", {"code": code, "message": message})
     finally:

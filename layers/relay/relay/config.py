@@ -97,7 +97,7 @@ DEFAULT_MODELS = {
     "bedrock": [],  # model or inference profile ids: BEDROCK_MODELS (also what makes Bedrock offered at all)
     # Any model name: its parameters are the scenario (devtools/simulated_provider.py).
     "simulated": ["sim", "sim:first_token_ms=800,tokens_per_second=15,tokens=120", "sim:fault=error_after,fault_at=8",
-                  "*"],
+                  "sim:reasoning=60,tokens_per_second=30,tokens=80", "*"],
 }
 
 # Input limits: a rejected request gets a 4xx and writes nothing.

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.reasoning import ReasoningOption
+
 __all__ = ["COMPLETE", "ERROR", "INCOMPLETE", "INTERRUPTED", "LIVE", "PENDING", "STREAMING", "ChatSession",
            "Conversation", "StoredMessage", "now_iso"]
 
@@ -35,6 +37,7 @@ class ChatSession:
     system: str | None = None
     owner_id: str = ""
     fallbacks: tuple[tuple[str, str], ...] = ()  # (provider, model) pairs to try when the first fails to start
+    reasoning: ReasoningOption | None = None  # what the session asks its models for, where they take it
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +49,14 @@ class StoredMessage:
     created_at: str
     metadata: dict[str, Any] = field(default_factory=dict)
     deadline_at: int | None = None  # epoch ms: a message still streaming after this was cut off
+    reasoning: str = ""  # an answer's reasoning, as the provider streamed it
+    reasoning_signatures: tuple[str, ...] = ()  # the provider's signatures over it: kept, never shown
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "messageId": self.message_id,
-            "role": self.role,
-            "content": self.content,
-            "status": self.status,
-            "createdAt": self.created_at,
-            "metadata": self.metadata,
-        }
+        message = {"messageId": self.message_id, "role": self.role, "content": self.content}
+        if self.reasoning:  # beside the content; the signatures stay in the store
+            message["reasoning"] = self.reasoning
+        return {**message, "status": self.status, "createdAt": self.created_at, "metadata": self.metadata}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """Following an answer from an offset: what a reconnecting client, or a retry that joins a turn, gets.
 
-The stored text from the offset comes at once; while the answer is still being generated the store is polled at a
-bounded rate for the text its run checkpoints (about once a second); the stored terminal state ends it, as the turn
-would have. A finished answer replays at once. A store that stops answering ends it with ``store_unavailable``
-once it has failed for ``STORE_OUTAGE_SECONDS``: the client always gets a terminal event.
+The stored text from the offset (and the stored reasoning from its own offset, before it) comes at once; while
+the answer is still being generated the store is polled at a bounded rate for what its run checkpoints (about once
+a second); the stored terminal state ends it, as the turn would have. A finished answer replays at once. A store
+that stops answering ends it with ``store_unavailable`` once it has failed for ``STORE_OUTAGE_SECONDS``: the client
+always gets a terminal event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 from relay.errors import STORE_UNAVAILABLE, StoreError
-from relay.events import Done, Failed, Started, Tokens, TurnEvent
+from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 from relay.records import COMPLETE, LIVE, StoredMessage
 from relay.store import CLAIM_STALE_SECONDS, ChatStore
 
@@ -24,10 +25,16 @@ STORE_OUTAGE_SECONDS = 10.0  # polls failing this long end the stream (the gener
 
 
 async def follow_message(
-    store: ChatStore, chat_session_id: str, message: StoredMessage, offset: int, poll_seconds: float = POLL_SECONDS
+    store: ChatStore, chat_session_id: str, message: StoredMessage, offset: int, poll_seconds: float = POLL_SECONDS,
+    *, reasoning_offset: int | None = 0,
 ) -> AsyncIterator[TurnEvent]:
+    """The answer from character ``offset`` of its text and ``reasoning_offset`` of its reasoning (None: none of
+    its reasoning, for a client that has had it all)."""
     failing_since: float | None = None
     while True:
+        if reasoning_offset is not None and len(message.reasoning) > reasoning_offset:
+            yield Reasoning([message.reasoning[reasoning_offset:]])
+            reasoning_offset = len(message.reasoning)
         if len(message.content) > offset:
             yield Tokens([message.content[offset:]])
             offset = len(message.content)
@@ -55,7 +62,8 @@ def outcome(message: StoredMessage) -> TurnEvent:
     if message.status == COMPLETE:
         usage = metadata.get("usage") or {}
         return Done(message.message_id, metadata.get("finishReason"), usage.get("inputTokens"),
-                    usage.get("outputTokens"), metadata.get("ttftMs"), metadata.get("tokensPerSecond"))
+                    usage.get("outputTokens"), metadata.get("ttftMs"), metadata.get("tokensPerSecond"),
+                    usage.get("reasoningTokens"), metadata.get("timeToFirstReasoningMs"))
     error = metadata.get("error") or {}
     return Failed(error.get("code") or message.status, error.get("message") or f"the answer ended {message.status}")
 

@@ -144,6 +144,12 @@ def format_event(event: str, data: dict[str, Any], *, event_id: str | None = Non
     return f"{head}event: {event}\ndata: {encode_json(data)}\n\n".encode()
 
 
+def reasoning_event(text: str, offset: int, reasoning_offset: int) -> bytes:
+    """A reasoning delta: its id is the answer's text offset and the reasoning's offset after it, both, so that a
+    reconnecting client that last saw one resumes both (``parseInt`` of it is still the text offset)."""
+    return f'id: {offset}:{reasoning_offset}\nevent: reasoning\ndata: {{"text":{encode_json(text)}}}\n\n'.encode()
+
+
 def token_event(text: str, offset: int) -> bytes:
     """``format_event("token", {"text": text}, event_id=str(offset))``, on the hot path: one per token. The id is
     the character offset after the token, which a reconnecting client sends back as ``Last-Event-ID``."""

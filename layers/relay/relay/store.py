@@ -2,7 +2,8 @@
 
     PK = SESSION#<chatSessionId>   SK = SESSION          the session
                                    SK = MSG#<messageId>  a message; message ids are ULIDs, so SK sorts by time
-                                   SK = MSG#<messageId>#<n>  part n of a text too long for one item
+                                   SK = MSG#<messageId>#<n>  part n of a text too long for one item (an answer's
+                                                             content, then its reasoning, cut into equal shares)
                                    SK = CLIENT#<id>      a client's message id, claimed once (idempotency)
 
 "SESSION" sorts after every "MSG#…", so one descending Query returns the session first and then the newest
@@ -33,6 +34,7 @@ from relay.dynamodb import (
     serialize,
 )
 from relay.errors import RelayError, StoreError
+from relay.reasoning import ReasoningOption
 from relay.records import (
     INTERRUPTED,
     LIVE,
@@ -108,6 +110,8 @@ class ChatStore:
             item["title"] = session.title
         if session.system is not None:
             item["system"] = session.system
+        if session.reasoning is not None:
+            item["reasoning"] = session.reasoning.to_json()
         await self._call("put_item", TableName=self.table_name, Item=serialize(item),
                          ConditionExpression="attribute_not_exists(PK)")
 
@@ -231,31 +235,32 @@ class ChatStore:
             await asyncio.sleep(random.uniform(0.01, 0.05 * 2**attempt))
 
     async def get_message(self, chat_session_id: str, message_id: str) -> StoredMessage | None:
-        response = await self._call(
-            "query",
-            TableName=self.table_name,
+        """One message, whole: its items can outgrow a Query's 1 MB page (an answer and its reasoning, each up to
+        the function's response size), so every page is read."""
+        items = await self._query_all(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
             ExpressionAttributeValues={":pk": {"S": _session_key(chat_session_id)},
                                        ":sk": {"S": MESSAGE_PREFIX + message_id}},
             ConsistentRead=True,
         )
-        messages = _messages_from_items([deserialize(raw) for raw in response.get("Items", [])])
+        messages = _messages_from_items(items)
         return messages[0] if messages else None
 
-    async def list_messages(self, chat_session_id: str, owner_id: str) -> list[StoredMessage] | None:
-        """All messages oldest first; None when the session does not exist or is someone else's."""
+    async def _query_all(self, **query: Any) -> list[dict[str, Any]]:
+        """Every item a Query finds, page after page."""
         items: list[dict[str, Any]] = []
-        query: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": _session_key(chat_session_id)}},
-        }
+        query["TableName"] = self.table_name
         while True:
             response = await self._call("query", **query)
             items += [deserialize(raw) for raw in response.get("Items", [])]
             if "LastEvaluatedKey" not in response:
-                break
+                return items
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def list_messages(self, chat_session_id: str, owner_id: str) -> list[StoredMessage] | None:
+        """All messages oldest first; None when the session does not exist or is someone else's."""
+        items = await self._query_all(KeyConditionExpression="PK = :pk",
+                                      ExpressionAttributeValues={":pk": {"S": _session_key(chat_session_id)}})
         if not items or items[-1]["SK"] != SESSION_SORT_KEY or items[-1].get("ownerId", "") != owner_id:
             return None
         return _messages_from_items(items[:-1])
@@ -278,20 +283,22 @@ class ChatStore:
             if requests:
                 raise StoreError(f"DynamoDB left {len(requests)} items unprocessed")
 
-    async def checkpoint(self, chat_session_id: str, message_id: str, content: str) -> bool:
-        """Store the text so far of a message still being generated; False when someone asked to stop it (or it
-        is gone with its session). A checkpoint that lands after the final write changes nothing."""
+    async def checkpoint(self, chat_session_id: str, message_id: str, content: str, reasoning: str = "") -> bool:
+        """Store the text and reasoning so far of a message still being generated; False when someone asked to stop
+        it (or it is gone with its session). A checkpoint that lands after the final write changes nothing."""
+        # The first item's share only, the answer's text first: a longer text is whole again with the final write.
+        [first] = _segments(content[:MAX_ITEM_CHARS], reasoning[:MAX_ITEM_CHARS - len(content[:MAX_ITEM_CHARS])])
         try:
             await self._call(
                 "update_item",
                 TableName=self.table_name,
                 Key=_item_key(chat_session_id, MESSAGE_PREFIX + message_id),
-                UpdateExpression="SET content = :content, #status = :streaming",
+                UpdateExpression="SET content = :content, reasoning = :reasoning, #status = :streaming",
                 ConditionExpression="attribute_exists(PK) AND attribute_not_exists(cancelRequested) "
                                     "AND #status IN (:pending, :streaming)",
                 ExpressionAttributeNames={"#status": "status"},
-                # The first item's share only: a longer text is whole again with the final write.
-                ExpressionAttributeValues={":content": {"S": content[:MAX_ITEM_CHARS]},
+                ExpressionAttributeValues={":content": {"S": first["content"]},
+                                           ":reasoning": {"S": first.get("reasoning", "")},
                                            ":streaming": {"S": STREAMING}, ":pending": {"S": PENDING}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -345,6 +352,7 @@ def _message_item(chat_session_id: str, message: StoredMessage, expires_at: int)
         "createdAt": message.created_at,
         "metadata": message.metadata,
         "deadlineAt": message.deadline_at,
+        "reasoningSignatures": list(message.reasoning_signatures) or None,
         TTL_ATTRIBUTE: expires_at,
     }
 
@@ -359,45 +367,60 @@ def _session_from_item(item: dict[str, Any]) -> ChatSession:
         system=item.get("system"),
         owner_id=item.get("ownerId", ""),
         fallbacks=tuple((f["provider"], f["model"]) for f in item.get("fallbacks") or ()),
+        reasoning=ReasoningOption.from_json(item.get("reasoning")),
     )
 
 
+def _segments(content: str, reasoning: str) -> list[dict[str, str]]:
+    """The content and then the reasoning, cut into shares of at most MAX_ITEM_CHARS characters in all, one for each
+    item: ``{"content"}``, with ``"reasoning"`` where the share holds some."""
+    segments = []
+    for start in range(0, max(len(content) + len(reasoning), 1), MAX_ITEM_CHARS):
+        end = start + MAX_ITEM_CHARS
+        segment = {"content": content[start:end]}
+        thought = reasoning[max(0, start - len(content)):max(0, end - len(content))]
+        if thought:
+            segment["reasoning"] = thought
+        segments.append(segment)
+    return segments
+
+
 def _message_items(chat_session_id: str, message: StoredMessage, expires_at: int) -> list[dict[str, Any]]:
-    text = message.content
-    chunks = [text[i:i + MAX_ITEM_CHARS] for i in range(0, len(text), MAX_ITEM_CHARS)] or [""]
-    main = _message_item(chat_session_id, message, expires_at)
-    main["content"] = chunks[0]
-    if len(chunks) > 1:
-        main["parts"] = len(chunks) - 1
+    segments = _segments(message.content, message.reasoning)
+    main = {**_message_item(chat_session_id, message, expires_at), **segments[0]}
+    if len(segments) > 1:
+        main["parts"] = len(segments) - 1
     key = main["SK"]
     return [main] + [
-        {"PK": main["PK"], "SK": f"{key}#{index:04d}", "partOf": message.message_id, "part": index,
-         "content": chunk, TTL_ATTRIBUTE: expires_at}
-        for index, chunk in enumerate(chunks[1:], start=1)
+        {"PK": main["PK"], "SK": f"{key}#{index:04d}", "partOf": message.message_id, "part": index, **segment,
+         TTL_ATTRIBUTE: expires_at}
+        for index, segment in enumerate(segments[1:], start=1)
     ]
 
 
 def _messages_from_items(items: list[dict[str, Any]]) -> list[StoredMessage]:
-    """Messages from their items in the order given, each text joined again from its parts (a message whose parts
-    a Query's limit cut off keeps the parts it has, in order)."""
-    parts: dict[str, dict[int, str]] = {}
+    """Messages from their items in the order given, each text and reasoning joined again from its parts (a message
+    whose parts a Query's limit cut off keeps the parts it has, in order)."""
+    parts: dict[str, dict[int, dict[str, Any]]] = {}
     mains = []
     for item in items:
         if not item["SK"].startswith(MESSAGE_PREFIX):
             continue
         if "partOf" in item:
-            parts.setdefault(item["partOf"], {})[int(item["part"])] = item.get("content", "")
+            parts.setdefault(item["partOf"], {})[int(item["part"])] = item
         else:
             mains.append(item)
     messages = []
     for item in mains:
         found = parts.get(item["messageId"], {})
-        text = [item.get("content", "")]
+        pieces = [item]
         for index in range(1, int(item.get("parts", 0)) + 1):
             if index not in found:
                 break
-            text.append(found[index])
-        messages.append(_message_from_item({**item, "content": "".join(text)}))
+            pieces.append(found[index])
+        content = "".join(piece.get("content", "") for piece in pieces)
+        reasoning = "".join(piece.get("reasoning", "") for piece in pieces)
+        messages.append(_message_from_item({**item, "content": content, "reasoning": reasoning}))
     return messages
 
 
@@ -413,4 +436,6 @@ def _message_from_item(item: dict[str, Any]) -> StoredMessage:
         created_at=item["createdAt"],
         metadata=item.get("metadata") or {},
         deadline_at=deadline_at,
+        reasoning=item.get("reasoning", ""),
+        reasoning_signatures=tuple(item.get("reasoningSignatures") or ()),
     )

@@ -39,6 +39,8 @@ class TurnReport:
     tokens_per_second: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    reasoning_tokens: int | None = None  # the provider's count, where it tells one apart
+    time_to_first_reasoning_ms: float | None = None
     error_code: str | None = None
     client_disconnected: bool = False
     relay_overhead_ms: float | None = None
@@ -70,9 +72,11 @@ def publish_turn_metrics(report: TurnReport) -> None:
         ("ColdStart", count, 1 if report.cold_start else 0, MetricResolution.Standard),
         ("RelayOverhead", ms, report.relay_overhead_ms, high),
         ("TimeToFirstToken", ms, report.ttft_ms, high),
+        ("TimeToFirstReasoning", ms, report.time_to_first_reasoning_ms, high),
         ("TokensPerSecond", MetricUnit.CountPerSecond, report.tokens_per_second, MetricResolution.Standard),
         ("InputTokens", count, report.input_tokens, MetricResolution.Standard),
         ("OutputTokens", count, report.output_tokens, MetricResolution.Standard),
+        ("ReasoningTokens", count, report.reasoning_tokens, MetricResolution.Standard),
     ]
     for name, unit, value, resolution in turn:
         if value is not None:  # what a turn never had (no first token, no usage) is left out, not sent as 0

@@ -7,9 +7,10 @@ call). Then, in order:
 2. accept   meanwhile the user message and a ``pending`` answer are stored, and only then does the client hear
             ``Started``: a message the client holds an id for is never lost (nothing stored: ``Failed``);
 3. open     the first batch, the request retried and then the session's fallbacks tried, only until it comes;
-4. relay    each batch of text deltas goes to the client as it arrives; the text so far is checkpointed about once
-            a second in the background (where a Stop is noticed), never holding a batch back; timeouts and the
-            Lambda deadline bound every wait;
+4. relay    each batch of deltas (the answer's text, and the model's reasoning in runs of its own, in the order
+            the provider sent them) goes to the client as it arrives; both so far are checkpointed about once a
+            second in the background (where a Stop is noticed), never holding a batch back; timeouts and the
+            Lambda deadline bound every wait (a reasoning delta ends the wait for the first one as a token does);
 5. finish   the answer is stored with its terminal status and metadata (within the time left), the metrics are
             flushed, and only then does the client get ``Done`` or ``Failed``.
 """
@@ -36,8 +37,18 @@ from relay.errors import (
     ProviderError,
     StoreError,
 )
-from relay.events import Done, Failed, ProviderEvent, Started, TextDelta, Tokens, TurnEvent
-from relay.providers import ChatMessage, ChatProvider, ChatRequest
+from relay.events import (
+    Done,
+    Failed,
+    ProviderEvent,
+    Reasoning,
+    ReasoningDelta,
+    Started,
+    TextDelta,
+    Tokens,
+    TurnEvent,
+)
+from relay.providers.base import ChatMessage, ChatProvider, ChatRequest
 from relay.reader import ProviderReader, Timeouts
 from relay.records import COMPLETE, PENDING, Conversation, StoredMessage, now_iso
 from relay.store import ChatStore, SessionNotFound
@@ -139,15 +150,16 @@ class Turn:
                 reader.checkpoint_soon()  # the first checkpoint also marks the answer streaming
                 logged = False
                 while batch is not None:
-                    tokens, first = self._count(batch)
-                    if tokens.texts:
-                        yield tokens
+                    deltas, first = self._count(batch)
+                    for delta in deltas:
+                        yield delta
                     if not logged:  # logged once the first batch is on its way, not before
                         logged = True
                         telemetry.logger.info("stream started", extra=self.log)
                     if first:
                         telemetry.logger.info("first token", extra={**self.log, "ttft_ms": tally.ttft_ms})
-                    batch = await reader.next(waiting_for_first=tally.first_token_at is None)
+                    # A model that reasons is alive: from its first reasoning delta on, only the idle timeout applies.
+                    batch = await reader.next(waiting_for_first=tally.first_delta_at is None)
         except ProviderError as exc:
             tally.error = exc
         except SessionNotFound:
@@ -166,8 +178,10 @@ class Turn:
         yield self._outcome()
 
     def _ask(self, candidate: ChatProvider, model: str) -> ProviderReader:
-        request = ChatRequest(model, self.messages, self.session.system)
+        request = ChatRequest(model, self.messages, self.session.system, reasoning=self.session.reasoning)
         self.tally.exchange = request.exchange  # the last one asked is the one that answers
+        if request.reasoning is not None:
+            self.tally.reasoning_ignored = candidate.reasoning_unsupported(model)
         reader = ProviderReader(candidate.stream(request), candidate.name, self.settings.timeouts, self.stop_at,
                                 self.clock, self._checkpoint)
         reader.start()
@@ -205,23 +219,32 @@ class Turn:
         assert failure is not None
         raise failure
 
-    def _count(self, batch: list[ProviderEvent]) -> tuple[Tokens, bool]:
-        """The batch's text for the client, and whether it holds the answer's first token."""
-        texts, first = [], False
+    def _count(self, batch: list[ProviderEvent]) -> tuple[list[Tokens | Reasoning], bool]:
+        """The batch's deltas for the client, in the provider's order, the answer's text and the reasoning each in
+        runs of their own; and whether it holds the answer's first token."""
+        runs: list[Tokens | Reasoning] = []
+        tally, first = self.tally, False
         for event in batch:
             if isinstance(event, TextDelta):
-                first = self.tally.token(event.text) or first
-                texts.append(event.text)
+                first = tally.token(event.text) or first
+                if not runs or not isinstance(runs[-1], Tokens):
+                    runs.append(Tokens([]))
+            elif isinstance(event, ReasoningDelta):
+                tally.reasoning(event.text)
+                if not runs or not isinstance(runs[-1], Reasoning):
+                    runs.append(Reasoning([]))
             else:
-                self.tally.note(event)
-        return Tokens(texts), first
+                tally.note(event)
+                continue
+            runs[-1].texts.append(event.text)
+        return runs, first
 
     async def _checkpoint(self) -> None:
         """The text so far into the store, which also says whether someone asked to stop this answer. A failed
         checkpoint is only logged: the next one, or the final write, carries the text."""
         try:
             going_on = await self.store.checkpoint(self.session.chat_session_id, self.answer.message_id,
-                                                   "".join(self.tally.parts))
+                                                   "".join(self.tally.parts), "".join(self.tally.reasoning_parts))
         except StoreError:
             telemetry.logger.warning("checkpoint failed; the next one carries the text", exc_info=True)
             return
@@ -244,6 +267,8 @@ class Turn:
             "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),
             "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected,
             "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms,
+            "time_to_first_reasoning_ms": report.time_to_first_reasoning_ms,
+            "reasoning_tokens": report.reasoning_tokens, "reasoning_chars": sum(map(len, tally.reasoning_parts)),
             "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms})
 
     async def _store_answer(self) -> None:
@@ -278,7 +303,7 @@ class Turn:
             return Failed(tally.store_failure, "the answer could not be stored")
         return Done(self.answer.message_id, tally.finish_reason,
                     tally.usage.input_tokens if tally.usage else None, tally.output_tokens, tally.ttft_ms,
-                    tally.tokens_per_second)
+                    tally.tokens_per_second, tally.reasoning_tokens, tally.time_to_first_reasoning_ms)
 
 
 def _backoff(attempt: int) -> float:

@@ -3,25 +3,49 @@
 Events: ``message_start`` (input usage), ``content_block_delta`` (``text_delta``), ``message_delta``
 (``stop_reason``; ``usage.output_tokens`` is cumulative, not to be added), ``message_stop`` (terminal), ``error``
 (after HTTP 200). ``ping`` and event types added later are ignored.
+
+Reasoning (extended thinking, asked for with ``thinking: {type: enabled, budget_tokens}``): a ``thinking`` content
+block before the text, its ``thinking_delta`` events the reasoning, closed by a ``signature_delta`` (kept, never shown);
+a ``redacted_thinking`` block arrives whole and encrypted (noted, never shown). Its tokens are part of
+``output_tokens``, with no count of their own. Other block and delta types are skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
-from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.events import (
+    Finish,
+    ProviderEvent,
+    ReasoningDelta,
+    ReasoningRedacted,
+    ReasoningSignature,
+    TextDelta,
+    Usage,
+)
+from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
+from relay.providers.streaming import error_detail, parse_json, sse_stream
+from relay.reasoning import ReasoningOption
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096
+# Claude models that cannot think (the API refuses a thinking parameter); every later model can, from
+# claude-3-7-sonnet on.
+NON_THINKING_MODELS = ("claude-2", "claude-instant", "claude-3-haiku", "claude-3-opus", "claude-3-sonnet",
+                       "claude-3-5-")
+
+# A content_block_delta's type → the field that holds its value, and what it is.
+DELTAS: dict[Any, tuple[str, Callable[[str], ProviderEvent]]] = {
+    "text_delta": ("text", TextDelta),
+    "thinking_delta": ("thinking", ReasoningDelta),
+    "signature_delta": ("signature", ReasoningSignature),
+}
 
 
 class EventParser:
@@ -40,10 +64,14 @@ class EventParser:
             usage = (payload.get("message") or {}).get("usage") or {}
             self._input_tokens = int(usage.get("input_tokens") or 0)
             self._output_tokens = int(usage.get("output_tokens") or 0)
+        elif kind == "content_block_start":
+            block = payload.get("content_block") or {}
+            if block.get("type") == "redacted_thinking":
+                return [ReasoningRedacted()]
+            if block.get("type") == "thinking" and isinstance(block.get("thinking"), str) and block["thinking"]:
+                return [ReasoningDelta(block["thinking"])]
         elif kind == "content_block_delta":
-            delta = payload.get("delta") or {}
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                return [TextDelta(delta["text"])]
+            return _delta_events(payload.get("delta") or {})
         elif kind == "message_delta":
             usage = payload.get("usage") or {}
             self._input_tokens = int(usage.get("input_tokens") or self._input_tokens)
@@ -62,6 +90,29 @@ class EventParser:
             raise ProviderError(PROVIDER_INCOMPLETE, f"{self.provider} ended the stream before message_stop")
 
 
+def _delta_events(delta: dict[str, Any]) -> list[ProviderEvent]:
+    field, event = DELTAS.get(delta.get("type"), ("", None))
+    value = delta.get(field)
+    return [event(value)] if event is not None and isinstance(value, str) and value else []
+
+
+def takes_thinking(model: str) -> bool:
+    """Whether a Claude model can think (also for Claude on Bedrock, by the name after ``anthropic.``)."""
+    return not model.startswith(NON_THINKING_MODELS)
+
+
+def reasoning_unsupported(model: str) -> str | None:
+    if takes_thinking(model):
+        return None
+    return f"{model} has no extended thinking: the reasoning option was left out"
+
+
+def thinking(reasoning: ReasoningOption, max_tokens: int) -> tuple[dict[str, Any], int]:
+    """The thinking parameter, and the max_tokens that leaves the answer its own ``max_tokens``: the budget is
+    part of max_tokens, and must be less than it."""
+    return {"type": "enabled", "budget_tokens": reasoning.budget}, reasoning.budget + max_tokens
+
+
 def request_body(request: ChatRequest, max_tokens: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
@@ -71,6 +122,8 @@ def request_body(request: ChatRequest, max_tokens: int) -> dict[str, Any]:
     }
     if request.system:
         body["system"] = request.system
+    if request.reasoning is not None and takes_thinking(request.model):
+        body["thinking"], body["max_tokens"] = thinking(request.reasoning, max_tokens)
     return body
 
 
@@ -85,10 +138,10 @@ class AnthropicMessages:
         self._key = key
         self._max_tokens = max_tokens
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        headers = {"x-api-key": await api_key(self.name, self._key), "anthropic-version": ANTHROPIC_VERSION}
-        body = request_body(request, self._max_tokens)
-        events = post_sse(self._http, self.name, self._url, body=body, headers=headers, exchange=request.exchange)
-        async with aclosing(parsed(events, EventParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return reasoning_unsupported(model)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        return sse_stream(self._http, self.name, self._url, EventParser(self.name), key=self._key,
+                          headers=lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
+                          body=request_body(request, self._max_tokens), exchange=request.exchange)

@@ -4,6 +4,11 @@ Events: ``messageStart``, ``contentBlockDelta`` (``delta.text``), ``contentBlock
 (``stopReason``: the terminal event), then ``metadata`` (``usage``). boto3's event iterator blocks, so it runs in a
 worker thread that hands each event to the event loop; a failure during iteration raises ``EventStreamError``.
 The endpoint follows boto3's own ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``; credentials are boto3's.
+
+Reasoning arrives as ``contentBlockDelta.delta.reasoningContent``: ``text`` (shown), ``signature`` (kept, never
+shown), ``redactedContent`` (noted once per block, never shown); any other member is skipped. A session's reasoning
+option is passed to Anthropic's Claude models, the ones whose parameter Bedrock documents, as
+``additionalModelRequestFields.thinking``; other models leave it out.
 """
 
 from __future__ import annotations
@@ -25,8 +30,17 @@ from relay.errors import (
     PROVIDER_UNAVAILABLE,
     ProviderError,
 )
-from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.events import (
+    Finish,
+    ProviderEvent,
+    ReasoningDelta,
+    ReasoningRedacted,
+    ReasoningSignature,
+    TextDelta,
+    Usage,
+)
+from relay.providers.anthropic import DEFAULT_MAX_TOKENS, takes_thinking, thinking
+from relay.providers.base import ChatRequest
 
 AUTH_CODES = {"accessdeniedexception", "unrecognizedclientexception", "expiredtokenexception",
               "invalidsignatureexception"}
@@ -40,11 +54,17 @@ class EventParser:
     def __init__(self, provider: str = "bedrock") -> None:
         self.provider = provider
         self.finished = False
+        self._redacted_blocks: set[object] = set()
 
     def feed(self, event: dict[str, Any]) -> list[ProviderEvent]:
         if "contentBlockDelta" in event:
-            text = ((event["contentBlockDelta"] or {}).get("delta") or {}).get("text")
-            return [TextDelta(text)] if text else []
+            block = event["contentBlockDelta"] or {}
+            delta = block.get("delta") or {}
+            text = delta.get("text")
+            if text:
+                return [TextDelta(text)]
+            reasoning = delta.get("reasoningContent")
+            return self._reasoning(reasoning, block.get("contentBlockIndex")) if isinstance(reasoning, dict) else []
         if "messageStop" in event:
             self.finished = True
             return [Finish(str((event["messageStop"] or {}).get("stopReason") or "end_turn"))]
@@ -53,19 +73,42 @@ class EventParser:
             return [Usage(int(usage.get("inputTokens") or 0), int(usage.get("outputTokens") or 0))]
         return []
 
+    def _reasoning(self, reasoning: dict[str, Any], block: object) -> list[ProviderEvent]:
+        if isinstance(reasoning.get("text"), str) and reasoning["text"]:
+            return [ReasoningDelta(reasoning["text"])]
+        if isinstance(reasoning.get("signature"), str) and reasoning["signature"]:
+            return [ReasoningSignature(reasoning["signature"])]
+        if reasoning.get("redactedContent") and block not in self._redacted_blocks:
+            self._redacted_blocks.add(block)  # a redacted block may come in many pieces: it is one block
+            return [ReasoningRedacted()]
+        return []
+
     def finish(self) -> None:
         if not self.finished:
             raise ProviderError(PROVIDER_INCOMPLETE, f"{self.provider} ended the stream before messageStop")
 
 
-def request_kwargs(request: ChatRequest) -> dict[str, Any]:
+def request_kwargs(request: ChatRequest, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "modelId": request.model,
         "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in request.messages],
     }
     if request.system:
         kwargs["system"] = [{"text": request.system}]
+    if request.reasoning is not None and reasoning_unsupported(request.model) is None:
+        parameter, total_tokens = thinking(request.reasoning, max_tokens)
+        kwargs["additionalModelRequestFields"] = {"thinking": parameter}
+        kwargs["inferenceConfig"] = {"maxTokens": total_tokens}
     return kwargs
+
+
+def reasoning_unsupported(model: str) -> str | None:
+    """Claude's thinking is the one reasoning parameter mapped here: a model id or inference profile names it as
+    ``[region.]anthropic.claude-...``."""
+    _, anthropic, claude = model.partition("anthropic.")
+    if anthropic and takes_thinking(claude):
+        return None
+    return f"{model} takes no reasoning option through this relay (only Anthropic's Claude models on Bedrock do)"
 
 
 def provider_error(provider: str, exc: Exception) -> ProviderError:
@@ -116,9 +159,10 @@ def create_bedrock_client(read_timeout: float) -> Any:
 
 
 class BedrockConverseStream:
-    def __init__(self, *, read_timeout: float, name: str = "bedrock",
+    def __init__(self, *, read_timeout: float, name: str = "bedrock", max_tokens: int = DEFAULT_MAX_TOKENS,
                  client_factory: Callable[[], Any] | None = None) -> None:
         self.name = name
+        self._max_tokens = max_tokens  # a Claude answer's own room when it thinks (ANTHROPIC_MAX_TOKENS)
         self._client_factory = client_factory or (lambda: create_bedrock_client(read_timeout))
         self._client: Future[Any] | None = None
         self._lock = threading.Lock()
@@ -136,6 +180,9 @@ class BedrockConverseStream:
         except Exception as exc:
             future.set_exception(exc)
 
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return reasoning_unsupported(model)
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         try:
             client = await self._get_client()
@@ -148,7 +195,7 @@ class BedrockConverseStream:
         def pump() -> None:
             try:
                 started = time.perf_counter()
-                response = client.converse_stream(**request_kwargs(request))
+                response = client.converse_stream(**request_kwargs(request, self._max_tokens))
                 # botocore does not tell apart connecting; the first byte's time includes it
                 request.exchange.first_byte_seconds = time.perf_counter() - started
                 opened["stream"] = response["stream"]

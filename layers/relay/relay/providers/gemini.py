@@ -4,23 +4,29 @@ Each ``data:`` chunk is a whole GenerateContentResponse: text in ``candidates[0]
 ``finishReason`` on the last candidate (the terminal signal: there is no ``[DONE]``), ``usageMetadata`` on every
 chunk (the last one counts). A blocked prompt has no candidates, only ``promptFeedback.blockReason``. A failure
 after HTTP 200 can arrive as bare JSON without ``data:`` framing (handled in ``streaming.post_sse``).
+
+Reasoning: a session's reasoning option becomes ``generationConfig.thinkingConfig`` (``thinkingBudget``, and
+``includeThoughts`` so that the thoughts are sent); a thought summary then arrives as parts with ``thought: true``
+before the answer's, counted in ``usageMetadata.thoughtsTokenCount``. A thought part without text (a bare
+``thoughtSignature``) is skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from relay.errors import PROVIDER_BAD_REQUEST, PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
-from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
+from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
+from relay.providers.streaming import error_detail, parse_json, sse_stream
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# Gemini models that do not think (thinkingConfig is refused); the 2.5 models and later do.
+NON_THINKING_MODELS = ("gemini-1", "gemini-2.0", "gemma")
 
 
 class ChunkParser:
@@ -40,12 +46,15 @@ class ChunkParser:
         if candidates:
             candidate = candidates[0]
             for part in (candidate.get("content") or {}).get("parts") or ():
-                if part.get("text") and not part.get("thought"):
-                    events.append(TextDelta(part["text"]))
+                text = part.get("text")
+                if text and isinstance(text, str):
+                    events.append(ReasoningDelta(text) if part.get("thought") is True else TextDelta(text))
         usage = chunk.get("usageMetadata")
         if usage:
-            output = int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0)
-            events.append(Usage(int(usage.get("promptTokenCount") or 0), output))
+            thoughts = usage.get("thoughtsTokenCount")
+            output = int(usage.get("candidatesTokenCount") or 0) + int(thoughts or 0)
+            events.append(Usage(int(usage.get("promptTokenCount") or 0), output,
+                                int(thoughts) if isinstance(thoughts, int) else None))
         if candidates and candidates[0].get("finishReason"):
             self.finished = True
             events.append(Finish(candidates[0]["finishReason"]))
@@ -63,7 +72,16 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
     }
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": request.system}]}
+    if request.reasoning is not None and reasoning_unsupported(request.model) is None:
+        thinking = {"thinkingBudget": request.reasoning.budget, "includeThoughts": True}
+        body["generationConfig"] = {"thinkingConfig": thinking}
     return body
+
+
+def reasoning_unsupported(model: str) -> str | None:
+    if model.startswith(NON_THINKING_MODELS):
+        return f"{model} does not think: the reasoning option was left out"
+    return None
 
 
 class GeminiStreamGenerateContent:
@@ -75,11 +93,11 @@ class GeminiStreamGenerateContent:
         self._base_url = base_url.rstrip("/")
         self._key = key
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        headers = {"x-goog-api-key": await api_key(self.name, self._key)}
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return reasoning_unsupported(model)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         url = f"{self._base_url}/v1beta/models/{request.model}:streamGenerateContent"
-        events = post_sse(self._http, self.name, url, body=request_body(request), headers=headers,
+        return sse_stream(self._http, self.name, url, ChunkParser(self.name), key=self._key,
+                          headers=lambda key: {"x-goog-api-key": key}, body=request_body(request),
                           params={"alt": "sse"}, exchange=request.exchange)
-        async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch

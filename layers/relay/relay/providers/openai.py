@@ -3,23 +3,31 @@
 Wire format: ``data: {chunk}`` lines ending with ``data: [DONE]``; with ``stream_options.include_usage`` the last
 chunk has ``choices: []`` and the usage. An error after HTTP 200 is a ``data:`` line whose JSON has ``error``.
 Azure OpenAI speaks the same format with a few quirks (chunks with empty ``choices`` or no ``delta``), handled here.
+
+Reasoning: OpenAI's own models stream none here (only a count, ``usage.completion_tokens_details.reasoning_tokens``);
+OpenAI-compatible servers stream it beside the answer as ``delta.reasoning_content`` (DeepSeek, vLLM) or
+``delta.reasoning`` (vLLM's newer name, Ollama, OpenRouter). Any other shape is skipped. A session's reasoning
+option becomes ``reasoning_effort``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
-from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
+from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, error_detail, parse_json, parsed, post_sse
+from relay.providers.streaming import error_detail, parse_json, sse_stream
 
 DONE = "[DONE]"
+# OpenAI model families that take no reasoning_effort (the API refuses it with a 400). Any other model is sent it:
+# OpenAI's reasoning models (o1, o3, o4-mini, gpt-5, ...) take it, and so do the OpenAI-compatible servers that
+# reason (vLLM, Ollama); a server that has no use for it ignores it.
+NON_REASONING_MODELS = ("gpt-3.5", "gpt-4", "chatgpt-", "gpt-5-chat")
 
 
 class ChunkParser:
@@ -47,6 +55,9 @@ def _events_of(chunk: dict[str, Any]) -> list[ProviderEvent]:
     events: list[ProviderEvent] = []
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            events.append(ReasoningDelta(reasoning))
         content = delta.get("content")
         if content:
             events.append(TextDelta(content))
@@ -54,15 +65,28 @@ def _events_of(chunk: dict[str, Any]) -> list[ProviderEvent]:
             events.append(Finish(choice["finish_reason"]))
     usage = chunk.get("usage")
     if usage:
-        events.append(Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)))
+        details = usage.get("completion_tokens_details") or {}
+        reasoning_tokens = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        events.append(Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                            int(reasoning_tokens) if isinstance(reasoning_tokens, int) else None))
     return events
+
+
+def reasoning_unsupported(model: str) -> str | None:
+    """Why ``model`` is not sent a reasoning option (None when it is)."""
+    if model.startswith(NON_REASONING_MODELS):
+        return f"{model} takes no reasoning_effort (it is no reasoning model): the reasoning option was left out"
+    return None
 
 
 def request_body(request: ChatRequest, *, model: bool = True) -> dict[str, Any]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [{"role": m.role, "content": m.content} for m in request.messages]
     body: dict[str, Any] = {"model": request.model} if model else {}
-    return {**body, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    body.update(messages=messages, stream=True, stream_options={"include_usage": True})
+    if request.reasoning is not None and reasoning_unsupported(request.model) is None:
+        body["reasoning_effort"] = request.reasoning.level
+    return body
 
 
 class OpenAIChatCompletions:
@@ -86,16 +110,17 @@ class OpenAIChatCompletions:
         self._azure = azure or azure_api_version is not None
         self._api_version = azure_api_version
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        key = await api_key(self.name, self._key)
-        headers = {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         if self._api_version:
             url = f"{self._base_url}/openai/deployments/{request.model}/chat/completions"
             body, params = request_body(request, model=False), {"api-version": self._api_version}
         else:
             url, body, params = f"{self._base_url}/chat/completions", request_body(request), None
-        events = post_sse(self._http, self.name, url, body=body, headers=headers, params=params,
-                          exchange=request.exchange)
-        async with aclosing(parsed(events, ChunkParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch
+        return sse_stream(self._http, self.name, url, ChunkParser(self.name), key=self._key, headers=self._headers,
+                          body=body, params=params, exchange=request.exchange)
+
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return reasoning_unsupported(model)
+
+    def _headers(self, key: str) -> dict[str, str]:
+        return {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}

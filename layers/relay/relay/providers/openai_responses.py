@@ -3,33 +3,43 @@
 Each event is ``event: <type>`` + ``data: {json}``; there is no ``[DONE]``. Text comes in
 ``response.output_text.delta``; the stream ends with ``response.completed``, ``response.incomplete`` (both carry
 the usage) or ``response.failed``; ``error`` can arrive after HTTP 200.
+
+Reasoning: a session's reasoning option becomes ``reasoning: {effort, summary: "auto"}``, and the reasoning summary
+then streams as ``response.reasoning_summary_text.delta`` (one summary part after another, set apart here by a blank
+line); open-weight models stream their raw reasoning as ``response.reasoning_text.delta``. The count is in
+``usage.output_tokens_details.reasoning_tokens``. Other reasoning events (parts added and done) carry nothing new.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
 
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
-from relay.events import Finish, ProviderEvent, TextDelta, Usage
-from relay.providers import ChatRequest
+from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
+from relay.providers.base import ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.streaming import api_key, parse_json, parsed, post_sse
+from relay.providers.openai import reasoning_unsupported
+from relay.providers.streaming import parse_json, sse_stream
+
+REASONING_DELTAS = ("response.reasoning_summary_text.delta", "response.reasoning_text.delta")
 
 
 class EventParser:
     def __init__(self, provider: str = "openai-responses") -> None:
         self.provider = provider
         self.finished = False
+        self._reasoning_part: tuple[object, object, object] | None = None  # the part the last reasoning delta was in
 
     def feed(self, data: str, event: str = "message") -> list[ProviderEvent]:
         payload = parse_json(self.provider, data)
         kind = payload.get("type") or event
         if kind == "response.output_text.delta":
             return [TextDelta(payload["delta"])] if payload.get("delta") else []
+        if kind in REASONING_DELTAS:
+            return self._reasoning(payload)
         if kind in ("response.completed", "response.incomplete"):
             self.finished = True
             response = payload.get("response") or {}
@@ -38,7 +48,10 @@ class EventParser:
             usage = response.get("usage") or {}
             events: list[ProviderEvent] = [Finish(reason)]
             if usage:
-                events.append(Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)))
+                details = usage.get("output_tokens_details") or {}
+                reasoning_tokens = details.get("reasoning_tokens") if isinstance(details, dict) else None
+                events.append(Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
+                                    int(reasoning_tokens) if isinstance(reasoning_tokens, int) else None))
             return events
         if kind == "response.failed":
             error = (payload.get("response") or {}).get("error") or {}
@@ -47,6 +60,16 @@ class EventParser:
             message = str(payload.get("message"))[:200]
             raise ProviderError(PROVIDER_ERROR, f"{self.provider} failed mid-stream: {message}")
         return []
+
+    def _reasoning(self, payload: dict[str, Any]) -> list[ProviderEvent]:
+        delta = payload.get("delta")
+        if not delta or not isinstance(delta, str):
+            return []
+        part = (payload.get("item_id"), payload.get("summary_index"), payload.get("content_index"))
+        previous, self._reasoning_part = self._reasoning_part, part
+        # Summary parts are paragraphs of their own, each opening with its heading: run together, they would read
+        # "...the end.**Next step**".
+        return [ReasoningDelta(delta if previous in (None, part) else "\n\n" + delta)]
 
     def finish(self) -> None:
         if not self.finished:
@@ -62,6 +85,8 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
     }
     if request.system:
         body["instructions"] = request.system
+    if request.reasoning is not None and reasoning_unsupported(request.model) is None:
+        body["reasoning"] = {"effort": request.reasoning.level, "summary": "auto"}
     return body
 
 
@@ -72,10 +97,10 @@ class OpenAIResponses:
         self._url = base_url.rstrip("/") + "/responses"
         self._key = key
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
-        headers = {"Authorization": f"Bearer {await api_key(self.name, self._key)}"}
-        events = post_sse(self._http, self.name, self._url, body=request_body(request), headers=headers,
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return reasoning_unsupported(model)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        return sse_stream(self._http, self.name, self._url, EventParser(self.name), key=self._key,
+                          headers=lambda key: {"Authorization": f"Bearer {key}"}, body=request_body(request),
                           exchange=request.exchange)
-        async with aclosing(parsed(events, EventParser(self.name))) as batches:
-            async for batch in batches:
-                yield batch

@@ -20,10 +20,12 @@ from relay.errors import (
     ProviderError,
     provider_error_for_status,
 )
-from relay.events import Finish, ProviderEvent, TextDelta
-from relay.providers import Exchange
+from relay.events import Finish, ProviderEvent, ReasoningDelta, ReasoningSignature, TextDelta
+from relay.providers.base import Exchange
 from relay.providers.keys import KeySource
 from relay.sse import ServerSentEvent, SSEDecoder
+
+__all__ = ["StreamParser", "api_key", "error_detail", "parse_json", "parsed", "post_sse", "retry_after", "sse_stream"]
 
 MAX_ERROR_DETAIL_CHARS = 200
 
@@ -45,6 +47,28 @@ async def api_key(provider: str, key: KeySource) -> str:
     if not value:
         raise ProviderError(PROVIDER_AUTH, f"{provider} has no API key: {key.variable} must be configured")
     return value
+
+
+async def sse_stream(
+    http: httpx.AsyncClient,
+    provider: str,
+    url: str,
+    parser: StreamParser,
+    *,
+    key: KeySource,
+    headers: Callable[[str], dict[str, str]],
+    body: dict[str, Any],
+    params: dict[str, str] | None = None,
+    exchange: Exchange | None = None,
+) -> AsyncGenerator[list[ProviderEvent], None]:
+    """A provider's answer, a batch of normalised events per network read: its API key from ``key``, put into the
+    request's ``headers`` (which are given the key), then the POST, decoded by ``parser``. Everything is closed
+    when this ends, whichever way."""
+    request_headers = headers(await api_key(provider, key))
+    events = post_sse(http, provider, url, body=body, headers=request_headers, params=params, exchange=exchange)
+    async with aclosing(parsed(events, parser)) as batches:
+        async for batch in batches:
+            yield batch
 
 
 async def parsed(
@@ -82,8 +106,10 @@ async def parsed(
 
 
 def _well_typed(event: ProviderEvent) -> bool:
-    if isinstance(event, TextDelta):
+    if isinstance(event, TextDelta | ReasoningDelta):
         return isinstance(event.text, str)
+    if isinstance(event, ReasoningSignature):
+        return isinstance(event.signature, str)
     if isinstance(event, Finish):
         return isinstance(event.reason, str)
     return True

@@ -1,0 +1,72 @@
+"""What every provider shares: the request it is given, and the shape it answers in.
+
+The relay loop sees only ``ChatProvider.stream``; each provider module turns its own wire format into
+``relay.events``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from relay.errors import PROVIDER_AUTH, ProviderError
+from relay.events import ProviderEvent
+from relay.reasoning import ReasoningOption
+
+__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "Unconfigured"]
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(slots=True)
+class Exchange:
+    """How a request's HTTP exchange with the provider went, for the breakdown of the time to first token: the
+    seconds spent opening a connection (0 when a pooled one was reused), and until the response's status and
+    headers arrived (connecting included). Filled in by the provider, where its transport tells; None where not."""
+
+    connect_seconds: float | None = None
+    first_byte_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: list[ChatMessage]
+    system: str | None = None
+    exchange: Exchange = field(default_factory=Exchange, compare=False)
+    reasoning: ReasoningOption | None = None  # the session's option, sent where the provider and model take it
+
+
+class ChatProvider(Protocol):
+    name: str
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        """The answer's events, a batch per network read (so that the relay writes a batch at a time)."""
+        ...
+
+    def reasoning_unsupported(self, model: str) -> str | None:
+        """Why a reasoning option is left out of this provider's requests for ``model``, for the answer's metadata
+        (None when it is sent)."""
+        ...
+
+
+class Unconfigured:
+    """Stands in for a provider that lacks a setting, so that its sessions fail saying which one."""
+
+    def __init__(self, name: str, variable: str) -> None:
+        self.name = name
+        self._variable = variable
+
+    def reasoning_unsupported(self, model: str) -> str | None:
+        return None  # its stream fails before any request
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
+        raise ProviderError(PROVIDER_AUTH, f"{self.name} is not configured: {self._variable} must be set")
+        yield  # pragma: no cover - makes this an async generator

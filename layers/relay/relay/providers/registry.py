@@ -1,0 +1,99 @@
+"""The providers a deployment knows, by name, built from its settings around one shared HTTP client; and which
+models each may serve."""
+
+from __future__ import annotations
+
+import httpx
+
+from relay import config
+from relay.config import Settings
+from relay.errors import ProviderError
+from relay.providers.anthropic import AnthropicMessages
+from relay.providers.base import ChatProvider, Unconfigured
+from relay.providers.bedrock import BedrockConverseStream
+from relay.providers.gemini import GeminiStreamGenerateContent
+from relay.providers.keys import KeySource, StaticKey, key_source
+from relay.providers.openai import OpenAIChatCompletions
+from relay.providers.openai_responses import OpenAIResponses
+
+__all__ = ["ProviderRegistry"]
+
+
+class ProviderRegistry:
+    """The providers this deployment knows, built from settings around one shared HTTP client."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        secret = settings.provider_keys_secret_arn
+        openai_key = key_source("OPENAI_API_KEY", settings.openai_api_key, secret)
+        anthropic_key = key_source("ANTHROPIC_API_KEY", settings.anthropic_api_key, secret)
+        gemini_key = key_source("GEMINI_API_KEY", settings.gemini_api_key, secret)
+        azure_key = key_source("AZURE_OPENAI_API_KEY", settings.azure_openai_api_key, secret)
+        self.models = settings.models
+        self._metrics_any_model = settings.metrics_any_model
+        # A provider is listed here even when a key is missing: its stream fails with provider_auth naming the key.
+        self._providers: dict[str, ChatProvider] = {
+            "openai": OpenAIChatCompletions(http, name="openai", base_url=settings.openai_base_url, key=openai_key),
+            "openai-responses": OpenAIResponses(http, base_url=settings.openai_base_url, key=openai_key),
+            "anthropic": AnthropicMessages(http, key=anthropic_key, base_url=settings.anthropic_base_url,
+                                           max_tokens=settings.anthropic_max_tokens),
+            "gemini": GeminiStreamGenerateContent(http, key=gemini_key, base_url=settings.gemini_base_url),
+            "bedrock": BedrockConverseStream(read_timeout=settings.provider_read_timeout_seconds,
+                                             max_tokens=settings.anthropic_max_tokens),
+        }
+        keys: dict[str, KeySource | None] = {"openai": openai_key, "openai-responses": openai_key,
+                                             "anthropic": anthropic_key, "gemini": gemini_key}
+        if settings.azure_openai_endpoint:
+            endpoint = settings.azure_openai_endpoint.rstrip("/")
+            self._providers["azure-openai"] = OpenAIChatCompletions(
+                http, name="azure-openai", key=azure_key, azure=True,
+                base_url=endpoint if settings.openai_api_version else endpoint + "/openai/v1",
+                azure_api_version=settings.openai_api_version,
+            )
+            keys["azure-openai"] = azure_key
+        else:
+            self._providers["azure-openai"] = Unconfigured("azure-openai", "AZURE_OPENAI_ENDPOINT")
+        if settings.models.get("bedrock"):
+            keys["bedrock"] = None  # boto3's credentials: always there on Lambda
+        if settings.simulated_provider_url:
+            # The simulated server speaks every provider's wire format; this one is OpenAI's.
+            self._providers["simulated"] = OpenAIChatCompletions(
+                http, name="simulated", base_url=settings.simulated_provider_url, key=StaticKey("none", "simulated")
+            )
+            keys["simulated"] = None
+        self._keys = keys
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._providers)
+
+    def get(self, name: str) -> ChatProvider | None:
+        return self._providers.get(name)
+
+    def offered(self, provider: str) -> list[str]:
+        """The models to pick from: the listed ones ("*" allows others, it is none itself)."""
+        return [model for model in self.models.get(provider, []) if model != config.ANY_MODEL]
+
+    def allows(self, provider: str, model: str) -> bool:
+        """Whether a session may use this model: one of its provider's listed models, unless the list is empty or
+        holds "*"."""
+        listed = self.models.get(provider, [])
+        return not listed or config.ANY_MODEL in listed or model in listed
+
+    def metric_model(self, provider: str, model: str) -> str:
+        """The model as a metric dimension: itself when listed for its provider, else "other" (config.py)."""
+        if self._metrics_any_model or model in self.models.get(provider, ()):
+            return model
+        return config.OTHER_MODEL
+
+    async def configured(self) -> list[dict[str, object]]:
+        """The providers this deployment can serve now, with their models: for a UI's picker."""
+        listed = []
+        for name, key in sorted(self._keys.items()):
+            if key is not None:
+                try:
+                    if not await key.get():
+                        continue
+                except ProviderError:
+                    continue
+            listed.append({"name": name, "models": self.offered(name)})
+        return listed
