@@ -93,6 +93,8 @@ class EventParser:
 def _delta_events(delta: dict[str, Any]) -> list[ProviderEvent]:
     field, event = DELTAS.get(delta.get("type"), ("", None))
     value = delta.get(field)
+    if event is TextDelta and value is not None and not isinstance(value, str):
+        return [TextDelta(value)]  # answer text of another shape is malformed, never skipped: provider_error
     return [event(value)] if event is not None and isinstance(value, str) and value else []
 
 
