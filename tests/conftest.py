@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,18 @@ def dynamodb(stack: LocalRun) -> Any:
     return stack.dynamodb_client()
 
 
+class HeaderUser:
+    """A test double at the authentication boundary: the user is whoever X-Test-User names."""
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        return headers["x-test-user"]
+
+
 @contextmanager
-def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[httpx.Client]:
+def app_client(dynamodb: Any, timeout: float = 30, *, users_by_header: bool = False,
+               **changes: Any) -> Iterator[httpx.Client]:
     """A client of an app of its own, over the shared table, with these settings changed from the shared stack's
-    (timeouts, retries, the disconnect policy, ...)."""
+    (timeouts, retries, the disconnect policy, ...); with ``users_by_header``, one user per X-Test-User."""
     from dataclasses import replace
 
     from devtools.servers import UvicornThread
@@ -64,7 +72,11 @@ def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[h
     from relay.store import ChatStore
 
     settings = replace(Settings.from_environment(), **changes)
-    server = UvicornThread(create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)))
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+    if users_by_header:
+        server = UvicornThread(create_app(settings, store, authenticator=lambda http: HeaderUser()))
+    else:
+        server = UvicornThread(create_app(settings, store))
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=timeout) as client:
