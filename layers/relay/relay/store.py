@@ -134,7 +134,7 @@ class ChatStore:
         return await self.dynamodb.call(operation, **kwargs)
 
     async def create_session(self, session: ChatSession) -> None:
-        item = {
+        item: dict[str, Any] = {
             "PK": _session_key(session.chat_session_id),
             "SK": SESSION_SORT_KEY,
             "chatSessionId": session.chat_session_id,

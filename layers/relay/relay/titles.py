@@ -10,7 +10,6 @@ it would be frozen with the function and could land minutes later or never. A ti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from relay import config, telemetry
 from relay.events import TextDelta
@@ -50,13 +49,16 @@ class ModelTitles:
         excerpt = f"User: {question[:EXCERPT_CHARS]}\n\nAssistant: {answer[:EXCERPT_CHARS]}"
         request = ChatRequest(self.model, [ChatMessage("user", excerpt)], INSTRUCTIONS)
         texts: list[str] = []
+        stream = self.provider.stream(request)
         try:
-            async with asyncio.timeout(self.timeout), contextlib.aclosing(self.provider.stream(request)) as stream:
+            async with asyncio.timeout(self.timeout):
                 async for batch in stream:
                     texts += [event.text for event in batch if isinstance(event, TextDelta)]
         except Exception as exc:  # a title is a nicety: whatever went wrong, the turn is not affected
             telemetry.logger.warning("no model-made title", extra={"provider": self.provider.name,
                                                                    "model": self.model, "error": type(exc).__name__})
             return None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator, as every provider's is
         title = " ".join("".join(texts).split()).strip("\"'“”«» .")
         return title_from_message(title) if title else None
