@@ -87,7 +87,7 @@ class LocalRun:
         os.environ["SIMULATED_PROVIDER_URL"] = self.provider_server.url + "/v1"
         self.simulated = _simulate_unconfigured_providers(self.provider_server.url)
         client = self.dynamodb_client()
-        create_table(client, TABLE_NAME)
+        create_table(client, TABLE_NAME, session_index=True)
         create_table(client, LIMITS_TABLE_NAME)
         _seed_demo_session(client)
 

@@ -10,7 +10,13 @@ from typing import Any
 
 import uvicorn
 
-from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
+from relay.store import (
+    SESSION_INDEX,
+    SESSION_INDEX_ATTRIBUTES,
+    SESSION_INDEX_KEY_SCHEMA,
+    TABLE_KEY_SCHEMA,
+    TTL_ATTRIBUTE,
+)
 
 HOST = "127.0.0.1"
 ANY_ADDRESS = "0.0.0.0"  # listening on every interface; clients on this machine still connect through loopback
@@ -92,13 +98,21 @@ def dynamodb_client(url: str) -> Any:
                         aws_secret_access_key="local")
 
 
-def create_table(client: Any, table_name: str) -> None:
-    """The table as template.yaml defines it (a test keeps the two in step)."""
+def create_table(client: Any, table_name: str, *, session_index: bool = False) -> None:
+    """A table as template.yaml defines it (a test keeps the two in step): the limits table, or with
+    ``session_index`` the chat table."""
+    keys = {**TABLE_KEY_SCHEMA, **(SESSION_INDEX_KEY_SCHEMA if session_index else {})}
+    indexes = [{
+        "IndexName": SESSION_INDEX,
+        "KeySchema": [{"AttributeName": name, "KeyType": kind} for name, kind in SESSION_INDEX_KEY_SCHEMA.items()],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(SESSION_INDEX_ATTRIBUTES)},
+    }] if session_index else []
     client.create_table(
         TableName=table_name,
-        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in TABLE_KEY_SCHEMA],
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in keys],
         KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in TABLE_KEY_SCHEMA.items()],
         BillingMode="PAY_PER_REQUEST",
+        **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
     )
     client.update_time_to_live(
         TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,10 +59,19 @@ def dynamodb(stack: LocalRun) -> Any:
     return stack.dynamodb_client()
 
 
+class HeaderUser:
+    """A test double at the authentication boundary: the user is whoever X-Test-User names."""
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        return headers["x-test-user"]
+
+
 @contextmanager
-def relay_server(dynamodb: Any, web_directory: Path | None = None, **changes: Any) -> Iterator[str]:
+def relay_server(dynamodb: Any, web_directory: Path | None = None, *, users_by_header: bool = False,
+                 **changes: Any) -> Iterator[str]:
     """The URL of an app of its own, over the shared table, with these settings changed from the shared stack's
-    (timeouts, retries, the disconnect policy, ...), serving the page in ``web_directory`` too when given."""
+    (timeouts, retries, the disconnect policy, ...), serving the page in ``web_directory`` too when given; with
+    ``users_by_header``, one user per X-Test-User."""
     from dataclasses import replace
 
     from devtools.local_run import web_routes
@@ -72,7 +81,9 @@ def relay_server(dynamodb: Any, web_directory: Path | None = None, **changes: An
     from relay.store import ChatStore
 
     settings = replace(Settings.from_environment(), **changes)
-    app = create_app(settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb))
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+    authenticator = {"authenticator": lambda http: HeaderUser()} if users_by_header else {}
+    app = create_app(settings, store, **authenticator)
     if web_directory is not None:
         app.router.routes.extend(web_routes(web_directory))
     server = UvicornThread(app)
@@ -84,9 +95,11 @@ def relay_server(dynamodb: Any, web_directory: Path | None = None, **changes: An
 
 
 @contextmanager
-def app_client(dynamodb: Any, timeout: float = 30, **changes: Any) -> Iterator[httpx.Client]:
-    """A client of ``relay_server(dynamodb, **changes)``."""
-    with relay_server(dynamodb, **changes) as url, httpx.Client(base_url=url, timeout=timeout) as client:
+def app_client(dynamodb: Any, timeout: float = 30, *, users_by_header: bool = False,
+               **changes: Any) -> Iterator[httpx.Client]:
+    """A client of ``relay_server(dynamodb, users_by_header=..., **changes)``."""
+    with relay_server(dynamodb, users_by_header=users_by_header, **changes) as url, \
+            httpx.Client(base_url=url, timeout=timeout) as client:
         yield client
 
 

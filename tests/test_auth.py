@@ -116,6 +116,19 @@ def test_a_token_with_a_hostile_header_gets_401_and_writes_nothing(relay, issuer
     assert count_items(dynamodb) == before
 
 
+@pytest.mark.parametrize("subject", ["", " ", "x" * 256, "user\x00", "line\nbreak"])
+def test_a_signed_token_whose_subject_cannot_own_a_session_gets_401_and_writes_nothing(relay, issuer, dynamodb,
+                                                                                       subject):
+    # GIVEN a token the issuer signed, whose sub is empty, blank, longer than OpenID's 255 or not printable
+    before = count_items(dynamodb)
+    # WHEN it is presented on a route that writes, and on one that reads the owner's index
+    created = relay.post("/sessions", json=SESSION, headers=bearer(issuer.token(sub=subject)))
+    listed = relay.get("/sessions", headers=bearer(issuer.token(sub=subject)))
+    # THEN both are 401 (the owner is an index key: an empty one was a 503, from DynamoDB), and nothing is written
+    assert (created.status_code, listed.status_code) == (401, 401), (created.text, listed.text)
+    assert count_items(dynamodb) == before
+
+
 def test_another_users_session_answers_404_as_if_it_did_not_exist(relay, issuer):
     alice, bob = bearer(issuer.token(sub="alice")), bearer(issuer.token(sub="bob"))
     chat_session_id = relay.post("/sessions", json=SESSION, headers=alice).json()["chatSessionId"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from relay.telemetry import TurnReport, publish_turn_metrics
+from relay.telemetry import TurnReport, publish_budget_refusal, publish_turn_metrics
 from tests.cloudformation import load_template
 from tests.conftest import emf_lines
 
@@ -32,7 +32,8 @@ def environment(template) -> dict[str, str]:
 
 @pytest.fixture()
 def emitted(environment, monkeypatch, capsys) -> set[Metric]:
-    """Every (namespace, metric, dimension set) the code emits, read from the EMF of a full and a failed turn."""
+    """Every (namespace, metric, dimension set) the code emits, read from the EMF of a full and a failed turn and of
+    a turn refused for its budget."""
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", environment["POWERTOOLS_SERVICE_NAME"])
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", environment["POWERTOOLS_METRICS_NAMESPACE"])
     capsys.readouterr()
@@ -41,6 +42,7 @@ def emitted(environment, monkeypatch, capsys) -> set[Metric]:
                                     cold_start=True, reasoning_tokens=1, time_to_first_reasoning_ms=0.5))
     publish_turn_metrics(TurnReport(provider="openai", model="m", status="error", duration_ms=9.0,
                                     error_code="provider_error"))
+    publish_budget_refusal("month")
     metrics: set[Metric] = set()
     for blob in emf_lines(capsys.readouterr().out):
         for directive in blob["_aws"]["CloudWatchMetrics"]:
@@ -133,7 +135,7 @@ def test_dashboard_shows_what_the_issue_asks_for(template, environment):
     referenced = {name for _, name, _ in referenced_by_dashboard(template, environment)}
     assert {"TimeToFirstToken", "TokensPerSecond", "StreamDuration", "StreamErrors", "Requests", "OutputTokens",
             "ColdStart", "Duration", "Throttles", "ConcurrentExecutions", "TimeToFirstReasoning",
-            "ReasoningTokens"} <= referenced
+            "ReasoningTokens", "BudgetRefusals"} <= referenced
     stats = str(dashboard(template))
     for percentile in ("p10", "p50", "p90", "p99"):
         assert percentile in stats

@@ -191,8 +191,18 @@ class FuzzedApp:
         """The stream leases held in the limits table, per user: what a rejected request must leave as it was (a
         lease taken and given back leaves its user's item behind, with none)."""
         items = self.dynamodb.scan(TableName=LIMITS_TABLE_NAME, ConsistentRead=True)["Items"]
-        return {item["PK"]["S"]: sorted(item["leases"]["SS"]) for item in items
-                if item["SK"]["S"] == "STREAMS" and item.get("leases", {}).get("SS")}
+        return {item["PK"]["S"]: sorted(item["streams"]["M"]) for item in items
+                if item["SK"]["S"] == "STREAMS" and item.get("streams", {}).get("M")}
+
+    def restore_targets(self) -> None:
+        """After an accepted DELETE (of a session, or of all the caller's), the caller's sessions are made again,
+        so that later examples still reach as deep as a good request goes."""
+        credentials = {"authorization": self.credentials}
+        if self.client.get(f"/sessions/{self.targets.session}/messages", headers=credentials).status_code == 200 \
+                and self.client.get(f"/sessions/{self.targets.chat_session}/messages",
+                                    headers=credentials).status_code == 200:
+            return
+        self.targets = replace(self.targets, **_caller_sessions(self.client, credentials))
 
     def settle(self) -> None:
         """After an accepted stream, its lease goes back once the turn has stored its answer: wait for that, so
@@ -215,24 +225,38 @@ def fuzzed(request: pytest.FixtureRequest, stack: Any, issuer: Issuer) -> Iterat
                            requests_per_minute=1_000_000, concurrent_streams=1_000, provider_max_retries=0)
     app = create_app(app_settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb),
                      authenticator=(lambda http: JwtAuthenticator(jwt_settings, http)) if mode == "jwt"
-                     else (lambda http: NoAuthentication()))
+                     else (lambda http: OneUserOfItsOwn()))
     server = UvicornThread(app).start()
     credentials = f"Bearer {issuer.token(sub='fuzz-user')}"
-    with httpx.Client(base_url=server.url, timeout=30, headers={"authorization": credentials}) as client:
-        session, chat_session = (
-            client.post("/sessions", json={"provider": "simulated", "model": FAST_MODEL}).json()["chatSessionId"]
-            for _ in range(2))
-        start = stream_chat(client, session).one("start")
-        client.headers.pop("authorization")  # from here on, each example says who calls
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        # from here on, each example says who calls
         tokens = {**hostile_tokens(issuer), "another user's": issuer.token(sub="someone-else"),
                   "sub not text": issuer.token(sub=["not", "text"]), "sub empty": issuer.token(sub=""),
                   "exp in 10**20 s": issuer.token(exp=10**20), "nbf infinite": issuer.token(nbf=float("inf")),
                   "exp infinite, unsigned": forged_token({"alg": "RS256", "kid": issuer.keys[0].kid},
                                                          {"sub": "mallory", "exp": 1e999}),
                   "three junk segments": "x.y.z", "an emoji": "🙂"}
-        targets = Targets(session, start["messageId"], start["userMessageId"], chat_session)
+        targets = Targets(**_caller_sessions(client, {"authorization": credentials}))
         yield FuzzedApp(mode, client, recorder, dynamodb, targets, credentials.encode(), tokens)
     server.stop()
+
+
+def _caller_sessions(client: httpx.Client, credentials: dict[str, str]) -> dict[str, str]:
+    """Two sessions of the caller's, one with an answer: what good requests name."""
+    session, chat_session = (
+        client.post("/sessions", json={"provider": "simulated", "model": FAST_MODEL}, headers=credentials).json()[
+            "chatSessionId"] for _ in range(2))
+    start = stream_chat(client, session, headers=credentials).one("start")
+    return {"session": session, "answer": start["messageId"], "question": start["userMessageId"],
+            "chat_session": chat_session}
+
+
+class OneUserOfItsOwn(NoAuthentication):
+    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
+    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
+
+    async def user_id(self, headers: Any) -> str:
+        return "fuzz-local-user"
 
 
 def routes() -> list[tuple[str, list[str]]]:
@@ -335,6 +359,8 @@ def assert_no_5xx_and_a_rejection_writes_nothing(fuzzed: FuzzedApp, request: Req
         assert fuzzed.leases() == leases
     else:
         fuzzed.settle()
+        if request.method == "DELETE":
+            fuzzed.restore_targets()
     return response
 
 

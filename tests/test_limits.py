@@ -3,7 +3,7 @@
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
@@ -19,17 +19,10 @@ from relay.config import STREAM_LEASE_DEADLINE_MARGIN_SECONDS, Settings
 from relay.dynamodb import DynamoDB
 from relay.limits import Limits, TooManyRequests
 from relay.store import ChatStore
-from tests.conftest import count_items
+from tests.conftest import HeaderUser, count_items
 
 SLOW = "sim:first_token_ms=0,tokens_per_second=10,tokens=20"
 FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=2"
-
-
-class HeaderUser:
-    """A test double at the authentication boundary: the user is whoever X-Test-User names."""
-
-    async def user_id(self, headers: Mapping[str, str]) -> str:
-        return headers["x-test-user"]
 
 
 @pytest.fixture(scope="module")

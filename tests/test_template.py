@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from devtools.local_run import LOCAL_ENVIRONMENT
-from relay.store import TABLE_KEY_SCHEMA, TTL_ATTRIBUTE
+from relay.store import (
+    SESSION_INDEX,
+    SESSION_INDEX_ATTRIBUTES,
+    SESSION_INDEX_KEY_SCHEMA,
+    TABLE_KEY_SCHEMA,
+    TTL_ATTRIBUTE,
+)
 from tests.aws_calls import evidence_is_complete, recorder
 from tests.cloudformation import (
     ACCOUNT_ID,
@@ -221,7 +227,7 @@ def test_the_url_is_an_output():
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
 def test_cors_allowlist_is_one_list_for_the_url_and_the_app_without_wildcard_or_credentials(combination):
-    from relay.app import CORS_ALLOW_HEADERS
+    from relay.app import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, create_app
 
     stack = deployed(combination)
     [url] = of_type(stack, "AWS::Lambda::Url").values()
@@ -229,6 +235,9 @@ def test_cors_allowlist_is_one_list_for_the_url_and_the_app_without_wildcard_or_
     assert ",".join(cors["AllowOrigins"]) == environment_of(stack)["CORS_ALLOW_ORIGINS"] == "http://localhost:3000"
     assert cors["AllowCredentials"] is False
     assert set(cors["AllowHeaders"]) == set(CORS_ALLOW_HEADERS)
+    # every method a route answers may come from a page (PATCH and DELETE need a preflight)
+    served = {method for route in create_app().routes for method in route.methods or ()} - {"HEAD"}
+    assert set(cors["AllowMethods"]) == set(CORS_ALLOW_METHODS) == served
 
 
 # Least privilege, from evidence: the AWS calls the code made while the rest of the suite ran (tests/aws_calls.py).
@@ -340,9 +349,30 @@ def test_runtime_matches_the_local_python_and_the_layer_build(template, function
 def test_table_keys_and_ttl_match_the_store(template):
     table = template["Resources"]["ChatTable"]["Properties"]
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == TABLE_KEY_SCHEMA
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == SESSION_INDEX
+    assert {k["AttributeName"]: k["KeyType"] for k in index["KeySchema"]} == SESSION_INDEX_KEY_SCHEMA
+    assert index["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(SESSION_INDEX_ATTRIBUTES)}
+    assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
+        name: "S" for name in {**TABLE_KEY_SCHEMA, **SESSION_INDEX_KEY_SCHEMA}}
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_the_local_chat_table_is_the_templates(template, dynamodb):
+    from devtools.local_run import TABLE_NAME
+
+    # GIVEN the table the local run and the tests use (devtools/servers.py), as DynamoDB describes it
+    local = dynamodb.describe_table(TableName=TABLE_NAME)["Table"]
+    table = template["Resources"]["ChatTable"]["Properties"]
+    # THEN its keys, attribute types and index are the template's
+    assert local["KeySchema"] == table["KeySchema"]
+    assert sorted(local["AttributeDefinitions"], key=str) == sorted(table["AttributeDefinitions"], key=str)
+    [index] = local["GlobalSecondaryIndexes"]
+    [declared] = table["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"], index["Projection"]) == (
+        declared["IndexName"], declared["KeySchema"], declared["Projection"])
 
 
 def test_powertools_environment_matches_the_metrics_the_dashboard_reads(template, function):
@@ -380,6 +410,10 @@ def test_limits_table_matches_the_store_and_its_parameters_reach_the_function(te
     env = function["Environment"]["Variables"]
     assert env["RATE_LIMIT_REQUESTS_PER_MINUTE"] == {"Ref": "RequestsPerMinute"}
     assert env["RATE_LIMIT_CONCURRENT_STREAMS"] == {"Ref": "ConcurrentStreams"}
+    assert env["TOKEN_BUDGET_PER_DAY"] == {"Ref": "TokenBudgetPerDay"}
+    assert env["TOKEN_BUDGET_PER_MONTH"] == {"Ref": "TokenBudgetPerMonth"}
+    for budget in ("TokenBudgetPerDay", "TokenBudgetPerMonth"):  # 0, the default, is off
+        assert (template["Parameters"][budget]["Default"], template["Parameters"][budget]["MinValue"]) == (0, 0)
     limits = template["Resources"]["LimitsTable"]["Properties"]
     assert {k["AttributeName"]: k["KeyType"] for k in limits["KeySchema"]} == TABLE_KEY_SCHEMA
     assert limits["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}

@@ -66,6 +66,6 @@ def test_with_tracing_on_a_turn_sends_provider_and_store_subsegments_to_the_daem
     assert {"provider.stream", "store.load_conversation", "store.write_answer"} <= by_name.keys()
     assert by_name["provider.stream"]["annotations"] == {"provider": "simulated", "model": "sim"}
     operations = {d["aws"]["operation"] for d in documents if d["name"] == "dynamodb"}
-    assert {"Query", "BatchWriteItem"} <= operations
+    assert {"Query", "TransactWriteItems"} <= operations
     turn = [by_name[name] for name in ("provider.stream", "store.load_conversation", "store.write_answer")]
     assert len({document["trace_id"] for document in turn}) == 1

@@ -249,7 +249,7 @@ def test_a_deployment_counts_unlisted_models_as_other_so_clients_cannot_create_m
 class RecordingClient:
     """A boto3 client whose calls are timed, with writes slowed down so that waiting for them would show."""
 
-    def __init__(self, client: Any, write_delay: float) -> None:
+    def __init__(self, client: Any, write_delay: float = 0.0) -> None:
         self._client = client
         self._write_delay = write_delay
         self.calls: list[tuple[str, float, float]] = []
@@ -296,12 +296,12 @@ def test_one_read_precedes_the_provider_request_and_start_waits_for_the_message_
     provider_started = last_record(stack, model).started_at
     before = [operation for operation, _, ended in recording.calls if ended < provider_started]
     assert before == ["query"]
-    [(_, _, stored)] = [call for call in recording.calls if call[0] == "transact_write_items"]
+    (_, _, stored), (_, _, answered) = [call for call in recording.calls if call[0] == "transact_write_items"]
     assert provider_started < stored
     # AND the client heard of its message only once it was stored (a crash after start loses nothing)
-    assert stored < arrivals["start"] < arrivals["done"]
+    assert stored < arrivals["start"] < answered < arrivals["done"]
     assert [operation for operation, _, _ in recording.calls if operation != "update_item"] == [
-        "query", "transact_write_items", "batch_write_item"]  # update_item: the checkpoints
+        "query", "transact_write_items", "transact_write_items"]  # update_item: the checkpoints
 
 
 def test_logs_and_metrics_of_a_turn_hold_no_prompt_or_answer_text(client, capsys, caplog):

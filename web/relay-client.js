@@ -16,6 +16,10 @@
  * which browsers offer on https and localhost pages only), and the token travels as `X-User-Authorization: Bearer …`
  * instead. GET requests (listing, resuming) need no hash.
  *
+ * Conversations: `listSessions` pages through the user's own, most recently active first; `updateSession` renames
+ * or reconfigures one; `deleteSession` and `deleteAllSessions` erase; `regenerate` streams a new answer to the last
+ * message; `getUsage` says what the user has spent today and this month, and their budgets.
+ *
  * @module relay-client
  */
 
@@ -77,10 +81,42 @@ export class RelayError extends Error {
  * @returns {Promise<StreamResult>} settles when the answer has ended, whichever way; it does not reject
  */
 export async function streamChat(options) {
-  const { chatSessionId, content, signal, maxReconnects = 5 } = options;
+  const { chatSessionId, content } = options;
+  return postChat(options, { chatSessionId, content });
+}
+
+/**
+ * Answer the session's last message again, streaming the new answer as `streamChat` does (same callbacks and
+ * result). The answer it replaces stays in the history, marked `metadata.supersededBy` with the new answer's id.
+ * The relay refuses it (onError, status 409) with "answer_in_progress" while the last answer is still being
+ * generated, and with "nothing_to_regenerate" in a session with no message.
+ *
+ * @param {object} options the options of `streamChat`, without `content`
+ * @param {string} options.url
+ * @param {string} [options.token]
+ * @param {"jwt"|"iam"} [options.authMode="jwt"]
+ * @param {string} options.chatSessionId
+ * @param {string} [options.clientMessageId] an idempotency key; one is made up when absent
+ * @param {(ids: {messageId: string, userMessageId: string}) => void} [options.onStart] `userMessageId` is the
+ *   message answered again
+ * @param {(text: string, offset: number) => void} [options.onToken]
+ * @param {(done: DoneInfo) => void} [options.onDone]
+ * @param {(error: RelayError) => void} [options.onError]
+ * @param {AbortSignal} [options.signal]
+ * @param {number} [options.maxReconnects=5]
+ * @param {typeof fetch} [options.fetch]
+ * @returns {Promise<StreamResult>}
+ */
+export async function regenerate(options) {
+  return postChat(options, { chatSessionId: options.chatSessionId, regenerate: true });
+}
+
+/** A chat request (a new message or a regenerate), sent again with the same id after a drop before `start`. */
+async function postChat(options, body) {
+  const { signal, maxReconnects = 5 } = options;
   const clientMessageId = options.clientMessageId ?? newClientMessageId();
   const reader = new AnswerReader(options);
-  const post = () => send(options, "POST", "/chat/stream", { chatSessionId, content, clientMessageId });
+  const post = () => send(options, "POST", "/chat/stream", { ...body, clientMessageId });
   return reader.run(post, () => reader.resume(), { signal, maxReconnects });
 }
 
@@ -137,6 +173,93 @@ export async function createSession(options) {
   const { provider, model, title, system } = options;
   const body = await json(await send(options, "POST", "/sessions", { provider, model, title, system }));
   return body.chatSessionId;
+}
+
+/**
+ * @typedef {object} SessionSummary
+ * @property {string} chatSessionId
+ * @property {string|null} title set by the client, else taken from the first message (or named by a model)
+ * @property {string} provider
+ * @property {string} model
+ * @property {string} createdAt ISO 8601, UTC
+ * @property {string} updatedAt the last activity: the latest message's time
+ * @property {number} [messageCount] absent on a session no turn has counted yet
+ */
+
+/**
+ * One page of the user's own conversations, most recently active first.
+ *
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", limit?: number, cursor?: string,
+ *   fetch?: typeof fetch}} options `limit` 1 to 100 (the relay's default is 20); `cursor` the previous page's
+ *   `nextCursor`
+ * @returns {Promise<{sessions: SessionSummary[], nextCursor: string|null}>} `nextCursor` is null on the last page
+ */
+export async function listSessions(options) {
+  const query = new URLSearchParams();
+  if (options.limit !== undefined) query.set("limit", String(options.limit));
+  if (options.cursor) query.set("cursor", options.cursor);
+  const path = query.toString() ? `/sessions?${query}` : "/sessions";
+  const body = await json(await send(options, "GET", path));
+  return { sessions: body.sessions, nextCursor: body.nextCursor ?? null };
+}
+
+/**
+ * Change a session: any of its title, system text, provider and model, and fallbacks (an empty list removes
+ * them), checked as at creation (a model must be one the relay offers: else "model_not_offered").
+ *
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", chatSessionId: string, title?: string,
+ *   system?: string, provider?: string, model?: string, fallbacks?: Array<{provider: string, model: string}>,
+ *   fetch?: typeof fetch}} options
+ * @returns {Promise<SessionSummary & {system: string|null, fallbacks: Array<{provider: string, model: string}>}>}
+ *   the session as changed; rejects with a RelayError (404 "session_not_found" for a session that is not yours)
+ */
+export async function updateSession(options) {
+  const { title, system, provider, model, fallbacks } = options;
+  return json(await send(options, "PATCH", sessionPath(options.chatSessionId), { title, system, provider, model, fallbacks }));
+}
+
+/**
+ * Erase a session and everything in it. An answer still streaming into it ends with an `error` event,
+ * code "session_not_found".
+ *
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", chatSessionId: string, fetch?: typeof fetch}} options
+ * @returns {Promise<boolean>} true when it was erased now, false when there was none (already erased, or not yours)
+ */
+export async function deleteSession(options) {
+  const response = await send(options, "DELETE", sessionPath(options.chatSessionId));
+  if (response.status === 404) return false;
+  if (!response.ok) throw await refusal(response);
+  return true;
+}
+
+/**
+ * Erase all of the user's conversations.
+ *
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", fetch?: typeof fetch}} options
+ * @returns {Promise<boolean>} true when none is left; false when the relay ran out of time first (call it again)
+ */
+export async function deleteAllSessions(options) {
+  const response = await send(options, "DELETE", "/sessions");
+  if (!response.ok) throw await refusal(response);
+  return response.status === 204;
+}
+
+/**
+ * @typedef {object} Spending
+ * @property {number} inputTokens
+ * @property {number} outputTokens
+ * @property {number} requests
+ */
+
+/**
+ * What the user has spent this UTC day and month, and the limits that apply to them (null: none).
+ *
+ * @param {{url: string, token?: string, authMode?: "jwt"|"iam", fetch?: typeof fetch}} options
+ * @returns {Promise<{day: Spending, month: Spending, limits: {tokensPerDay: number|null,
+ *   tokensPerMonth: number|null, requestsPerMinute: number|null, concurrentStreams: number|null}}>}
+ */
+export async function getUsage(options) {
+  return json(await send(options, "GET", "/usage"));
 }
 
 /**

@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 import { test } from "node:test";
 
 import {
-  cancelMessage, createSession, listMessages, RelayError, SSEParser, streamChat,
+  cancelMessage, createSession, deleteAllSessions, deleteSession, getUsage, listMessages, listSessions, regenerate,
+  RelayError, SSEParser, streamChat, updateSession,
 } from "../../web/relay-client.js";
 
 const encoder = new TextEncoder();
@@ -330,4 +331,142 @@ test('authMode "iam" without Web Crypto (a plain-http page) is refused with a cl
 
   assert.equal(seen.errors[0].code, "web_crypto_unavailable");
   assert.deepEqual(calls, []);
+});
+
+// Conversations, usage and regenerate.
+
+const SESSION = "01HZY00000000000000000DEM0";
+const connection = (fetch, extra = {}) => ({ url: "http://relay.test/", token: "user-token", fetch, ...extra });
+
+test("listSessions asks for a page with its limit and cursor, and gives back the next cursor (null at the end)", async () => {
+  const first = { sessions: [{ chatSessionId: SESSION, title: "t" }], nextCursor: "next/page+1" };
+  const last = { sessions: [{ chatSessionId: "01HZY00000000000000000OLD0", title: null }] };
+  const { fetch, calls } = scripted(() => Response.json(first), () => Response.json(last));
+
+  const page = await listSessions(connection(fetch, { limit: 1 }));
+  const end = await listSessions(connection(fetch, { limit: 1, cursor: page.nextCursor }));
+
+  assert.deepEqual(page, first);
+  assert.deepEqual(end, { sessions: last.sessions, nextCursor: null });
+  assert.deepEqual(calls.map((call) => [call.method, call.url]), [
+    ["GET", "http://relay.test/sessions?limit=1"],
+    ["GET", "http://relay.test/sessions?limit=1&cursor=next%2Fpage%2B1"],
+  ]);
+  assert.equal(header(calls[0], "Authorization"), "Bearer user-token");
+});
+
+test("listSessions with no options asks for the relay's default page", async () => {
+  const { fetch, calls } = scripted(() => Response.json({ sessions: [] }));
+  assert.deepEqual(await listSessions(connection(fetch)), { sessions: [], nextCursor: null });
+  assert.equal(calls[0].url, "http://relay.test/sessions");
+});
+
+test("updateSession PATCHes only the fields given and answers the session", async () => {
+  const session = { chatSessionId: SESSION, title: "Renamed", provider: "simulated", model: "sim", system: null, fallbacks: [] };
+  const { fetch, calls } = scripted(() => Response.json(session));
+
+  const updated = await updateSession(connection(fetch, { chatSessionId: SESSION, title: "Renamed" }));
+
+  assert.deepEqual(updated, session);
+  assert.equal(calls[0].method, "PATCH");
+  assert.equal(calls[0].url, `http://relay.test/sessions/${SESSION}`);
+  assert.deepEqual(calls[0].json, { title: "Renamed" });
+});
+
+test("updateSession refused (a model not offered) rejects with the relay's code and status", async () => {
+  const refusal = { error: { code: "model_not_offered", message: "openai offers these models here: gpt-4o-mini" } };
+  const { fetch } = scripted(() => Response.json(refusal, { status: 422 }));
+
+  await assert.rejects(updateSession(connection(fetch, { chatSessionId: SESSION, model: "gpt-x" })),
+    (error) => error instanceof RelayError && error.code === "model_not_offered" && error.status === 422);
+});
+
+test("deleteSession: true when erased now, false when there was none, a RelayError when the store fails", async () => {
+  const unavailable = { error: { code: "store_unavailable", message: "try again shortly" } };
+  const { fetch, calls } = scripted(
+    () => new Response(null, { status: 204 }),
+    () => Response.json({ error: { code: "session_not_found", message: "no chat session with this id" } }, { status: 404 }),
+    () => Response.json(unavailable, { status: 503 }),
+  );
+
+  assert.equal(await deleteSession(connection(fetch, { chatSessionId: SESSION })), true);
+  assert.equal(await deleteSession(connection(fetch, { chatSessionId: SESSION })), false);
+  await assert.rejects(deleteSession(connection(fetch, { chatSessionId: SESSION })),
+    (error) => error.code === "store_unavailable" && error.status === 503);
+  assert.deepEqual(calls.map((call) => [call.method, call.url, call.body]),
+    Array(3).fill(["DELETE", `http://relay.test/sessions/${SESSION}`, undefined]));
+});
+
+test("deleteAllSessions: true when none is left, false when the relay ran out of time (202)", async () => {
+  const { fetch, calls } = scripted(
+    () => Response.json({ status: "incomplete", message: "send it again" }, { status: 202 }),
+    () => new Response(null, { status: 204 }),
+  );
+
+  assert.equal(await deleteAllSessions(connection(fetch)), false);
+  assert.equal(await deleteAllSessions(connection(fetch)), true);
+  assert.deepEqual(calls.map((call) => [call.method, call.url]), Array(2).fill(["DELETE", "http://relay.test/sessions"]));
+});
+
+test("getUsage answers the day's and month's spending and the limits", async () => {
+  const usage = { day: { inputTokens: 5, outputTokens: 40, requests: 1 }, month: { inputTokens: 50, outputTokens: 400, requests: 10 },
+    limits: { tokensPerDay: 1000, tokensPerMonth: null, requestsPerMinute: 20, concurrentStreams: 3 } };
+  const { fetch, calls } = scripted(() => Response.json(usage));
+
+  assert.deepEqual(await getUsage(connection(fetch)), usage);
+  assert.deepEqual([calls[0].method, calls[0].url], ["GET", "http://relay.test/usage"]);
+});
+
+test("regenerate posts {chatSessionId, regenerate: true} with no content and streams the new answer", async () => {
+  const { fetch, calls } = scripted(() => eventStream([START, token("Again", 5), DONE]));
+  const { seen, options } = collect({ fetch, content: undefined, clientMessageId: "regen-1" });
+
+  const result = await regenerate(options);
+
+  assert.deepEqual(calls[0].json, { chatSessionId: SESSION, regenerate: true, clientMessageId: "regen-1" });
+  assert.equal(calls[0].url, "http://relay.test/chat/stream");
+  assert.deepEqual(result, { status: "complete", text: "Again", messageId: "01HZY000000000000000000AI1" });
+  assert.equal(seen.starts[0].userMessageId, "01HZY000000000000000000US1");
+});
+
+test("regenerate dropped before start is sent again as the same regenerate; then resumed after start", async () => {
+  const { fetch, calls } = scripted(
+    () => eventStream([], { drop: true }),
+    () => eventStream([START, token("Ag", 2)], { drop: true }),
+    () => eventStream([token("ain", 5), DONE]),
+  );
+  const { options } = collect({ fetch, content: undefined });
+
+  const result = await regenerate(options);
+
+  assert.equal(result.text, "Again");
+  assert.deepEqual(calls.map((call) => call.method), ["POST", "POST", "GET"]);
+  assert.deepEqual(calls[1].json, calls[0].json);
+  assert.equal(calls[1].json.regenerate, true);
+  assert.equal(calls[2].headers["Last-Event-ID"], "2");
+});
+
+test("regenerate refused while the last answer is generated reports answer_in_progress", async () => {
+  const refusal = { error: { code: "answer_in_progress", message: "the last answer is still being generated" } };
+  const { fetch } = scripted(() => Response.json(refusal, { status: 409 }));
+  const { seen, options } = collect({ fetch, content: undefined });
+
+  const result = await regenerate(options);
+
+  assert.equal(result.status, "error");
+  assert.deepEqual([seen.errors[0].code, seen.errors[0].status], ["answer_in_progress", 409]);
+});
+
+test('authMode "iam": a PATCH is hashed, a DELETE has nothing to hash, the token never in Authorization', async () => {
+  const { fetch, calls } = scripted(() => Response.json({ chatSessionId: SESSION }), () => new Response(null, { status: 204 }));
+  const iam = connection(fetch, { authMode: "iam", chatSessionId: SESSION });
+
+  await updateSession({ ...iam, title: "Grüße 🙂" });
+  await deleteSession(iam);
+
+  const [patch, erase] = calls;
+  assert.equal(header(patch, "x-amz-content-sha256"), sha256(JSON.stringify({ title: "Grüße 🙂" })));
+  assert.equal(header(erase, "x-amz-content-sha256"), undefined);
+  assert.deepEqual(calls.map((call) => header(call, "X-User-Authorization")), ["Bearer user-token", "Bearer user-token"]);
+  assert.deepEqual(calls.map((call) => header(call, "Authorization")), [undefined, undefined]);
 });

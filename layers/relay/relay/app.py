@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -36,13 +36,14 @@ from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 from relay.limits import Limits, held
 from relay.providers.registry import ProviderRegistry
 from relay.reasoning import reasoning_option
-from relay.records import LIVE, ChatSession, now_iso
+from relay.records import LIVE, ChatSession, SessionSummary, is_id, now_iso
 from relay.resume import attach, follow_message
-from relay.store import ChatStore
+from relay.store import ChatStore, InvalidCursor
+from relay.titles import ModelTitles
 from relay.turn import Connection, TurnSettings, relay_turn
+from relay.usage import UsageLedger
 
-ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # always fullmatch: "$" lets a trailing newline in
-WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size
+WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size, a page size
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Where a resume starts: a token event's id (the text's offset) or a reasoning event's ("<text offset>:<reasoning
@@ -54,6 +55,8 @@ SEND_TIMEOUT_SECONDS = 10.0
 # with Origin Access Control a browser also sends x-amz-content-sha256: the hash OAC signs its body by.
 CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization",
                       "x-amz-content-sha256")
+CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE")  # template.yaml's AllowMethods too (a test keeps them equal)
+SESSION_FIELDS = ("title", "system", "provider", "model", "fallbacks", "reasoning")  # what POST and PATCH may set
 
 
 AuthenticatorFactory = Callable[[httpx.AsyncClient], Authenticator]
@@ -78,8 +81,10 @@ def create_app(
         async with http:
             app.state.providers = providers = ProviderRegistry(settings, http)
             app.state.auth = auth
-            app.state.admission = Admission(store, app.state.limits, providers, settings.history_max_messages)
-            app.state.turn_settings = TurnSettings.from_settings(settings, providers.metric_model)
+            app.state.admission = Admission(store, app.state.limits, app.state.usage, providers,
+                                            settings.history_max_messages)
+            app.state.turn_settings = TurnSettings.from_settings(settings, providers.metric_model, app.state.usage,
+                                                                 _model_titles(settings, providers))
             # Only now: its thread competing with start-up for the interpreter lock made readiness ~85 ms later.
             asyncio.get_running_loop().call_soon(store.connect)
             yield
@@ -94,10 +99,15 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/providers", list_providers, methods=["GET"]),
             Route("/sessions", create_session, methods=["POST"]),
+            Route("/sessions", list_sessions, methods=["GET"]),
+            Route("/sessions", delete_all_sessions, methods=["DELETE"]),
+            Route("/sessions/{chatSessionId}", update_session, methods=["PATCH"]),
+            Route("/sessions/{chatSessionId}", delete_session, methods=["DELETE"]),
             Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
             Route("/chat/stream", chat_stream, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages/{messageId}/cancel", cancel_message, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages/{messageId}/stream", resume_message, methods=["GET"]),
+            Route("/usage", get_usage, methods=["GET"]),
         ],
         exception_handlers={RequestRejected: _rejected, Unauthorized: _unauthorized, HTTPException: _http_error,
                             StoreError: _store_unavailable, Exception: _internal_error},
@@ -107,12 +117,26 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.limits = Limits(store.dynamodb, settings)
+    app.state.usage = UsageLedger(store.dynamodb, settings)
     return app
+
+
+def _model_titles(settings: Settings, providers: ProviderRegistry) -> ModelTitles | None:
+    if settings.title_model is None:
+        return None
+    name, model = settings.title_model
+    provider = providers.get(name)
+    if provider is None:  # a known name (config.py checks), but not set up here: simulated without its server
+        from relay.telemetry import logger
+
+        logger.warning("TITLE_MODEL's provider is not set up here: sessions keep their first message's title")
+        return None
+    return ModelTitles(provider, model)
 
 
 def cors_middleware(allow_origins: Sequence[str]) -> Middleware:
     """CORS as the function URL answers it (template.yaml): an allowlist, no credentials, preflights kept 10 min."""
-    return Middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
+    return Middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=list(CORS_ALLOW_METHODS),
                       allow_headers=list(CORS_ALLOW_HEADERS), allow_credentials=False, max_age=600)
 
 
@@ -132,24 +156,39 @@ async def list_providers(request: Request) -> Response:
 async def create_session(request: Request) -> Response:
     user_id = await authenticate(request)
     body = await read_json_object(request)
-    provider = require_string(body, "provider", config.MAX_MODEL_CHARS)
-    if request.app.state.providers.get(provider) is None:
-        known = ", ".join(request.app.state.providers.names)
-        raise RequestRejected(422, "validation_error", f"provider must be one of: {known}")
-    model = _allowed_model(request.app.state.providers, provider, require_string(body, "model", config.MAX_MODEL_CHARS))
-    session = ChatSession(
-        chat_session_id=str(ULID()),
-        provider=provider,
-        model=model,
-        created_at=now_iso(),
-        title=optional_string(body, "title", config.MAX_TITLE_CHARS),
-        system=optional_string(body, "system", config.MAX_SYSTEM_CHARS),
-        owner_id=user_id,
-        fallbacks=_fallbacks(body, request.app.state.providers),
-        reasoning=reasoning_option(body.get("reasoning")),
-    )
+    new = ChatSession(chat_session_id=str(ULID()), provider="", model="", created_at=now_iso(), owner_id=user_id)
+    session = validated_session(body, request.app.state.providers, new)
     await request.app.state.store.create_session(session)
     return JSONResponse({"chatSessionId": session.chat_session_id}, status_code=201)
+
+
+def validated_session(body: dict[str, Any], providers: ProviderRegistry, current: ChatSession) -> ChatSession:
+    """``current`` with the settings ``body`` gives it, checked: the one place a session's settings are validated,
+    for a new session (``current`` has no provider or model yet: both are required) and for PATCH (any of
+    SESSION_FIELDS; absent or null leaves one as it is, an empty list of fallbacks removes them)."""
+    if current.provider and not any(body.get(name) is not None for name in SESSION_FIELDS):
+        raise RequestRejected(422, "validation_error", f"give at least one of: {', '.join(SESSION_FIELDS)}")
+    provider = optional_string(body, "provider", config.MAX_MODEL_CHARS)
+    model = optional_string(body, "model", config.MAX_MODEL_CHARS)
+    changes: dict[str, Any] = {}
+    if provider is not None or model is not None or not current.provider:
+        provider = provider or current.provider
+        if not provider:
+            raise RequestRejected(422, "validation_error", "provider is required")
+        if providers.get(provider) is None:
+            raise RequestRejected(422, "validation_error", f"provider must be one of: {', '.join(providers.names)}")
+        model = model or current.model
+        if not model:
+            raise RequestRejected(422, "validation_error", "model is required")
+        changes.update(provider=provider, model=_allowed_model(providers, provider, model))
+    for name, limit in (("title", config.MAX_TITLE_CHARS), ("system", config.MAX_SYSTEM_CHARS)):
+        if (value := optional_string(body, name, limit)) is not None:
+            changes[name] = value
+    if body.get("fallbacks") is not None or not current.provider:
+        changes["fallbacks"] = _fallbacks(body, providers)
+    if body.get("reasoning") is not None:
+        changes["reasoning"] = reasoning_option(body["reasoning"])
+    return replace(current, **changes)
 
 
 def _fallbacks(body: dict[str, Any], providers: ProviderRegistry) -> tuple[tuple[str, str], ...]:
@@ -184,10 +223,77 @@ async def list_messages(request: Request) -> Response:
     user_id = await authenticate(request)
     chat_session_id = request.path_params["chatSessionId"]
     store = request.app.state.store
-    messages = await store.list_messages(chat_session_id, user_id) if _is_id(chat_session_id) else None
+    messages = await store.list_messages(chat_session_id, user_id) if is_id(chat_session_id) else None
     if messages is None:
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
     return JSONResponse({"messages": [message.to_json() for message in messages]})
+
+
+async def list_sessions(request: Request) -> Response:
+    """The caller's conversations, most recently active first, a page at a time (``?limit=``, ``?cursor=``)."""
+    user_id = await authenticate(request)
+    limit = _number_in(request.query_params.get("limit"), "limit", config.DEFAULT_SESSIONS_PAGE, 1,
+                          config.MAX_SESSIONS_PAGE)
+    try:
+        page = await request.app.state.store.list_sessions(user_id, limit, request.query_params.get("cursor"))
+    except InvalidCursor as exc:
+        raise RequestRejected(422, "validation_error", str(exc)) from None
+    listed: dict[str, Any] = {"sessions": [session.to_json() for session in page.sessions]}
+    if page.next_cursor is not None:
+        listed["nextCursor"] = page.next_cursor
+    return JSONResponse(listed)
+
+
+async def update_session(request: Request) -> Response:
+    user_id = await authenticate(request)
+    chat_session_id = request.path_params["chatSessionId"]
+    body = await read_json_object(request)
+    store = request.app.state.store
+    current = await store.get_session(chat_session_id, user_id) if is_id(chat_session_id) else None
+    if current is None:
+        raise session_not_found()
+    updated = await store.update_session(validated_session(body, request.app.state.providers, current))
+    if updated is None:  # deleted since it was read
+        raise session_not_found()
+    return JSONResponse(_session_json(*updated))
+
+
+def _session_json(session: ChatSession, summary: SessionSummary) -> dict[str, Any]:
+    return {**summary.to_json(), "system": session.system,
+            "fallbacks": [{"provider": provider, "model": model} for provider, model in session.fallbacks]}
+
+
+async def delete_session(request: Request) -> Response:
+    """Erase a conversation and everything under it; a turn still streaming into it stops at its next checkpoint."""
+    user_id = await authenticate(request)
+    chat_session_id = request.path_params["chatSessionId"]
+    if not (is_id(chat_session_id) and await request.app.state.store.delete_session(chat_session_id, user_id)):
+        raise session_not_found()
+    return Response(status_code=204)
+
+
+async def delete_all_sessions(request: Request) -> Response:
+    """Erase all of the caller's conversations: 204 when done, 202 when the function's time ran out first (the
+    request, sent again, goes on where this one stopped)."""
+    invocation = Invocation.from_headers(request.headers)
+    user_id = await authenticate(request)
+    settings = request.app.state.settings
+    deadline = (invocation.deadline_ms / 1000 if invocation.deadline_ms
+                else time.time() + settings.function_timeout_seconds)
+    if await request.app.state.store.delete_sessions_of(user_id, until=deadline - settings.deadline_margin_seconds):
+        return Response(status_code=204)
+    return JSONResponse({"status": "incomplete", "message": "some conversations are not erased yet: send this "
+                                                            "request again to erase the rest"}, status_code=202)
+
+
+async def get_usage(request: Request) -> Response:
+    """What the caller has spent this UTC day and month, and the limits that apply to them."""
+    user_id = await authenticate(request)
+    state = request.app.state
+    spent = await state.usage.read(user_id)
+    limits = {"tokensPerDay": state.usage.per_day or None, "tokensPerMonth": state.usage.per_month or None,
+              "requestsPerMinute": state.limits.per_minute or None, "concurrentStreams": state.limits.streams or None}
+    return JSONResponse({"day": spent.day.to_json(), "month": spent.month.to_json(), "limits": limits})
 
 
 async def cancel_message(request: Request) -> Response:
@@ -196,8 +302,8 @@ async def cancel_message(request: Request) -> Response:
     user_id = await authenticate(request)
     chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
     store = request.app.state.store
-    session = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
-    if session is None or not _is_id(message_id):
+    session = await store.load_conversation(chat_session_id, 0, user_id) if is_id(chat_session_id) else None
+    if session is None or not is_id(message_id):
         raise RequestRejected(404, "message_not_found", "no such message in a session of yours")
     if not await store.request_cancel(chat_session_id, message_id):
         raise RequestRejected(409, "not_streaming", "this message is not being generated (it has ended, or never was)")
@@ -213,8 +319,8 @@ async def resume_message(request: Request) -> Response:
     chat_session_id, message_id = request.path_params["chatSessionId"], request.path_params["messageId"]
     offset, reasoning_offset = _resume_position(request)
     store = request.app.state.store
-    owned = await store.load_conversation(chat_session_id, 0, user_id) if _is_id(chat_session_id) else None
-    message = await store.get_message(chat_session_id, message_id) if owned and _is_id(message_id) else None
+    owned = await store.load_conversation(chat_session_id, 0, user_id) if is_id(chat_session_id) else None
+    message = await store.get_message(chat_session_id, message_id) if owned and is_id(message_id) else None
     if message is None or message.role != "ai":
         raise RequestRejected(404, "message_not_found", "no such answer in a session of yours")
     if message.status not in LIVE:  # live: the client may be ahead of a checkpoint
@@ -258,11 +364,11 @@ async def chat_stream(request: Request) -> Response:
     if encoding.encode is ai_sdk.ui_message_stream:
         body = dict(zip(("chatSessionId", "content", "clientMessageId"), ai_sdk.new_message(body), strict=True))
     chat_session_id = require_string(body, "chatSessionId", 64)
-    content = require_string(body, "content", config.MAX_CONTENT_CHARS)
+    content = _message_content(body)
     client_message_id = optional_string(body, "clientMessageId", 64)
     if client_message_id is not None and not CLIENT_ID_PATTERN.fullmatch(client_message_id):
         raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
-    if not _is_id(chat_session_id):
+    if not is_id(chat_session_id):
         raise session_not_found()
     state = request.app.state
     admitted = await state.admission.turn(user_id, chat_session_id, content, client_message_id,
@@ -272,11 +378,26 @@ async def chat_stream(request: Request) -> Response:
         events = held(attach(state.store, chat_session_id, admitted.message_ids), admitted.lease)
         return encoding.response(events, Connection(), config.ON_DISCONNECT_CANCEL)
     connection = Connection()
-    turn = relay_turn(admitted.conversation, content, provider=admitted.provider, store=state.store,
-                      invocation=invocation, settings=state.turn_settings, connection=connection,
-                      fallbacks=admitted.fallbacks, message_ids=admitted.message_ids,
-                      client_message_id=client_message_id, store_read_ms=admitted.store_read_ms)
+    regeneration = admitted.regeneration
+    turn = relay_turn(admitted.conversation, regeneration.user_message.content if regeneration else content or "",
+                      provider=admitted.provider, store=state.store, invocation=invocation,
+                      settings=state.turn_settings, connection=connection, fallbacks=admitted.fallbacks,
+                      message_ids=admitted.message_ids, client_message_id=client_message_id,
+                      store_read_ms=admitted.store_read_ms, regeneration=regeneration)
     return encoding.response(held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
+
+
+def _message_content(body: dict[str, Any]) -> str | None:
+    """The new message; None for ``"regenerate": true``, which answers the last one again and takes none."""
+    regenerate = body.get("regenerate", False)
+    if not isinstance(regenerate, bool):
+        raise RequestRejected(422, "validation_error", "regenerate must be true or false")
+    if not regenerate:
+        return require_string(body, "content", config.MAX_CONTENT_CHARS)
+    if body.get("content") is not None:
+        raise RequestRejected(422, "validation_error", "a regenerate answers the last message again: it takes no "
+                                                       "content")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,13 +577,19 @@ def optional_string(body: dict[str, Any], name: str, max_chars: int) -> str | No
     return value
 
 
-def _is_id(value: str) -> bool:
-    return bool(ULID_PATTERN.fullmatch(value))
-
-
 def _whole_number(raw: str) -> int | None:
     """ASCII digits only: ``str.isdigit`` also takes "²", which int() refuses, and "١٢", which int() reads."""
     return int(raw) if WHOLE_NUMBER_PATTERN.fullmatch(raw) else None
+
+
+def _number_in(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A query parameter's whole number within bounds, ``default`` when absent; a 422 otherwise."""
+    if raw is None:
+        return default
+    number = _whole_number(raw)
+    if number is None or not low <= number <= high:
+        raise RequestRejected(422, "validation_error", f"{name} must be a whole number from {low} to {high}")
+    return number
 
 
 def _too_large() -> RequestRejected:

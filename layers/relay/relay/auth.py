@@ -39,6 +39,7 @@ MAX_TOKEN_CHARS = 16 * 1024
 LEEWAY_SECONDS = 30
 JWKS_MIN_REFRESH_SECONDS = 10  # an unknown kid refreshes the keys at most this often: junk cannot flood the issuer
 USER_TOKEN_HEADER = "x-user-authorization"
+MAX_SUBJECT_CHARS = 255
 
 
 class Unauthorized(RelayError):
@@ -150,7 +151,12 @@ class JwtAuthenticator:
             raise Unauthorized("the token was issued to another client")
         if settings.token_use and claims.get("token_use") != settings.token_use:
             raise Unauthorized(f"a {settings.token_use} token is required")
-        return str(claims["sub"])
+        subject = str(claims["sub"])
+        # OpenID Connect Core 1.0, 2: "It MUST NOT exceed 255 ASCII characters". It becomes the owner of sessions,
+        # a DynamoDB index key, which can be neither empty nor longer than 2,048 bytes.
+        if not (0 < len(subject) <= MAX_SUBJECT_CHARS and subject.isprintable() and subject.strip()):
+            raise Unauthorized("the token's subject (sub) is empty, too long or not text")
+        return subject
 
 
 class IamAuthentication:

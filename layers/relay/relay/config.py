@@ -39,6 +39,12 @@ FUNCTION_TIMEOUT_ENV = "FUNCTION_TIMEOUT_SECONDS"
 ON_CLIENT_DISCONNECT_ENV = "ON_CLIENT_DISCONNECT"
 CHECKPOINT_SECONDS_ENV = "CHECKPOINT_SECONDS"
 PROVIDER_MAX_RETRIES_ENV = "PROVIDER_MAX_RETRIES"
+# Tokens (input and output) a user may spend per UTC day and per UTC month; 0 turns a budget off.
+TOKEN_BUDGET_PER_DAY_ENV = "TOKEN_BUDGET_PER_DAY"
+TOKEN_BUDGET_PER_MONTH_ENV = "TOKEN_BUDGET_PER_MONTH"
+# "<provider>/<model>" (split at the first "/": a Bedrock ARN keeps its own) that names a session after its first
+# answer; unset, a session keeps the title its first message gave it.
+TITLE_MODEL_ENV = "TITLE_MODEL"
 ON_DISCONNECT_FINISH = "finish"  # read the provider to the end and store the whole answer (the default)
 ON_DISCONNECT_CANCEL = "cancel"  # close the upstream request and store what arrived as interrupted
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
@@ -86,6 +92,11 @@ DEFAULT_PROVIDER_MAX_RETRIES = 2  # before the first token only: connection erro
 RETRY_BASE_SECONDS = 0.5  # jittered exponential backoff: 0.5, 1, 2 ... seconds, at most RETRY_MAX_SECONDS
 RETRY_MAX_SECONDS = 8.0
 MAX_FALLBACKS = 3
+DEFAULT_SESSIONS_PAGE = 20  # GET /sessions without ?limit=
+MAX_SESSIONS_PAGE = 100
+TITLE_CHARS = 60  # a title made from the first message: about one line of a conversation list
+# A model-made title waits at most this long after `done` (the stream closes then), and never past the deadline.
+TITLE_TIMEOUT_SECONDS = 10.0
 DEFAULT_CHECKPOINT_SECONDS = 1.0  # the text so far is stored this often while streaming: a crash loses at most this
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300.0  # template.yaml's Timeout: the deadline when no Lambda context says one
 DEFAULT_MODELS = {
@@ -140,6 +151,9 @@ class Settings:
     provider_max_retries: int = DEFAULT_PROVIDER_MAX_RETRIES
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
     metrics_any_model: bool = False
+    token_budget_per_day: int = 0  # 0: no budget
+    token_budget_per_month: int = 0
+    title_model: tuple[str, str] | None = None  # (provider, model)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -179,6 +193,9 @@ class Settings:
             on_client_disconnect=_choice(env, ON_CLIENT_DISCONNECT_ENV, (ON_DISCONNECT_FINISH, ON_DISCONNECT_CANCEL)),
             models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
             metrics_any_model=_choice(env, METRICS_MODEL_DIMENSION_ENV, ("listed", "any")) == "any",
+            token_budget_per_day=_count(env, TOKEN_BUDGET_PER_DAY_ENV, 0),
+            token_budget_per_month=_count(env, TOKEN_BUDGET_PER_MONTH_ENV, 0),
+            title_model=_provider_model(env, TITLE_MODEL_ENV),
         )
 
 
@@ -192,6 +209,18 @@ def _models(env: Mapping[str, str], provider: str, default: list[str]) -> list[s
     if raw is None:
         return list(default)
     return [model.strip() for model in raw.split(",") if model.strip()]
+
+
+def _provider_model(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    provider, _, model = raw.partition("/")
+    if not provider or not model:
+        raise ValueError(f"{name} must be <provider>/<model>, e.g. openai/gpt-4o-mini, got {raw!r}")
+    if provider not in DEFAULT_MODELS:
+        raise ValueError(f"{name} names {provider!r}, which is not one of: {', '.join(sorted(DEFAULT_MODELS))}")
+    return provider, model
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -25,6 +25,9 @@ CANCELLED = "cancelled"  # someone asked to stop this answer (POST .../messages/
 # The store's code, in a 503 before streaming and in ``event: error`` after.
 STORE_UNAVAILABLE = "store_unavailable"
 SESSION_NOT_FOUND = "session_not_found"  # a 404, or ``event: error`` when the session is deleted under a turn
+BUDGET_EXCEEDED = "budget_exceeded"  # a 429: the user has spent a day's or a month's token budget
+# A regenerate (409, or ``event: error``) while the answer it would replace is still being generated or replaced.
+ANSWER_IN_PROGRESS = "answer_in_progress"
 
 
 class RelayError(Exception):

@@ -115,6 +115,16 @@ class Limits:
         self._streams = settings.concurrent_streams if self._table else 0
         self._function_timeout = settings.function_timeout_seconds
 
+    @property
+    def per_minute(self) -> int:
+        """Chat requests a user may start a minute (0: no limit)."""
+        return self._per_minute
+
+    @property
+    def streams(self) -> int:
+        """Streams a user may hold at once (0: no limit)."""
+        return self._streams
+
     async def admit(self, user_id: str, deadline_ms: int | None = None) -> Lease | None:
         """Count the request and take a stream lease that lives no longer than the run (``deadline_ms``, epoch
         milliseconds, as Lambda gives it), or raise TooManyRequests. The lease must be released."""

@@ -4,11 +4,12 @@
 
 An answer is ``pending`` once the request is accepted (stored with the user message before the client hears
 ``start``), ``streaming`` from its first checkpoint, then terminal. One still live after its run's deadline reads
-as ``interrupted``: that run is gone.
+as ``interrupted``: that run is gone. An answer regenerated is kept, marked ``supersededBy`` the answer after it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from relay.reasoning import ReasoningOption
 
 __all__ = ["COMPLETE", "ERROR", "INCOMPLETE", "INTERRUPTED", "LIVE", "PENDING", "STREAMING", "ChatSession",
-           "Conversation", "StoredMessage", "now_iso"]
+           "Conversation", "SessionSummary", "StoredMessage", "is_id", "now_iso"]
 
 PENDING = "pending"  # accepted, stored, waiting for the provider's first token
 STREAMING = "streaming"
@@ -25,6 +26,8 @@ COMPLETE = "complete"
 ERROR = "error"
 INCOMPLETE = "incomplete"
 INTERRUPTED = "interrupted"
+ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # every session and message id; always fullmatch ("$" lets
+# a trailing newline in)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +54,47 @@ class StoredMessage:
     deadline_at: int | None = None  # epoch ms: a message still streaming after this was cut off
     reasoning: str = ""  # an answer's reasoning, as the provider streamed it
     reasoning_signatures: tuple[str, ...] = ()  # the provider's signatures over it: kept, never shown
+    superseded_by: str | None = None  # the answer a regenerate put in this one's place
 
     def to_json(self) -> dict[str, Any]:
         message = {"messageId": self.message_id, "role": self.role, "content": self.content}
         if self.reasoning:  # beside the content; the signatures stay in the store
             message["reasoning"] = self.reasoning
-        return {**message, "status": self.status, "createdAt": self.created_at, "metadata": self.metadata}
+        metadata = self.metadata if self.superseded_by is None else {**self.metadata,
+                                                                      "supersededBy": self.superseded_by}
+        return {**message, "status": self.status, "createdAt": self.created_at, "metadata": metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """A session as a list of conversations shows it: ``updatedAt`` is its last activity (a turn's message)."""
+
+    chat_session_id: str
+    provider: str
+    model: str
+    created_at: str
+    updated_at: str
+    title: str | None = None
+    message_count: int | None = None  # absent on sessions no turn has counted yet
+
+    def to_json(self) -> dict[str, Any]:
+        listed: dict[str, Any] = {"chatSessionId": self.chat_session_id, "title": self.title,
+                                  "provider": self.provider, "model": self.model, "createdAt": self.created_at,
+                                  "updatedAt": self.updated_at}
+        if self.message_count is not None:
+            listed["messageCount"] = self.message_count
+        return listed
 
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
     session: ChatSession
     history: list[StoredMessage]  # oldest first
+
+
+def is_id(value: str) -> bool:
+    """Whether a path's id can name a session or a message at all (a ULID); anything else is simply not found."""
+    return bool(ULID_PATTERN.fullmatch(value))
 
 
 def now_iso() -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay import telemetry
-from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, ProviderError
+from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, SESSION_NOT_FOUND, ProviderError
 from relay.events import Finish, ProviderEvent, ReasoningRedacted, ReasoningSignature, Usage
 from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, StoredMessage
@@ -88,8 +88,8 @@ class Tally:
     @property
     def status(self) -> str:
         if self.error is not None:
-            return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED, CANCELLED: INTERRUPTED}.get(
-                self.error.code, ERROR)
+            return {PROVIDER_INCOMPLETE: INCOMPLETE, DEADLINE: INTERRUPTED, CANCELLED: INTERRUPTED,
+                    SESSION_NOT_FOUND: INTERRUPTED}.get(self.error.code, ERROR)
         return INTERRUPTED if self.cut_off else COMPLETE
 
     @property

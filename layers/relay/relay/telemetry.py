@@ -49,12 +49,25 @@ class TurnReport:
     cold_start: bool = False
 
 
+def _service_and_namespace() -> tuple[str, str]:
+    return os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE, os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+
+
+def publish_budget_refusal(period: str) -> None:
+    """One EMF line counting a turn refused for a spent token budget (``period``: day or month), under [service]
+    and [service, period]."""
+    service, namespace = _service_and_namespace()
+    metrics = EphemeralMetrics(namespace=namespace, service=service)
+    metrics.add_dimensions(service=service, period=period)
+    metrics.add_metric(name="BudgetRefusals", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+
+
 def publish_turn_metrics(report: TurnReport) -> None:
     """Emit one EMF line with the turn's metrics under the dimension sets [service], [service, provider] and
     [service, provider, model]; a failed turn adds a line counting its error under [service, errorCode] and
     [service, provider, errorCode]."""
-    service = os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE
-    namespace = os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+    service, namespace = _service_and_namespace()
     metrics = EphemeralMetrics(namespace=namespace, service=service)
     metrics.add_dimensions(service=service, provider=report.provider)
     metrics.add_dimensions(service=service, provider=report.provider, model=report.model)

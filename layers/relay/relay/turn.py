@@ -11,12 +11,18 @@ call). Then, in order:
             the provider sent them) goes to the client as it arrives; both so far are checkpointed about once a
             second in the background (where a Stop is noticed), never holding a batch back; timeouts and the
             Lambda deadline bound every wait (a reasoning delta ends the wait for the first one as a token does);
-5. finish   the answer is stored with its terminal status and metadata (within the time left), the metrics are
-            flushed, and only then does the client get ``Done`` or ``Failed``.
+5. finish   the answer is stored with its terminal status and metadata (within the time left) and the turn's
+            usage with it, the metrics are flushed, and only then does the client get ``Done`` or ``Failed``;
+6. name     with ``TITLE_MODEL``, a session's first complete answer is followed by a model-made title, asked for
+            once the answer is stored and awaited after ``Done`` is on its way (see relay/titles.py).
+
+A regenerate is a turn that stores no user message: it answers the last one again, and the answer it replaces is
+kept, marked as superseded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -28,6 +34,7 @@ from ulid import ULID
 from relay import config, telemetry, tracing
 from relay.context import Invocation
 from relay.errors import (
+    ANSWER_IN_PROGRESS,
     CANCELLED,
     DEADLINE,
     PROVIDER_RATE_LIMITED,
@@ -51,10 +58,12 @@ from relay.events import (
 from relay.providers.base import ChatMessage, ChatProvider, ChatRequest
 from relay.reader import ProviderReader, Timeouts
 from relay.records import COMPLETE, PENDING, Conversation, StoredMessage, now_iso
-from relay.store import ChatStore, SessionNotFound
+from relay.store import AnswerReplaced, ChatStore, SessionNotFound
 from relay.tally import Tally
+from relay.titles import ModelTitles, title_from_message
+from relay.usage import UsageLedger
 
-__all__ = ["Connection", "TurnSettings", "new_message_ids", "relay_turn"]
+__all__ = ["Connection", "Regeneration", "TurnSettings", "new_message_ids", "relay_turn"]
 
 RETRYABLE = {PROVIDER_RATE_LIMITED, PROVIDER_UNAVAILABLE}
 # The final write gets what is left before the Lambda deadline, less this: the answer's last bytes must still
@@ -82,11 +91,22 @@ class TurnSettings:
     max_retries: int = config.DEFAULT_PROVIDER_MAX_RETRIES
     history_max_chars: int = config.DEFAULT_HISTORY_MAX_CHARS
     metric_model: Callable[[str, str], str] = _same_model  # the model as a metrics dimension
+    usage: UsageLedger | None = None  # where each turn's tokens are added up (None: nowhere)
+    titles: ModelTitles | None = None  # TITLE_MODEL's
 
     @classmethod
-    def from_settings(cls, settings: config.Settings, metric_model: Callable[[str, str], str]) -> TurnSettings:
+    def from_settings(cls, settings: config.Settings, metric_model: Callable[[str, str], str],
+                      usage: UsageLedger | None = None, titles: ModelTitles | None = None) -> TurnSettings:
         return cls(Timeouts.from_settings(settings), settings.provider_max_retries, settings.history_max_chars,
-                   metric_model)
+                   metric_model, usage, titles)
+
+
+@dataclass(frozen=True, slots=True)
+class Regeneration:
+    """A turn that answers the conversation's last user message again (its conversation ends before it)."""
+
+    user_message: StoredMessage  # stored already
+    replaces: str | None  # the answer it replaces, kept and marked superseded (None: it had none)
 
 
 def relay_turn(
@@ -102,13 +122,15 @@ def relay_turn(
     message_ids: tuple[str, str] | None = None,
     client_message_id: str | None = None,
     store_read_ms: float | None = None,
+    regeneration: Regeneration | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncGenerator[TurnEvent, None]:
     """The events of one turn, from ``Started`` (or a ``Failed`` when the message could not be stored) to ``Done``
-    or ``Failed``."""
+    or ``Failed``. ``content`` is the new message, or with ``regeneration`` the one answered again."""
     turn = Turn(conversation, content, provider=provider, store=store, invocation=invocation, settings=settings,
                 connection=connection or Connection(), fallbacks=fallbacks,
-                message_ids=message_ids or new_message_ids(), client_message_id=client_message_id, clock=clock)
+                message_ids=message_ids or new_message_ids(), client_message_id=client_message_id,
+                regeneration=regeneration, clock=clock)
     return turn.events(store_read_ms)
 
 
@@ -116,26 +138,35 @@ class Turn:
     def __init__(self, conversation: Conversation, content: str, *, provider: ChatProvider, store: ChatStore,
                  invocation: Invocation, settings: TurnSettings, connection: Connection,
                  fallbacks: Sequence[tuple[ChatProvider, str]], message_ids: tuple[str, str],
-                 client_message_id: str | None, clock: Callable[[], float]) -> None:
+                 client_message_id: str | None, regeneration: Regeneration | None,
+                 clock: Callable[[], float]) -> None:
         self.session = conversation.session
         self.candidates = [(provider, self.session.model), *fallbacks]
         self.store = store
         self.settings = settings
         self.connection = connection
         self.client_message_id = client_message_id
+        self.regeneration = regeneration
         self.clock = clock
         timeouts = settings.timeouts
         self.deadline = (invocation.deadline_ms / 1000 if invocation.deadline_ms
                          else time.time() + timeouts.function_timeout)  # epoch seconds
         self.stop_at = clock() + self.deadline - time.time() - timeouts.deadline_margin
         self.user_message, self.answer = _new_turn_messages(content, int(self.deadline * 1000), message_ids)
+        if regeneration is not None:
+            self.user_message = regeneration.user_message
         self.messages = _provider_history(conversation, ChatMessage("user", content), settings.history_max_chars)
+        # A session with no title takes one from its first message (a regenerate brings no new message).
+        self.first_title = (title_from_message(content)
+                            if self.session.title is None and regeneration is None else None)
+        self.names_session = bool(self.first_title and not conversation.history and settings.titles)
+        self.naming: asyncio.Future[None] | None = None  # the model-made title, once asked for
         self.tally = Tally(self.session.provider, self.session.model, invocation.received_at, clock,
                            telemetry.take_cold_start())
         self.accepted = False  # the user message and the pending answer are stored
         self.log = {"request_id": invocation.request_id, "chat_session_id": self.session.chat_session_id,
                     "message_id": self.answer.message_id, "provider": self.session.provider,
-                    "model": self.session.model}
+                    "model": self.session.model, "regenerate": regeneration is not None}
 
     async def events(self, store_read_ms: float | None) -> AsyncGenerator[TurnEvent, None]:
         tally = self.tally
@@ -164,6 +195,8 @@ class Turn:
             tally.error = exc
         except SessionNotFound:
             tally.store_failure = SESSION_NOT_FOUND  # deleted since it was read: nothing was accepted
+        except AnswerReplaced:
+            tally.store_failure = ANSWER_IN_PROGRESS  # another regenerate got there first: nothing was accepted
         except StoreError:
             tally.store_failure = STORE_UNAVAILABLE  # the message could not be stored: nothing was accepted
         except BaseException:  # cancelled, or closed at a yield: the turn stops here
@@ -175,7 +208,13 @@ class Turn:
                 if reader is not None:
                     await reader.close()
                 await self._finish(store_read_ms)
-        yield self._outcome()
+        try:
+            yield self._outcome()
+            if self.naming is not None:
+                await self.naming  # the client has its answer: the title can take the time the stream stays open
+        finally:
+            if self.naming is not None:
+                self.naming.cancel()  # the client left (and the turn is stopped with it): the first title stays
 
     def _ask(self, candidate: ChatProvider, model: str) -> ProviderReader:
         request = ChatRequest(model, self.messages, self.session.system, reasoning=self.session.reasoning)
@@ -190,7 +229,9 @@ class Turn:
     async def _accept(self) -> None:
         """Store the user message and the pending answer (while the provider thinks): only a stored message is
         announced with ``Started``."""
-        await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id)
+        replaces = self.regeneration.replaces if self.regeneration else None
+        await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id,
+                                    title=self.first_title, supersedes=replaces)
         self.accepted = True
 
     async def _open(self, first: ProviderReader) -> tuple[ProviderReader, list[ProviderEvent] | None]:
@@ -207,7 +248,7 @@ class Turn:
                     failure = exc
                     tally.attempts.append({"provider": candidate.name, "model": model, "error": exc.code})
                     delay = exc.retry_after if exc.retry_after is not None else _backoff(attempt)
-                    if exc.code in (DEADLINE, CANCELLED) or self.clock() + delay >= self.stop_at:
+                    if exc.code in (DEADLINE, CANCELLED, SESSION_NOT_FOUND) or self.clock() + delay >= self.stop_at:
                         raise
                     if exc.code not in RETRYABLE or attempt == self.settings.max_retries:
                         break
@@ -245,6 +286,8 @@ class Turn:
         try:
             going_on = await self.store.checkpoint(self.session.chat_session_id, self.answer.message_id,
                                                    "".join(self.tally.parts), "".join(self.tally.reasoning_parts))
+        except SessionNotFound:
+            raise ProviderError(SESSION_NOT_FOUND, "the chat session was deleted: this answer is not kept") from None
         except StoreError:
             telemetry.logger.warning("checkpoint failed; the next one carries the text", exc_info=True)
             return
@@ -257,6 +300,8 @@ class Turn:
         if self.accepted:
             with tracing.subsegment("store.write_answer"):
                 await self._store_answer()
+            if self.names_session and tally.status == COMPLETE and tally.store_failure is None:
+                self.naming = asyncio.ensure_future(self._name_session())
         elif self.client_message_id is not None:
             await self._release_claim()
         report = tally.report()
@@ -272,16 +317,48 @@ class Turn:
             "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms})
 
     async def _store_answer(self) -> None:
-        """The final write, within the time the function has left: when it cannot land, the client hears
-        ``store_unavailable`` (the last checkpoint stays, and reads as interrupted once the deadline has passed)."""
+        """The final write, within the time the function has left, with the turn's usage: when it cannot land, the
+        client hears ``store_unavailable`` (the last checkpoint stays, and reads as interrupted once the deadline
+        has passed), and the usage is lost with it (logged). An answer whose session was deleted under it is not
+        stored, but its usage still is: its tokens were spent."""
         left = self.deadline - time.time() - FINAL_WRITE_MARGIN_SECONDS
         timeout = max(MIN_FINAL_WRITE_SECONDS, min(config.STORE_CALL_TIMEOUT_SECONDS, left))
+        usage, spent = self.settings.usage, self._spent()
+        addition = usage.addition(self.session.owner_id, *spent) if usage else None
         try:
-            await self.store.put_messages(self.session.chat_session_id, self.tally.reply(self.answer),
-                                          timeout=timeout)
+            await self.store.finish_turn(self.session.chat_session_id, self.tally.reply(self.answer),
+                                         also=[{"Update": addition}] if addition else [], timeout=timeout)
+        except SessionNotFound:
+            self.tally.store_failure = SESSION_NOT_FOUND
+            if usage is not None:
+                await self._add_usage(usage, spent, timeout)  # a write of its own, on this rare path only
         except StoreError:
-            telemetry.logger.exception("the answer could not be stored")
+            telemetry.logger.exception("the answer could not be stored", extra={"usage_lost": spent})
             self.tally.store_failure = STORE_UNAVAILABLE
+
+    def _spent(self) -> tuple[int, int]:
+        """The turn's input and output tokens: the provider's count, else the deltas relayed (and no input)."""
+        tally = self.tally
+        return (tally.usage.input_tokens if tally.usage else 0), tally.output_tokens
+
+    async def _add_usage(self, usage: UsageLedger, spent: tuple[int, int], timeout: float) -> None:
+        try:
+            await usage.add(self.session.owner_id, *spent, timeout=timeout)
+        except StoreError:
+            telemetry.logger.warning("a turn's usage could not be added", extra={"usage_lost": spent})
+
+    async def _name_session(self) -> None:
+        """Replace the first message's title with a model-made one, unless the user renamed the session meanwhile;
+        within TITLE_TIMEOUT_SECONDS and the function's deadline. Failures are only logged."""
+        assert self.settings.titles is not None and self.first_title is not None
+        left = self.deadline - time.time() - FINAL_WRITE_MARGIN_SECONDS
+        try:
+            with anyio.fail_after(max(0.0, left)):
+                title = await self.settings.titles.propose(self.user_message.content, "".join(self.tally.parts))
+                if title is not None and title != self.first_title:
+                    await self.store.replace_title(self.session.chat_session_id, title, self.first_title)
+        except (StoreError, TimeoutError):
+            telemetry.logger.warning("the model-made title was not stored", extra=self.log)
 
     async def _release_claim(self) -> None:
         assert self.client_message_id is not None
@@ -297,6 +374,8 @@ class Turn:
             return Failed(tally.error.code, tally.error.message)
         if tally.store_failure == SESSION_NOT_FOUND:
             return Failed(SESSION_NOT_FOUND, "the chat session was deleted: nothing was stored")
+        if tally.store_failure == ANSWER_IN_PROGRESS:
+            return Failed(ANSWER_IN_PROGRESS, "another request regenerated this answer first: nothing was stored")
         if not self.accepted:
             return Failed(STORE_UNAVAILABLE, "the message could not be stored, so it was not sent: send it again")
         if tally.store_failure is not None:
@@ -326,16 +405,16 @@ def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> 
 
 
 def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int) -> list[ChatMessage]:
-    """Earlier user messages and complete answers, then the new message, as providers want them: roles
-    alternating, so two user messages in a row (the answer between them failed) become one; the oldest are left
-    out until the whole fits in ``max_chars``."""
+    """Earlier user messages and complete answers (not those a regenerate replaced), then the new message, as
+    providers want them: roles alternating, so two user messages in a row (the answer between them failed) become
+    one; the oldest are left out until the whole fits in ``max_chars``."""
     history: list[ChatMessage] = []
     for message in [*conversation.history, None]:
         if message is None:
             turn = new
         elif message.role == "user":
             turn = ChatMessage("user", message.content)
-        elif message.status == COMPLETE and message.content:
+        elif message.status == COMPLETE and message.content and message.superseded_by is None:
             turn = ChatMessage("assistant", message.content)
         else:
             continue
