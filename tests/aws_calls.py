@@ -4,11 +4,12 @@ are checked against (tests/test_template.py).
 A pytest plugin (tests/conftest.py loads it). Every botocore client made in the test process gets a
 ``before-parameter-build`` handler, which records an operation when the relay's code called it: a frame of
 ``layers/relay/relay`` is on the calling stack (the secrets read, Bedrock's stream), or the call runs for
-``DynamoDB.call`` (the store's and the limits' calls), whose worker thread gets no relay frame but does get a copy of
-its context. So the clients tests build for setup and inspection are left out, while a client a test hands to the
-store (``client_factory=lambda: dynamodb``) is recorded whenever the store calls it. Only what names a resource is
-kept (table, index, secret id, model id, the kinds of a transaction's parts), never an item, a prompt or a key. At
-the end of the session the calls are written to ``.local/aws-calls.json``.
+``BoundedClient.run`` (the store's, the limits' and the attachments' calls, relay/aws.py), whose worker thread gets
+no relay frame but does get a copy of its context. So the clients tests build for setup and inspection are left out,
+while a client a test hands to the store (``client_factory=lambda: dynamodb``) is recorded whenever the store calls
+it. Only what names a resource is kept (table, index, secret id, model id, bucket and object keys, the kinds of a
+transaction's parts), never an item, an image, a prompt or a key. At the end of the session the calls are written to
+``.local/aws-calls.json``.
 
 Tests marked ``runs_last`` run after all others; ``evidence_is_complete`` tells them whether the whole suite ran.
 """
@@ -33,16 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RELAY_CODE = os.path.dirname(relay.__file__)  # as the code objects name their files
 RECORD_FILE = ROOT / ".local" / "aws-calls.json"
 # The parameters that name what an operation acts on.
-RESOURCE_PARAMETERS = ("TableName", "IndexName", "SecretId", "modelId")
+RESOURCE_PARAMETERS = ("TableName", "IndexName", "SecretId", "modelId", "Bucket")
 
 _store_call: contextvars.ContextVar[bool] = contextvars.ContextVar("store_call", default=False)
 
 
 @dataclass(frozen=True)
 class AwsCall:
-    service: str  # botocore's service name: dynamodb, secretsmanager, bedrock-runtime
-    signing_name: str  # the IAM action prefix for these services: dynamodb, secretsmanager, bedrock
-    operation: str  # the API name: Query, TransactWriteItems, ConverseStream, ...
+    service: str  # botocore's service name: dynamodb, secretsmanager, bedrock-runtime, s3
+    signing_name: str  # the IAM action prefix for these services: dynamodb, secretsmanager, bedrock, s3
+    operation: str  # the API name: Query, TransactWriteItems, ConverseStream, GetObject, ...
     resources: str  # JSON of the parameters that name resources (see _named_resources)
 
     @property
@@ -93,6 +94,10 @@ def _named_resources(params: dict[str, Any]) -> dict[str, Any]:
             table: sorted({kind for request in requests for kind in request}) if isinstance(requests, list) else []
             for table, requests in params["RequestItems"].items()
         }
+    if "Bucket" in params and "Key" in params:  # an S3 object (DynamoDB's Key is an item's, and names no resource)
+        named["Key"] = params["Key"]
+    if "Delete" in params:  # S3's DeleteObjects: {"Objects": [{"Key": ...}, ...]}
+        named["Keys"] = sorted(item["Key"] for item in params["Delete"].get("Objects", []))
     return named
 
 
@@ -102,26 +107,26 @@ _patches = pytest.MonkeyPatch()
 def pytest_configure(config: pytest.Config) -> None:
     import botocore.session
 
-    from relay.dynamodb import DynamoDB
+    from relay.aws import BoundedClient
 
     config.addinivalue_line("markers", "runs_last: runs after every other test (it reads what they did)")
     create_client = botocore.session.Session.create_client
-    store_call = DynamoDB.call
+    bounded_run = BoundedClient.run
 
     def create_recorded_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = create_client(self, *args, **kwargs)
         client.meta.events.register("before-parameter-build", recorder.record)
         return client
 
-    async def call_marked(self: DynamoDB, operation: str, **kwargs: Any) -> Any:
+    async def run_marked(self: BoundedClient, *args: Any, **kwargs: Any) -> Any:
         token = _store_call.set(True)  # asyncio.to_thread copies this context into the worker thread
         try:
-            return await store_call(self, operation, **kwargs)
+            return await bounded_run(self, *args, **kwargs)
         finally:
             _store_call.reset(token)
 
     _patches.setattr(botocore.session.Session, "create_client", create_recorded_client)
-    _patches.setattr(DynamoDB, "call", call_marked)
+    _patches.setattr(BoundedClient, "run", run_marked)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

@@ -1,9 +1,5 @@
-"""DynamoDB for the chat store and the limits: the client, a call bounded in time, and the attribute codec.
-
-The client is botocore's, created in a thread of its own once the app serves (see ``DynamoDB.connect``). Each call
-runs in a worker thread, so the event loop keeps relaying tokens, and is bounded twice: botocore's connect and
-read timeouts with a few attempts, and a budget for the whole call (``config.STORE_CALL_TIMEOUT_SECONDS``), so a
-table that hangs costs a request seconds, never minutes.
+"""DynamoDB for the chat store and the limits: the client, a call bounded in time (relay/aws.py), and the attribute
+codec.
 
 The codec is hand-written on purpose: boto3's ``TypeSerializer`` comes with boto3, whose import also loads
 s3transfer (~30 ms of cold start measured, for nothing the relay uses), and the relay stores only S, N, BOOL, M, L
@@ -12,12 +8,9 @@ and NULL values (and reads SS).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from relay import config
+from relay.aws import BoundedClient, create_client, error_code, error_response
 from relay.errors import StoreError
 
 __all__ = ["TTL_ATTRIBUTE", "DynamoDB", "attribute", "cancellation_codes", "condition_failed",
@@ -28,70 +21,29 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def create_dynamodb_client() -> Any:
-    # botocore straight away: boto3 would also import s3transfer, ~90 ms of cold start for nothing used here.
-    # Endpoint (AWS_ENDPOINT_URL_DYNAMODB), region and credentials resolve as boto3 would resolve them.
-    import botocore.session
-    from botocore.config import Config
-
-    bounded = Config(retries={"mode": "standard", "max_attempts": config.STORE_MAX_ATTEMPTS},
-                     connect_timeout=config.STORE_CONNECT_TIMEOUT_SECONDS,
-                     read_timeout=config.STORE_READ_TIMEOUT_SECONDS)
-    return botocore.session.get_session().create_client("dynamodb", config=bounded)
+    return create_client("dynamodb")
 
 
-class DynamoDB:
-    """One client per process, created in the background, and calls that raise ``StoreError`` on any failure."""
+class DynamoDB(BoundedClient):
+    """The chat table's and the limits table's client: one per process, created once the app serves."""
 
-    def __init__(self, client_factory: Callable[[], Any] = create_dynamodb_client,
-                 call_timeout: float = config.STORE_CALL_TIMEOUT_SECONDS) -> None:
-        self._client_factory = client_factory
-        self._client_future: Future[Any] | None = None
-        self.call_timeout = call_timeout
-
-    def connect(self) -> None:
-        """Starts creating the client in a thread of its own: it takes over 100 ms, so the app starts it once it is
-        serving, where the thread does not compete with start-up for the interpreter lock. The first call waits
-        for it; a call before ``connect()`` starts it."""
-        if self._client_future is None:
-            self._client_future = ThreadPoolExecutor(max_workers=1).submit(self._client_factory)
-
-    async def call(self, operation: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
-        """``operation`` on the client, within ``timeout`` seconds (the call's budget by default). A call cut off
-        by the budget may still land later: every write the relay makes is safe to land late (puts of whole items,
-        or conditional updates)."""
-        self.connect()
-        assert self._client_future is not None
-        try:
-            async with asyncio.timeout(self.call_timeout if timeout is None else timeout):
-                client = await asyncio.wrap_future(self._client_future)
-                return await asyncio.to_thread(getattr(client, operation), **kwargs)
-        except TimeoutError:
-            raise StoreError(f"DynamoDB {operation} did not answer in time") from None
-        except Exception as exc:  # botocore raises many unrelated types
-            raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
-
-
-def _response_of(exc: StoreError) -> dict[str, Any]:
-    """The DynamoDB error response behind a StoreError; empty for errors that have none (a read timeout's
-    ``response`` is None, a connection error has no such attribute)."""
-    response = getattr(exc.__cause__, "response", None)
-    return response if isinstance(response, dict) else {}
+    service = "DynamoDB"
 
 
 def condition_failed(exc: StoreError) -> bool:
     """Whether a conditional write failed its condition (and nothing else went wrong)."""
-    return _response_of(exc).get("Error", {}).get("Code") == CONDITION_FAILED
+    return error_code(exc) == CONDITION_FAILED
 
 
 def cancellation_codes(exc: StoreError) -> list[str | None]:
     """Why each item of a cancelled transaction failed ("ConditionalCheckFailed", "None", ...), in order; empty
     when the transaction did not get as far as being cancelled."""
-    return [reason.get("Code") for reason in _response_of(exc).get("CancellationReasons") or []]
+    return [reason.get("Code") for reason in error_response(exc).get("CancellationReasons") or []]
 
 
 def old_item(exc: StoreError) -> dict[str, Any] | None:
     """The item a failed conditional write saw (``ReturnValuesOnConditionCheckFailure="ALL_OLD"``), decoded."""
-    item = _response_of(exc).get("Item")
+    item = error_response(exc).get("Item")
     return deserialize(item) if isinstance(item, dict) else None
 
 
