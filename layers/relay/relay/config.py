@@ -58,6 +58,18 @@ MODELS_ENV_SUFFIX = "_MODELS"
 METRICS_MODEL_DIMENSION_ENV = "METRICS_MODEL_DIMENSION"
 OTHER_MODEL = "other"
 ANY_MODEL = "*"
+# The S3 bucket images are uploaded to (template.yaml's AttachmentsBucket); unset, attachments are off. Its endpoint
+# is botocore's own AWS_ENDPOINT_URL_S3 (the local run's moto).
+ATTACHMENTS_BUCKET_ENV = "ATTACHMENTS_BUCKET"
+# Which models take images, beyond each provider's defaults (relay/providers/*.py: takes_images): comma-separated
+# "<provider>/<model>" entries, a trailing "*" matching any model that starts with what precedes it, e.g.
+# IMAGE_MODELS=openai/llava-*  TEXT_ONLY_MODELS=bedrock/us.amazon.nova-micro-*. TEXT_ONLY_MODELS wins over both.
+IMAGE_MODELS_ENV = "IMAGE_MODELS"
+TEXT_ONLY_MODELS_ENV = "TEXT_ONLY_MODELS"
+# The images one provider request carries: the new message's, then earlier messages' newest first, a message's
+# images all or none (a message whose images do not fit is sent as text, and so is every older one).
+HISTORY_MAX_IMAGES_ENV = "HISTORY_MAX_IMAGES"
+HISTORY_MAX_IMAGE_BYTES_ENV = "HISTORY_MAX_IMAGE_BYTES"
 
 # Defaults.
 DEFAULT_TABLE_NAME = "chat-relay"
@@ -118,6 +130,19 @@ MAX_SYSTEM_CHARS = 8_000
 MAX_TITLE_CHARS = 200
 MAX_MODEL_CHARS = 128
 
+# Images. Each one within the smallest provider cap: Bedrock Converse takes images of at most 3.75 MB (and 20 a
+# request), Anthropic 5 MiB of base64 (3.93 MB of image), OpenAI 50 MB a request; Gemini takes 20 MB of inline data
+# in a whole request, base64 included (4/3 of the bytes). So a request carries at most 12 MB of images (16 MB of
+# base64, leaving 4 MB for the text, whose history is capped at 48,000 characters) and 8 of them.
+IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+MAX_IMAGE_BYTES = 3_750_000
+MAX_IMAGES_PER_MESSAGE = 4
+MAX_MESSAGE_IMAGE_BYTES = 12_000_000
+DEFAULT_HISTORY_MAX_IMAGES = 8
+DEFAULT_HISTORY_MAX_IMAGE_BYTES = 12_000_000
+# A presigned upload URL lives this long: enough to send a few images on a slow line, too short to be passed around.
+UPLOAD_URL_SECONDS = 300
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -154,6 +179,11 @@ class Settings:
     token_budget_per_day: int = 0  # 0: no budget
     token_budget_per_month: int = 0
     title_model: tuple[str, str] | None = None  # (provider, model)
+    attachments_bucket: str | None = None  # None: no image attachments
+    image_models: tuple[str, ...] = ()  # "<provider>/<model>" entries that take images (a trailing "*": a prefix)
+    text_only_models: tuple[str, ...] = ()  # ... that do not
+    history_max_images: int = DEFAULT_HISTORY_MAX_IMAGES
+    history_max_image_bytes: int = DEFAULT_HISTORY_MAX_IMAGE_BYTES
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -196,7 +226,18 @@ class Settings:
             token_budget_per_day=_count(env, TOKEN_BUDGET_PER_DAY_ENV, 0),
             token_budget_per_month=_count(env, TOKEN_BUDGET_PER_MONTH_ENV, 0),
             title_model=_provider_model(env, TITLE_MODEL_ENV),
+            attachments_bucket=env.get(ATTACHMENTS_BUCKET_ENV) or None,
+            image_models=_model_patterns(env, IMAGE_MODELS_ENV),
+            text_only_models=_model_patterns(env, TEXT_ONLY_MODELS_ENV),
+            history_max_images=_positive_int(env, HISTORY_MAX_IMAGES_ENV, DEFAULT_HISTORY_MAX_IMAGES),
+            history_max_image_bytes=_positive_int(env, HISTORY_MAX_IMAGE_BYTES_ENV, DEFAULT_HISTORY_MAX_IMAGE_BYTES),
         )
+
+    def takes_images(self, provider: str, model: str, by_default: bool) -> bool:
+        """Whether a model takes images: TEXT_ONLY_MODELS says no, IMAGE_MODELS yes, else the provider's default."""
+        if _matches(self.text_only_models, provider, model):
+            return False
+        return by_default or _matches(self.image_models, provider, model)
 
 
 def models_variable(provider: str) -> str:
@@ -221,6 +262,21 @@ def _provider_model(env: Mapping[str, str], name: str) -> tuple[str, str] | None
     if provider not in DEFAULT_MODELS:
         raise ValueError(f"{name} names {provider!r}, which is not one of: {', '.join(sorted(DEFAULT_MODELS))}")
     return provider, model
+
+
+def _model_patterns(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    patterns = tuple(entry.strip() for entry in (env.get(name) or "").split(",") if entry.strip())
+    for pattern in patterns:
+        provider, _, model = pattern.partition("/")
+        if provider not in DEFAULT_MODELS or not model:
+            raise ValueError(f"{name} entries must be <provider>/<model> (a trailing * for a prefix), with a provider "
+                             f"of: {', '.join(sorted(DEFAULT_MODELS))}; got {pattern!r}")
+    return patterns
+
+
+def _matches(patterns: tuple[str, ...], provider: str, model: str) -> bool:
+    name = f"{provider}/{model}"
+    return any(name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern for pattern in patterns)
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -10,6 +10,6 @@ The base types are re-exported here for convenience; the registry is not, since 
 and they import this package.
 """
 
-from relay.providers.base import ChatMessage, ChatProvider, ChatRequest, Exchange, Unconfigured
+from relay.providers.base import ChatMessage, ChatProvider, ChatRequest, Exchange, Image, Unconfigured
 
-__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "Unconfigured"]
+__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "Image", "Unconfigured"]

@@ -4,6 +4,9 @@ Events: ``message_start`` (input usage), ``content_block_delta`` (``text_delta``
 (``stop_reason``; ``usage.output_tokens`` is cumulative, not to be added), ``message_stop`` (terminal), ``error``
 (after HTTP 200). ``ping`` and event types added later are ignored.
 
+Images: a user message's content becomes a list of blocks, each image a base64 ``image`` block before the text, as
+Anthropic advises. Every Claude model from Claude 3 on takes them, but Claude 3.5 Haiku.
+
 Reasoning (extended thinking, asked for with ``thinking: {type: enabled, budget_tokens}``): a ``thinking`` content
 block before the text, its ``thinking_delta`` events the reasoning, closed by a ``signature_delta`` (kept, never shown);
 a ``redacted_thinking`` block arrives whole and encrypted (noted, never shown). Its tokens are part of
@@ -27,7 +30,7 @@ from relay.events import (
     TextDelta,
     Usage,
 )
-from relay.providers.base import ChatRequest
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.keys import KeySource
 from relay.providers.streaming import error_detail, parse_json, sse_stream
 from relay.reasoning import ReasoningOption
@@ -39,6 +42,9 @@ DEFAULT_MAX_TOKENS = 4096
 # claude-3-7-sonnet on.
 NON_THINKING_MODELS = ("claude-2", "claude-instant", "claude-3-haiku", "claude-3-opus", "claude-3-sonnet",
                        "claude-3-5-")
+
+# Claude models that take no images (the API refuses an image block).
+TEXT_ONLY_MODELS = ("claude-2", "claude-instant", "claude-3-5-haiku")
 
 # A content_block_delta's type → the field that holds its value, and what it is.
 DELTAS: dict[Any, tuple[str, Callable[[str], ProviderEvent]]] = {
@@ -115,11 +121,27 @@ def thinking(reasoning: ReasoningOption, max_tokens: int) -> tuple[dict[str, Any
     return {"type": "enabled", "budget_tokens": reasoning.budget}, reasoning.budget + max_tokens
 
 
+def takes_images(model: str) -> bool:
+    """Whether a Claude model takes images (also for Claude on Bedrock, by the name after ``anthropic.``)."""
+    return not model.startswith(TEXT_ONLY_MODELS)
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    blocks: list[dict[str, Any]] = [
+        {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.base64}}
+        for image in message.images]
+    if message.content:  # an empty text block is refused
+        blocks.append({"type": "text", "text": message.content})
+    return {"role": message.role, "content": blocks}
+
+
 def request_body(request: ChatRequest, max_tokens: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": max_tokens,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [_message(m) for m in request.messages],
         "stream": True,
     }
     if request.system:
@@ -142,6 +164,9 @@ class AnthropicMessages:
 
     def reasoning_unsupported(self, model: str) -> str | None:
         return reasoning_unsupported(model)
+
+    def takes_images(self, model: str) -> bool:
+        return takes_images(model)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         return sse_stream(self._http, self.name, self._url, EventParser(self.name), key=self._key,

@@ -1,11 +1,12 @@
 """What every provider shares: the request it is given, and the shape it answers in.
 
 The relay loop sees only ``ChatProvider.stream``; each provider module turns its own wire format into
-``relay.events``.
+``relay.events``, and a message's images into its own image parts.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -14,15 +15,36 @@ from relay.errors import PROVIDER_AUTH, ProviderError
 from relay.events import ProviderEvent
 from relay.reasoning import ReasoningOption
 
-__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "Unconfigured"]
+__all__ = ["ChatMessage", "ChatProvider", "ChatRequest", "Exchange", "Image", "Unconfigured"]
 
 Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image a user message carries: its media type (sniffed from the bytes), the bytes, and their base64 (made
+    once: a retry or a fallback sends the same images again)."""
+
+    media_type: str  # image/png | image/jpeg | image/webp | image/gif
+    data: bytes = field(repr=False)
+    base64: str = field(repr=False)
+
+    @classmethod
+    def of(cls, media_type: str, data: bytes) -> Image:
+        return cls(media_type, data, base64.b64encode(data).decode("ascii"))
+
+    @property
+    def data_url(self) -> str:
+        """The image as OpenAI's APIs take it inline."""
+        return f"data:{self.media_type};base64,{self.base64}"
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str
+    images: tuple[Image, ...] = ()  # a user message's, sent before its text (where a provider says order matters,
+    # Anthropic, it asks for images first)
 
 
 @dataclass(slots=True)
@@ -56,6 +78,11 @@ class ChatProvider(Protocol):
         (None when it is sent)."""
         ...
 
+    def takes_images(self, model: str) -> bool:
+        """Whether ``model`` takes images, as far as the provider's model names tell (IMAGE_MODELS and
+        TEXT_ONLY_MODELS have the last word: ProviderRegistry.takes_images)."""
+        ...
+
 
 class Unconfigured:
     """Stands in for a provider that lacks a setting, so that its sessions fail saying which one."""
@@ -66,6 +93,9 @@ class Unconfigured:
 
     def reasoning_unsupported(self, model: str) -> str | None:
         return None  # its stream fails before any request
+
+    def takes_images(self, model: str) -> bool:
+        return True  # its stream fails before any request, saying which setting it lacks
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         raise ProviderError(PROVIDER_AUTH, f"{self.name} is not configured: {self._variable} must be set")

@@ -5,6 +5,11 @@ Events: ``messageStart``, ``contentBlockDelta`` (``delta.text``), ``contentBlock
 worker thread that hands each event to the event loop; a failure during iteration raises ``EventStreamError``.
 The endpoint follows boto3's own ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``; credentials are boto3's.
 
+Images: an ``image`` content block each (``format`` and the raw ``bytes``, which botocore encodes), before the text.
+Which models take them is known here for the families that do (Claude from Claude 3 on but 3.5 Haiku, Nova Lite and
+Pro and later, Llama 3.2 11B and 90B, Llama 4, Pixtral); any other model id is taken as text-only unless
+IMAGE_MODELS names it.
+
 Reasoning arrives as ``contentBlockDelta.delta.reasoningContent``: ``text`` (shown), ``signature`` (kept, never
 shown), ``redactedContent`` (noted once per block, never shown); any other member is skipped. A session's reasoning
 option is passed to Anthropic's Claude models, the ones whose parameter Bedrock documents, as
@@ -40,12 +45,18 @@ from relay.events import (
     Usage,
 )
 from relay.providers.anthropic import DEFAULT_MAX_TOKENS, takes_thinking, thinking
-from relay.providers.base import ChatRequest
+from relay.providers.anthropic import takes_images as claude_takes_images
+from relay.providers.base import ChatMessage, ChatRequest
 
 AUTH_CODES = {"accessdeniedexception", "unrecognizedclientexception", "expiredtokenexception",
               "invalidsignatureexception"}
 RATE_CODES = {"throttlingexception", "servicequotaexceededexception", "toomanyrequestsexception"}
 UNAVAILABLE_CODES = {"serviceunavailableexception", "internalserverexception", "modelnotreadyexception"}
+# A cross-region inference profile's id starts with its geography ("us.amazon.nova-pro-v1:0").
+INFERENCE_PROFILE_GEOGRAPHIES = {"us", "eu", "apac", "us-gov", "ca", "jp", "au", "global"}
+# Model ids (after any inference profile's geography) of the families that take images, besides Claude's.
+IMAGE_MODELS = ("amazon.nova-lite", "amazon.nova-pro", "amazon.nova-premier", "amazon.nova-2", "meta.llama3-2-11b",
+                "meta.llama3-2-90b", "meta.llama4", "mistral.pixtral")
 
 
 class EventParser:
@@ -88,10 +99,27 @@ class EventParser:
             raise ProviderError(PROVIDER_INCOMPLETE, f"{self.provider} ended the stream before messageStop")
 
 
+def takes_images(model: str) -> bool:
+    _, found, claude = model.partition("anthropic.")
+    if found:
+        return claude_takes_images(claude)
+    geography, _, rest = model.partition(".")
+    return (rest if geography in INFERENCE_PROFILE_GEOGRAPHIES else model).startswith(IMAGE_MODELS)
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"image": {"format": image.media_type.removeprefix("image/"), "source": {"bytes": image.data}}}
+        for image in message.images]
+    if message.content or not blocks:
+        blocks.append({"text": message.content})
+    return {"role": message.role, "content": blocks}
+
+
 def request_kwargs(request: ChatRequest, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "modelId": request.model,
-        "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in request.messages],
+        "messages": [_message(m) for m in request.messages],
     }
     if request.system:
         kwargs["system"] = [{"text": request.system}]
@@ -182,6 +210,9 @@ class BedrockConverseStream:
 
     def reasoning_unsupported(self, model: str) -> str | None:
         return reasoning_unsupported(model)
+
+    def takes_images(self, model: str) -> bool:
+        return takes_images(model)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         try:

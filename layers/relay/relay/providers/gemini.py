@@ -5,6 +5,9 @@ Each ``data:`` chunk is a whole GenerateContentResponse: text in ``candidates[0]
 chunk (the last one counts). A blocked prompt has no candidates, only ``promptFeedback.blockReason``. A failure
 after HTTP 200 can arrive as bare JSON without ``data:`` framing (handled in ``streaming.post_sse``).
 
+Images: a ``parts`` entry each, ``inline_data`` (``mime_type`` and base64 ``data``), before the text. Every Gemini
+model takes them but the first (gemini-1.0-pro) and the embedding and retrieval models.
+
 Reasoning: a session's reasoning option becomes ``generationConfig.thinkingConfig`` (``thinkingBudget``, and
 ``includeThoughts`` so that the thoughts are sent); a thought summary then arrives as parts with ``thought: true``
 before the answer's, counted in ``usageMetadata.thoughtsTokenCount``. A thought part without text (a bare
@@ -20,13 +23,14 @@ import httpx
 
 from relay.errors import PROVIDER_BAD_REQUEST, PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
-from relay.providers.base import ChatRequest
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.keys import KeySource
 from relay.providers.streaming import error_detail, parse_json, sse_stream
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 # Gemini models that do not think (thinkingConfig is refused); the 2.5 models and later do.
 NON_THINKING_MODELS = ("gemini-1", "gemini-2.0", "gemma")
+TEXT_ONLY_MODELS = ("gemini-1.0-pro", "text-embedding", "embedding", "aqa")
 
 
 class ChunkParser:
@@ -65,11 +69,23 @@ class ChunkParser:
             raise ProviderError(PROVIDER_INCOMPLETE, f"{self.provider} ended the stream without a finishReason")
 
 
+ROLES = {"user": "user", "assistant": "model"}
+
+
+def takes_images(model: str) -> bool:
+    return not model.startswith(TEXT_ONLY_MODELS)
+
+
+def _content(message: ChatMessage) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"inline_data": {"mime_type": image.media_type, "data": image.base64}}
+                                   for image in message.images]
+    if message.content or not parts:
+        parts.append({"text": message.content})
+    return {"role": ROLES[message.role], "parts": parts}
+
+
 def request_body(request: ChatRequest) -> dict[str, Any]:
-    roles = {"user": "user", "assistant": "model"}
-    body: dict[str, Any] = {
-        "contents": [{"role": roles[m.role], "parts": [{"text": m.content}]} for m in request.messages],
-    }
+    body: dict[str, Any] = {"contents": [_content(m) for m in request.messages]}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": request.system}]}
     if request.reasoning is not None and reasoning_unsupported(request.model) is None:
@@ -95,6 +111,9 @@ class GeminiStreamGenerateContent:
 
     def reasoning_unsupported(self, model: str) -> str | None:
         return reasoning_unsupported(model)
+
+    def takes_images(self, model: str) -> bool:
+        return takes_images(model)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         url = f"{self._base_url}/v1beta/models/{request.model}:streamGenerateContent"

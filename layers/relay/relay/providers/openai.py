@@ -4,6 +4,11 @@ Wire format: ``data: {chunk}`` lines ending with ``data: [DONE]``; with ``stream
 chunk has ``choices: []`` and the usage. An error after HTTP 200 is a ``data:`` line whose JSON has ``error``.
 Azure OpenAI speaks the same format with a few quirks (chunks with empty ``choices`` or no ``delta``), handled here.
 
+Images: a user message's content becomes a list of parts, each image an ``image_url`` part with a data URL, then
+the text. Every model takes them but the families in TEXT_ONLY_MODELS (older GPT-4 and GPT-3.5, the mini o-series
+before o4, the open-weight gpt-oss); an OpenAI-compatible server's models are assumed to as well (IMAGE_MODELS and
+TEXT_ONLY_MODELS say otherwise, relay/config.py).
+
 Reasoning: OpenAI's own models stream none here (only a count, ``usage.completion_tokens_details.reasoning_tokens``);
 OpenAI-compatible servers stream it beside the answer as ``delta.reasoning_content`` (DeepSeek, vLLM) or
 ``delta.reasoning`` (vLLM's newer name, Ollama, OpenRouter). Any other shape is skipped. A session's reasoning
@@ -19,7 +24,7 @@ import httpx
 
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
-from relay.providers.base import ChatRequest
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.keys import KeySource
 from relay.providers.streaming import error_detail, parse_json, sse_stream
 
@@ -28,6 +33,11 @@ DONE = "[DONE]"
 # OpenAI's reasoning models (o1, o3, o4-mini, gpt-5, ...) take it, and so do the OpenAI-compatible servers that
 # reason (vLLM, Ollama); a server that has no use for it ignores it.
 NON_REASONING_MODELS = ("gpt-3.5", "gpt-4", "chatgpt-", "gpt-5-chat")
+# OpenAI model families that take no images (the API refuses image parts with a 400): GPT-3.5, the first GPT-4 and
+# its text-only previews, o1-mini and o3-mini, gpt-oss. "gpt-4" itself is matched whole (gpt-4o, gpt-4.1 and
+# gpt-4-turbo do take them).
+TEXT_ONLY_MODELS = ("gpt-3.5", "gpt-4-0", "gpt-4-32k", "gpt-4-1106-preview", "o1-mini", "o3-mini", "gpt-oss",
+                    "davinci", "babbage")
 
 
 class ChunkParser:
@@ -79,9 +89,23 @@ def reasoning_unsupported(model: str) -> str | None:
     return None
 
 
+def takes_images(model: str) -> bool:
+    return model != "gpt-4" and not model.startswith(TEXT_ONLY_MODELS)
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image.data_url}}
+                                   for image in message.images]
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    return {"role": message.role, "content": parts}
+
+
 def request_body(request: ChatRequest, *, model: bool = True) -> dict[str, Any]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
-    messages += [{"role": m.role, "content": m.content} for m in request.messages]
+    messages += [_message(m) for m in request.messages]
     body: dict[str, Any] = {"model": request.model} if model else {}
     body.update(messages=messages, stream=True, stream_options={"include_usage": True})
     if request.reasoning is not None and reasoning_unsupported(request.model) is None:
@@ -121,6 +145,9 @@ class OpenAIChatCompletions:
 
     def reasoning_unsupported(self, model: str) -> str | None:
         return reasoning_unsupported(model)
+
+    def takes_images(self, model: str) -> bool:
+        return takes_images(model)
 
     def _headers(self, key: str) -> dict[str, str]:
         return {"api-key": key} if self._azure else {"Authorization": f"Bearer {key}"}

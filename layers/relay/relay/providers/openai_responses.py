@@ -4,6 +4,9 @@ Each event is ``event: <type>`` + ``data: {json}``; there is no ``[DONE]``. Text
 ``response.output_text.delta``; the stream ends with ``response.completed``, ``response.incomplete`` (both carry
 the usage) or ``response.failed``; ``error`` can arrive after HTTP 200.
 
+Images: a user message's content becomes a list of ``input_image`` parts (data URLs), then its ``input_text``; the
+same models take them as on Chat Completions.
+
 Reasoning: a session's reasoning option becomes ``reasoning: {effort, summary: "auto"}``, and the reasoning summary
 then streams as ``response.reasoning_summary_text.delta`` (one summary part after another, set apart here by a blank
 line); open-weight models stream their raw reasoning as ``response.reasoning_text.delta``. The count is in
@@ -19,9 +22,9 @@ import httpx
 
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
-from relay.providers.base import ChatRequest
+from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.keys import KeySource
-from relay.providers.openai import reasoning_unsupported
+from relay.providers.openai import reasoning_unsupported, takes_images
 from relay.providers.streaming import parse_json, sse_stream
 
 REASONING_DELTAS = ("response.reasoning_summary_text.delta", "response.reasoning_text.delta")
@@ -76,10 +79,19 @@ class EventParser:
             raise ProviderError(PROVIDER_INCOMPLETE, f"{self.provider} ended the stream before response.completed")
 
 
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "input_image", "image_url": image.data_url} for image in message.images]
+    if message.content:
+        parts.append({"type": "input_text", "text": message.content})
+    return {"role": message.role, "content": parts}
+
+
 def request_body(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
-        "input": [{"role": m.role, "content": m.content} for m in request.messages],
+        "input": [_message(m) for m in request.messages],
         "stream": True,
         "store": False,
     }
@@ -99,6 +111,9 @@ class OpenAIResponses:
 
     def reasoning_unsupported(self, model: str) -> str | None:
         return reasoning_unsupported(model)
+
+    def takes_images(self, model: str) -> bool:
+        return takes_images(model)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[list[ProviderEvent]]:
         return sse_stream(self._http, self.name, self._url, EventParser(self.name), key=self._key,

@@ -29,6 +29,7 @@ class ProviderRegistry:
         gemini_key = key_source("GEMINI_API_KEY", settings.gemini_api_key, secret)
         azure_key = key_source("AZURE_OPENAI_API_KEY", settings.azure_openai_api_key, secret)
         self.models = settings.models
+        self._settings = settings
         self._metrics_any_model = settings.metrics_any_model
         # A provider is listed here even when a key is missing: its stream fails with provider_auth naming the key.
         self._providers: dict[str, ChatProvider] = {
@@ -78,6 +79,12 @@ class ProviderRegistry:
         holds "*"."""
         listed = self.models.get(provider, [])
         return not listed or config.ANY_MODEL in listed or model in listed
+
+    def takes_images(self, provider: str, model: str) -> bool:
+        """Whether a session's model takes images: TEXT_ONLY_MODELS and IMAGE_MODELS, else the provider's own
+        knowledge of its model names."""
+        known = self._providers.get(provider)
+        return self._settings.takes_images(provider, model, known is not None and known.takes_images(model))
 
     def metric_model(self, provider: str, model: str) -> str:
         """The model as a metric dimension: itself when listed for its provider, else "other" (config.py)."""
