@@ -3,7 +3,9 @@
 Asked for with ``?protocol=ai-sdk`` on ``POST /chat/stream``. The request is the body the AI SDK's
 ``DefaultChatTransport`` posts (``{id, messages, trigger, messageId}`` plus any ``body`` the app adds): the chat
 session is ``chatSessionId`` when the app sends one, else ``id``; the new content is the text of the last message,
-which must be the user's; the history the provider sees is the stored one, not the client's copy. The answer is
+which must be the user's, and its ``file`` parts with an image media type name the images it carries (uploaded first,
+``url`` ``attachment:<attachmentId>``: the body stays small); the history the provider sees is the stored one, not
+the client's copy. The answer is
 ``start``, ``text-start``, ``text-delta``..., ``text-end``, ``finish`` or ``error``, then ``data: [DONE]``
 (https://ai-sdk.dev/docs/ai-sdk-ui/stream-protocol). The model's reasoning is a reasoning part before the text:
 ``reasoning-start``, ``reasoning-delta``..., ``reasoning-end`` once the answer's text begins (reasoning that comes
@@ -20,6 +22,7 @@ from relay.errors import RequestRejected
 from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 
 PROTOCOL = "ai-sdk"
+ATTACHMENT_SCHEME = "attachment:"  # a file part's url naming an image uploaded to the relay
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 DONE = b"data: [DONE]\n\n"
 
@@ -33,9 +36,9 @@ FINISH_REASONS = {
 }
 
 
-def new_message(body: dict[str, Any]) -> tuple[Any, str, str | None]:
-    """``(chatSessionId, content, clientMessageId)`` from a ``DefaultChatTransport`` body. The last message's id
-    doubles as the idempotency key, so a retried submit does not ask the provider twice."""
+def new_message(body: dict[str, Any]) -> tuple[Any, str, str | None, list[str] | None]:
+    """``(chatSessionId, content, clientMessageId, attachments)`` from a ``DefaultChatTransport`` body. The last
+    message's id doubles as the idempotency key, so a retried submit does not ask the provider twice."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
         raise RequestRejected(422, "validation_error", "messages must be a non-empty list of UI messages")
@@ -50,7 +53,21 @@ def new_message(body: dict[str, Any]) -> tuple[Any, str, str | None]:
     if not all(isinstance(text, str) for text in texts):
         raise RequestRejected(422, "validation_error", "a text part's text must be a string")
     message_id = last.get("id") if isinstance(last.get("id"), str) else None
-    return body.get("chatSessionId", body.get("id")), "".join(texts), message_id
+    files = [part for part in parts if isinstance(part, dict) and part.get("type") == "file"]
+    attachments = [_attachment_id(part) for part in files] or None
+    return body.get("chatSessionId", body.get("id")), "".join(texts), message_id, attachments
+
+
+def _attachment_id(part: dict[str, Any]) -> str:
+    """The image a ``file`` part names: an upload to the relay, by ``attachment:<attachmentId>``. Files are not
+    taken inline (a data URL would take the body past its 64 KiB), nor fetched from elsewhere."""
+    media_type, url = part.get("mediaType"), part.get("url")
+    if not isinstance(media_type, str) or not media_type.startswith("image/"):
+        raise RequestRejected(422, "validation_error", "a file part must be an image (PNG, JPEG, WebP or GIF)")
+    if not isinstance(url, str) or not url.startswith(ATTACHMENT_SCHEME):
+        raise RequestRejected(422, "validation_error", "a file part's url must name an upload to the relay, "
+                                                       f"{ATTACHMENT_SCHEME}<attachmentId> (uploadAttachment)")
+    return url.removeprefix(ATTACHMENT_SCHEME)
 
 
 async def ui_message_stream(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:

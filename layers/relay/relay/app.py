@@ -28,10 +28,18 @@ from ulid import ULID
 
 from relay import ai_sdk, config, json_input, sse, tracing
 from relay.admission import Admission, NewTurn, session_not_found
+from relay.attachments import AttachmentStore
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
 from relay.context import Invocation
-from relay.errors import STORE_UNAVAILABLE, RequestRejected, StoreError
+from relay.errors import (
+    ATTACHMENT_NOT_FOUND,
+    ATTACHMENT_TOO_LARGE,
+    ATTACHMENTS_NOT_CONFIGURED,
+    STORE_UNAVAILABLE,
+    RequestRejected,
+    StoreError,
+)
 from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 from relay.limits import Limits, held
 from relay.providers.registry import ProviderRegistry
@@ -68,7 +76,8 @@ def create_app(
     authenticator: AuthenticatorFactory = authenticator_from_environment,
 ) -> Starlette:
     settings = settings or Settings.from_environment()
-    store = store or ChatStore(settings.table_name, ttl_days=settings.message_ttl_days)
+    store = store or ChatStore(settings.table_name, ttl_days=settings.message_ttl_days,
+                               attachments=attachment_store(settings))
     tracing.start()
     # One client per process, so connections are reused (and its TLS context, ~20 ms to create, is made once).
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.provider_read_timeout_seconds,
@@ -82,7 +91,8 @@ def create_app(
             app.state.providers = providers = ProviderRegistry(settings, http)
             app.state.auth = auth
             app.state.admission = Admission(store, app.state.limits, app.state.usage, providers,
-                                            settings.history_max_messages)
+                                            settings.history_max_messages, max_images=settings.history_max_images,
+                                            max_image_bytes=settings.history_max_image_bytes)
             app.state.turn_settings = TurnSettings.from_settings(settings, providers.metric_model, app.state.usage,
                                                                  _model_titles(settings, providers))
             # Only now: its thread competing with start-up for the interpreter lock made readiness ~85 ms later.
@@ -104,6 +114,7 @@ def create_app(
             Route("/sessions/{chatSessionId}", update_session, methods=["PATCH"]),
             Route("/sessions/{chatSessionId}", delete_session, methods=["DELETE"]),
             Route("/sessions/{chatSessionId}/messages", list_messages, methods=["GET"]),
+            Route("/sessions/{chatSessionId}/attachments", create_attachment, methods=["POST"]),
             Route("/chat/stream", chat_stream, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages/{messageId}/cancel", cancel_message, methods=["POST"]),
             Route("/sessions/{chatSessionId}/messages/{messageId}/stream", resume_message, methods=["GET"]),
@@ -119,6 +130,11 @@ def create_app(
     app.state.limits = Limits(store.dynamodb, settings)
     app.state.usage = UsageLedger(store.dynamodb, settings)
     return app
+
+
+def attachment_store(settings: Settings) -> AttachmentStore | None:
+    """The attachments bucket ATTACHMENTS_BUCKET names; None, and no image attachments, without one."""
+    return AttachmentStore(settings.attachments_bucket) if settings.attachments_bucket else None
 
 
 def _model_titles(settings: Settings, providers: ProviderRegistry) -> ModelTitles | None:
@@ -217,6 +233,37 @@ def _allowed_model(providers: ProviderRegistry, provider: str, model: str) -> st
         offered = ", ".join(providers.offered(provider))
         raise RequestRejected(422, "model_not_offered", f"{provider} offers these models here: {offered}")
     return model
+
+
+async def create_attachment(request: Request) -> Response:
+    """A presigned upload for one image of the session's owner: the browser PUTs its bytes straight to S3, then
+    names its ``attachmentId`` in ``POST /chat/stream``."""
+    user_id = await authenticate(request)
+    chat_session_id = request.path_params["chatSessionId"]
+    media_type, size = attachment_request(await read_json_object(request))
+    attachments = request.app.state.store.attachments
+    if attachments is None:
+        raise RequestRejected(422, ATTACHMENTS_NOT_CONFIGURED, "this relay has no attachments bucket "
+                                                               "(ATTACHMENTS_BUCKET): it takes no images")
+    if not (is_id(chat_session_id) and await request.app.state.store.get_session(chat_session_id, user_id)):
+        raise session_not_found()
+    upload = await attachments.upload(chat_session_id, media_type, size)
+    return JSONResponse(upload.to_json(), status_code=201)
+
+
+def attachment_request(body: dict[str, Any]) -> tuple[str, int]:
+    """``{"mediaType", "size"}`` of an image to upload, checked: one of the four image types, at most
+    config.MAX_IMAGE_BYTES."""
+    media_type = require_string(body, "mediaType", config.MAX_MODEL_CHARS).strip().lower()
+    if media_type not in config.IMAGE_MEDIA_TYPES:
+        raise RequestRejected(422, "validation_error", f"mediaType must be one of: "
+                                                       f"{', '.join(config.IMAGE_MEDIA_TYPES)}")
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise RequestRejected(422, "validation_error", "size must be the image's length in bytes, a whole number")
+    if size > config.MAX_IMAGE_BYTES:
+        raise RequestRejected(422, ATTACHMENT_TOO_LARGE, f"an image may be at most {config.MAX_IMAGE_BYTES} bytes")
+    return media_type, size
 
 
 async def list_messages(request: Request) -> Response:
@@ -362,9 +409,11 @@ async def chat_stream(request: Request) -> Response:
     encoding = _stream_encoding(request)
     body = await read_json_object(request)
     if encoding.encode is ai_sdk.ui_message_stream:
-        body = dict(zip(("chatSessionId", "content", "clientMessageId"), ai_sdk.new_message(body), strict=True))
+        body = dict(zip(("chatSessionId", "content", "clientMessageId", "attachments"), ai_sdk.new_message(body),
+                        strict=True))
     chat_session_id = require_string(body, "chatSessionId", 64)
-    content = _message_content(body)
+    attachment_ids = message_attachments(body)
+    content = _message_content(body, bool(attachment_ids))
     client_message_id = optional_string(body, "clientMessageId", 64)
     if client_message_id is not None and not CLIENT_ID_PATTERN.fullmatch(client_message_id):
         raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
@@ -372,7 +421,7 @@ async def chat_stream(request: Request) -> Response:
         raise session_not_found()
     state = request.app.state
     admitted = await state.admission.turn(user_id, chat_session_id, content, client_message_id,
-                                          invocation.deadline_ms)
+                                          invocation.deadline_ms, attachment_ids)
     if not isinstance(admitted, NewTurn):
         # A retry of a request already under way or done: join its turn, no second message, no second call.
         events = held(attach(state.store, chat_session_id, admitted.message_ids), admitted.lease)
@@ -383,21 +432,46 @@ async def chat_stream(request: Request) -> Response:
                       provider=admitted.provider, store=state.store, invocation=invocation,
                       settings=state.turn_settings, connection=connection, fallbacks=admitted.fallbacks,
                       message_ids=admitted.message_ids, client_message_id=client_message_id,
-                      store_read_ms=admitted.store_read_ms, regeneration=regeneration)
+                      store_read_ms=admitted.store_read_ms, regeneration=regeneration,
+                      attachments=admitted.attachments, images=admitted.images,
+                      images_read_ms=admitted.images_read_ms)
     return encoding.response(held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
 
 
-def _message_content(body: dict[str, Any]) -> str | None:
-    """The new message; None for ``"regenerate": true``, which answers the last one again and takes none."""
+def _message_content(body: dict[str, Any], has_images: bool) -> str | None:
+    """The new message (it may be empty when it carries images); None for ``"regenerate": true``, which answers the
+    last one again and takes none."""
     regenerate = body.get("regenerate", False)
     if not isinstance(regenerate, bool):
         raise RequestRejected(422, "validation_error", "regenerate must be true or false")
     if not regenerate:
+        if has_images and body.get("content") in (None, ""):
+            return ""  # images alone
         return require_string(body, "content", config.MAX_CONTENT_CHARS)
-    if body.get("content") is not None:
-        raise RequestRejected(422, "validation_error", "a regenerate answers the last message again: it takes no "
-                                                       "content")
+    if body.get("content") is not None or has_images:
+        raise RequestRejected(422, "validation_error", "a regenerate answers the last message again, with its "
+                                                       "images: it takes no content or attachments")
     return None
+
+
+def message_attachments(body: dict[str, Any]) -> tuple[str, ...]:
+    """``"attachments"`` of a chat request: the ids of images uploaded to this session (POST
+    /sessions/{chatSessionId}/attachments), at most config.MAX_IMAGES_PER_MESSAGE, each once. An id that cannot be
+    one is simply not found (404), as a session's."""
+    value = body.get("attachments")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RequestRejected(422, "validation_error", "attachments must be a list of attachmentId strings")
+    if len(value) > config.MAX_IMAGES_PER_MESSAGE:
+        raise RequestRejected(422, "validation_error", f"a message may carry at most {config.MAX_IMAGES_PER_MESSAGE} "
+                                                       "images")
+    if len(set(value)) != len(value):
+        raise RequestRejected(422, "validation_error", "each attachment may be named once")
+    unknown = next((item for item in value if not is_id(item)), None)
+    if unknown is not None:
+        raise RequestRejected(404, ATTACHMENT_NOT_FOUND, "no attachment with this id in this session")
+    return tuple(value)
 
 
 @dataclass(frozen=True, slots=True)

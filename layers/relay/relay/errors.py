@@ -28,6 +28,14 @@ SESSION_NOT_FOUND = "session_not_found"  # a 404, or ``event: error`` when the s
 BUDGET_EXCEEDED = "budget_exceeded"  # a 429: the user has spent a day's or a month's token budget
 # A regenerate (409, or ``event: error``) while the answer it would replace is still being generated or replaced.
 ANSWER_IN_PROGRESS = "answer_in_progress"
+# Image attachments (relay/attachments.py): a 404 for one that is not in the session (or not uploaded), a 422 for one
+# too large, one whose bytes are no image the relay takes (whatever its name says), a model that takes none, or a
+# deployment with no bucket.
+ATTACHMENT_NOT_FOUND = "attachment_not_found"
+ATTACHMENT_TOO_LARGE = "attachment_too_large"
+ATTACHMENT_NOT_AN_IMAGE = "attachment_not_an_image"
+IMAGES_NOT_SUPPORTED = "images_not_supported"
+ATTACHMENTS_NOT_CONFIGURED = "attachments_not_configured"
 
 
 class RelayError(Exception):

@@ -16,8 +16,8 @@ from typing import Any
 
 from relay.reasoning import ReasoningOption
 
-__all__ = ["COMPLETE", "ERROR", "INCOMPLETE", "INTERRUPTED", "LIVE", "PENDING", "STREAMING", "ChatSession",
-           "Conversation", "SessionSummary", "StoredMessage", "is_id", "now_iso"]
+__all__ = ["COMPLETE", "ERROR", "INCOMPLETE", "INTERRUPTED", "LIVE", "PENDING", "STREAMING", "Attachment",
+           "ChatSession", "Conversation", "SessionSummary", "StoredMessage", "is_id", "now_iso"]
 
 PENDING = "pending"  # accepted, stored, waiting for the provider's first token
 STREAMING = "streaming"
@@ -44,6 +44,22 @@ class ChatSession:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """An image a user message names, as stored with it: its media type as sniffed from its bytes."""
+
+    attachment_id: str
+    media_type: str
+    size: int  # bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"attachmentId": self.attachment_id, "mediaType": self.media_type, "size": self.size}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Attachment:
+        return cls(value["attachmentId"], value["mediaType"], int(value["size"]))
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     message_id: str
     role: str  # "user" | "ai"
@@ -55,9 +71,12 @@ class StoredMessage:
     reasoning: str = ""  # an answer's reasoning, as the provider streamed it
     reasoning_signatures: tuple[str, ...] = ()  # the provider's signatures over it: kept, never shown
     superseded_by: str | None = None  # the answer a regenerate put in this one's place
+    attachments: tuple[Attachment, ...] = ()  # a user message's images
 
     def to_json(self) -> dict[str, Any]:
-        message = {"messageId": self.message_id, "role": self.role, "content": self.content}
+        message: dict[str, Any] = {"messageId": self.message_id, "role": self.role, "content": self.content}
+        if self.attachments:
+            message["attachments"] = [attachment.to_json() for attachment in self.attachments]
         if self.reasoning:  # beside the content; the signatures stay in the store
             message["reasoning"] = self.reasoning
         metadata = self.metadata if self.superseded_by is None else {**self.metadata,

@@ -19,8 +19,12 @@ count and, the first time, its title), and the final answer, in one transaction 
 and the answer still exist (a deleted session never comes back) and that also adds the turn's usage to the limits
 table. Checkpoints in between update the answer's text.
 
-An erase marks the session ``deleting`` first: from then on no turn, claim or final write lands in it, and its items
-are deleted, the session item last, so that an erase cut short is finished by asking again.
+An erase marks the session ``deleting`` first: from then on no turn, claim or final write lands in it, and its
+images in the attachments bucket and then its items are deleted, the session item last, so that an erase cut short
+is finished by asking again.
+
+A user message's images are named in its item (``attachments``: id, media type and size); the images themselves are
+in the attachments bucket (relay/attachments.py), under the session's prefix.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from relay.attachments import AttachmentStore
 from relay.dynamodb import (
     TTL_ATTRIBUTE,
     DynamoDB,
@@ -55,6 +60,7 @@ from relay.records import (
     LIVE,
     PENDING,
     STREAMING,
+    Attachment,
     ChatSession,
     Conversation,
     SessionSummary,
@@ -112,19 +118,24 @@ class SessionPage:
     next_cursor: str | None  # None on the last page
 
 
-def fingerprint(content: str) -> str:
-    """What a claim remembers of its message: enough to tell a retry from another message that reuses the id."""
-    return hashlib.sha256(content.encode()).hexdigest()[:32]
+def fingerprint(content: str, attachment_ids: Sequence[str] = ()) -> str:
+    """What a claim remembers of its message: enough to tell a retry from another message that reuses the id (a
+    message without images has the fingerprint it always had)."""
+    named = content + "".join(f"\0{attachment_id}" for attachment_id in attachment_ids)
+    return hashlib.sha256(named.encode()).hexdigest()[:32]
 
 
 class ChatStore:
-    """Async access to the chat table."""
+    """Async access to the chat table, and to the attachments bucket where a conversation's images are (None: a
+    deployment without image attachments)."""
 
     def __init__(self, table_name: str, *, ttl_days: int,
-                 client_factory: Callable[[], Any] = create_dynamodb_client) -> None:
+                 client_factory: Callable[[], Any] = create_dynamodb_client,
+                 attachments: AttachmentStore | None = None) -> None:
         self.table_name = table_name
         self.ttl_seconds = ttl_days * 86_400
         self.dynamodb = DynamoDB(client_factory)
+        self.attachments = attachments
 
     def connect(self) -> None:
         self.dynamodb.connect()
@@ -176,7 +187,7 @@ class ChatStore:
 
     async def claim_client_message(
         self, chat_session_id: str, owner_id: str, client_message_id: str, message_ids: tuple[str, str],
-        content: str,
+        content: str, attachment_ids: Sequence[str] = (),
     ) -> tuple[str, str] | None:
         """Record that a client's message starts this turn, in one transaction with the check that the session is
         the caller's. Returns None for a new turn, the earlier turn's (user, answer) ids for a retry; raises
@@ -196,7 +207,8 @@ class ChatStore:
                 {"Put": {
                     "TableName": self.table_name,
                     "Item": {**key, "userMessageId": {"S": message_ids[0]}, "messageId": {"S": message_ids[1]},
-                             "contentHash": {"S": fingerprint(content)}, "claimedAt": {"N": str(now)},
+                             "contentHash": {"S": fingerprint(content, attachment_ids)},
+                             "claimedAt": {"N": str(now)},
                              TTL_ATTRIBUTE: {"N": str(self._expires_at())}},
                     "ConditionExpression": "attribute_not_exists(PK) OR "
                                            "(attribute_not_exists(accepted) AND claimedAt < :stale)",
@@ -214,7 +226,8 @@ class ChatStore:
         item = deserialize(response.get("Item") or {})
         if not item:  # released between the two calls: the client may simply send it again
             raise StoreError("the claim changed while it was read")
-        if item.get("contentHash", fingerprint(content)) != fingerprint(content):
+        claimed = fingerprint(content, attachment_ids)
+        if item.get("contentHash", claimed) != claimed:
             raise ClientMessageConflict(client_message_id)
         return item["userMessageId"], item["messageId"]
 
@@ -524,8 +537,9 @@ class ChatStore:
         return True
 
     async def delete_session(self, chat_session_id: str, owner_id: str) -> bool:
-        """Erase a session and every item under it (messages, their parts, claims). It is marked ``deleting``
-        first, which no turn, claim or final write gets past, then its items are deleted, the session item last.
+        """Erase a session and every item under it (messages, their parts, claims) and its images. It is marked
+        ``deleting`` first, which no turn, claim or final write gets past, then its images and items are deleted,
+        the session item last.
         False when it is not the owner's or is gone already, and then nothing is written; an erase cut short (the
         store failed) is finished by calling this again."""
         try:
@@ -537,6 +551,8 @@ class ChatStore:
             if condition_failed(exc):
                 return False
             raise
+        if self.attachments is not None:
+            await self.attachments.delete_session(chat_session_id)
         keys: list[dict[str, Any]] = []
         query: dict[str, Any] = {
             "TableName": self.table_name, "KeyConditionExpression": "PK = :pk", "ProjectionExpression": "PK, SK",
@@ -615,6 +631,7 @@ def _message_item(chat_session_id: str, message: StoredMessage, expires_at: int)
         "metadata": message.metadata,
         "deadlineAt": message.deadline_at,
         "reasoningSignatures": list(message.reasoning_signatures) or None,
+        "attachments": [attachment.to_json() for attachment in message.attachments] or None,
         TTL_ATTRIBUTE: expires_at,
     }
 
@@ -701,4 +718,5 @@ def _message_from_item(item: dict[str, Any]) -> StoredMessage:
         reasoning=item.get("reasoning", ""),
         reasoning_signatures=tuple(item.get("reasoningSignatures") or ()),
         superseded_by=item.get("supersededBy"),
+        attachments=tuple(Attachment.from_json(value) for value in item.get("attachments") or ()),
     )

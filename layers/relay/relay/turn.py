@@ -18,6 +18,9 @@ call). Then, in order:
 
 A regenerate is a turn that stores no user message: it answers the last one again, and the answer it replaces is
 kept, marked as superseded.
+
+Images come read already (relay/admission.py), by attachment id: each user message of the history the provider is
+sent carries those of its attachments that are among them, the new message all of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import anyio
@@ -55,9 +58,9 @@ from relay.events import (
     Tokens,
     TurnEvent,
 )
-from relay.providers.base import ChatMessage, ChatProvider, ChatRequest
+from relay.providers.base import ChatMessage, ChatProvider, ChatRequest, Image
 from relay.reader import ProviderReader, Timeouts
-from relay.records import COMPLETE, PENDING, Conversation, StoredMessage, now_iso
+from relay.records import COMPLETE, PENDING, Attachment, Conversation, StoredMessage, now_iso
 from relay.store import AnswerReplaced, ChatStore, SessionNotFound
 from relay.tally import Tally
 from relay.titles import ModelTitles, title_from_message
@@ -123,14 +126,20 @@ def relay_turn(
     client_message_id: str | None = None,
     store_read_ms: float | None = None,
     regeneration: Regeneration | None = None,
+    attachments: tuple[Attachment, ...] = (),
+    images: Mapping[str, Image] | None = None,
+    images_read_ms: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> AsyncGenerator[TurnEvent, None]:
     """The events of one turn, from ``Started`` (or a ``Failed`` when the message could not be stored) to ``Done``
-    or ``Failed``. ``content`` is the new message, or with ``regeneration`` the one answered again."""
+    or ``Failed``. ``content`` is the new message, with its ``attachments``, or with ``regeneration`` the one
+    answered again; ``images`` are those the provider is sent, by attachment id (``images_read_ms``: the time
+    reading earlier messages' took, for the log)."""
     turn = Turn(conversation, content, provider=provider, store=store, invocation=invocation, settings=settings,
                 connection=connection or Connection(), fallbacks=fallbacks,
                 message_ids=message_ids or new_message_ids(), client_message_id=client_message_id,
-                regeneration=regeneration, clock=clock)
+                regeneration=regeneration, attachments=attachments, images=images or {}, clock=clock)
+    turn.log.update(images=len(images or {}), images_read_ms=images_read_ms)
     return turn.events(store_read_ms)
 
 
@@ -139,6 +148,7 @@ class Turn:
                  invocation: Invocation, settings: TurnSettings, connection: Connection,
                  fallbacks: Sequence[tuple[ChatProvider, str]], message_ids: tuple[str, str],
                  client_message_id: str | None, regeneration: Regeneration | None,
+                 attachments: tuple[Attachment, ...], images: Mapping[str, Image],
                  clock: Callable[[], float]) -> None:
         self.session = conversation.session
         self.candidates = [(provider, self.session.model), *fallbacks]
@@ -152,21 +162,25 @@ class Turn:
         self.deadline = (invocation.deadline_ms / 1000 if invocation.deadline_ms
                          else time.time() + timeouts.function_timeout)  # epoch seconds
         self.stop_at = clock() + self.deadline - time.time() - timeouts.deadline_margin
-        self.user_message, self.answer = _new_turn_messages(content, int(self.deadline * 1000), message_ids)
+        self.user_message, self.answer = _new_turn_messages(content, attachments, int(self.deadline * 1000),
+                                                            message_ids)
         if regeneration is not None:
             self.user_message = regeneration.user_message
-        self.messages = _provider_history(conversation, ChatMessage("user", content), settings.history_max_chars)
-        # A session with no title takes one from its first message (a regenerate brings no new message).
-        self.first_title = (title_from_message(content)
+        new = ChatMessage("user", content, _images_of(self.user_message, images))
+        self.messages = _provider_history(conversation, new, settings.history_max_chars, images)
+        # A session with no title takes one from its first message (a regenerate brings no new message; a message
+        # of images alone gives none, and the next one does).
+        self.first_title = (title_from_message(content) or None
                             if self.session.title is None and regeneration is None else None)
         self.names_session = bool(self.first_title and not conversation.history and settings.titles)
         self.naming: asyncio.Future[None] | None = None  # the model-made title, once asked for
         self.tally = Tally(self.session.provider, self.session.model, invocation.received_at, clock,
                            telemetry.take_cold_start())
         self.accepted = False  # the user message and the pending answer are stored
-        self.log = {"request_id": invocation.request_id, "chat_session_id": self.session.chat_session_id,
-                    "message_id": self.answer.message_id, "provider": self.session.provider,
-                    "model": self.session.model, "regenerate": regeneration is not None}
+        self.log: dict[str, object] = {
+            "request_id": invocation.request_id, "chat_session_id": self.session.chat_session_id,
+            "message_id": self.answer.message_id, "provider": self.session.provider, "model": self.session.model,
+            "regenerate": regeneration is not None}
 
     async def events(self, store_read_ms: float | None) -> AsyncGenerator[TurnEvent, None]:
         tally = self.tally
@@ -396,30 +410,40 @@ def new_message_ids() -> tuple[str, str]:
     return str(user_id), str(ULID.from_int(int(user_id) + 1))
 
 
-def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> tuple[StoredMessage, StoredMessage]:
+def _new_turn_messages(content: str, attachments: tuple[Attachment, ...], deadline_ms: int,
+                       ids: tuple[str, str]) -> tuple[StoredMessage, StoredMessage]:
     created_at = now_iso()
     return (
-        StoredMessage(ids[0], "user", content, COMPLETE, created_at),
+        StoredMessage(ids[0], "user", content, COMPLETE, created_at, attachments=attachments),
         StoredMessage(ids[1], "ai", "", PENDING, created_at, deadline_at=deadline_ms),
     )
 
 
-def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int) -> list[ChatMessage]:
-    """Earlier user messages and complete answers (not those a regenerate replaced), then the new message, as
-    providers want them: roles alternating, so two user messages in a row (the answer between them failed) become
-    one; the oldest are left out until the whole fits in ``max_chars``."""
+def _images_of(message: StoredMessage, images: Mapping[str, Image]) -> tuple[Image, ...]:
+    return tuple(images[attachment.attachment_id] for attachment in message.attachments
+                 if attachment.attachment_id in images)
+
+
+def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int,
+                      images: Mapping[str, Image] | None = None) -> list[ChatMessage]:
+    """Earlier user messages (with those of their images in ``images``) and complete answers (not those a
+    regenerate replaced), then the new message, as providers want them: roles alternating, so two user messages in a
+    row (the answer between them failed) become one; the oldest are left out until the whole fits in
+    ``max_chars``."""
     history: list[ChatMessage] = []
     for message in [*conversation.history, None]:
         if message is None:
             turn = new
         elif message.role == "user":
-            turn = ChatMessage("user", message.content)
+            turn = ChatMessage("user", message.content, _images_of(message, images or {}))
         elif message.status == COMPLETE and message.content and message.superseded_by is None:
             turn = ChatMessage("assistant", message.content)
         else:
             continue
         if history and history[-1].role == turn.role:
-            turn = ChatMessage(turn.role, history.pop().content + "\n\n" + turn.content)
+            earlier = history.pop()
+            text = "\n\n".join(content for content in (earlier.content, turn.content) if content)
+            turn = ChatMessage(turn.role, text, earlier.images + turn.images)
         history.append(turn)
     while len(history) > 1 and sum(len(message.content) for message in history) > max_chars:
         history.pop(0)
