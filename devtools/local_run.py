@@ -1,9 +1,9 @@
-"""The whole relay on loopback with no Docker and no keys: embedded DynamoDB, simulated provider, the app.
+"""The whole relay on loopback with no Docker and no keys: embedded DynamoDB and S3, simulated provider, the app.
 
 ``python -m devtools.local_run`` (what ``make dev`` runs) serves the app on ``PORT`` (default 3000) in the
-foreground, with DynamoDB on ``DYNAMODB_PORT`` (3001) and the simulated provider on ``SIMULATED_PROVIDER_PORT``
-(3002): fixed, so that ``events/sam-local-env.json`` can name them for ``sam local invoke``. Tests and
-``devtools.invoke`` start the same stack on free ports with ``LocalRun(port=0).start()``.
+foreground, with DynamoDB and S3 (one moto server) on ``DYNAMODB_PORT`` (3001) and the simulated provider on
+``SIMULATED_PROVIDER_PORT`` (3002): fixed, so that ``events/sam-local-env.json`` can name them for ``sam local
+invoke``. Tests and ``devtools.invoke`` start the same stack on free ports with ``LocalRun(port=0).start()``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from devtools.page_headers import page_headers
-from devtools.servers import HOST, DynamoDBThread, UvicornThread, create_table, dynamodb_client
+from devtools.servers import (
+    HOST,
+    DynamoDBThread,
+    UvicornThread,
+    allow_uploads_from,
+    create_bucket,
+    create_table,
+    dynamodb_client,
+    s3_client,
+)
 from devtools.simulated_provider import Scenario, SimulatedProvider
 from relay.config import ANY_MODEL, DEFAULT_MODELS, models_variable
 
@@ -42,6 +51,7 @@ BACKEND_HOST_ENV = "BACKEND_HOST"
 DEFAULT_LOG = ".local/dev.log"  # where `make report` (devtools.report) finds the EMF lines
 TABLE_NAME = "chat-relay-local"
 LIMITS_TABLE_NAME = "chat-relay-local-limits"
+ATTACHMENTS_BUCKET = "chat-relay-local-attachments"
 # A fixed session that exists from the start, so the README's curl example and events/*.json work as they are.
 DEMO_SESSION_ID = "01HZY00000000000000000DEM0"
 DEMO_MODEL = "sim"
@@ -54,6 +64,7 @@ LOCAL_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "TABLE_NAME": TABLE_NAME,
     "LIMITS_TABLE_NAME": LIMITS_TABLE_NAME,
+    "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
     "POWERTOOLS_SERVICE_NAME": "chat-relay",
     "POWERTOOLS_METRICS_NAMESPACE": "ChatRelay",
 }
@@ -64,6 +75,8 @@ LOCAL_DEFAULTS = {
     "RATE_LIMIT_CONCURRENT_STREAMS": "5",
     "CORS_ALLOW_ORIGINS": "http://localhost:3000,http://127.0.0.1:3000",
     "METRICS_MODEL_DIMENSION": "any",  # each simulated scenario its own model in `make report`
+    # The simulated Bedrock's scenarios take images (the other formats' unknown model names do by default).
+    "IMAGE_MODELS": "bedrock/sim*",
 }
 
 
@@ -84,15 +97,21 @@ class LocalRun:
         for name, value in LOCAL_DEFAULTS.items():
             os.environ.setdefault(name, value)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
+        # The same moto server; a presigned upload URL names it, so the browser PUTs images to it on loopback.
+        os.environ["AWS_ENDPOINT_URL_S3"] = self.dynamodb.url
         os.environ["SIMULATED_PROVIDER_URL"] = self.provider_server.url + "/v1"
         self.simulated = _simulate_unconfigured_providers(self.provider_server.url)
         client = self.dynamodb_client()
         create_table(client, TABLE_NAME, session_index=True)
         create_table(client, LIMITS_TABLE_NAME)
+        create_bucket(self.s3_client(), ATTACHMENTS_BUCKET, self.page_origins())
         _seed_demo_session(client)
 
     def dynamodb_client(self) -> Any:
         return dynamodb_client(self.dynamodb.url)
+
+    def s3_client(self) -> Any:
+        return s3_client(self.dynamodb.url)
 
     def create_app(self) -> Any:
         from relay.app import create_app
@@ -104,7 +123,17 @@ class LocalRun:
     def start(self) -> LocalRun:
         self.start_backends()
         self.app_server = UvicornThread(self.create_app(), port=self.port).start()
+        if not self.port:  # a free port: the page's origin is known only now
+            allow_uploads_from(self.s3_client(), ATTACHMENTS_BUCKET, self.page_origins())
         return self
+
+    def page_origins(self) -> list[str]:
+        """Where the page is served from (the app's address, by either name of loopback) and CORS_ALLOW_ORIGINS:
+        the origins that upload images to the bucket."""
+        port = self.app_server.url.rpartition(":")[2] if self.app_server else str(self.port)
+        served = [f"http://{host}:{port}" for host in ("127.0.0.1", "localhost")]
+        listed = [origin for origin in os.environ.get("CORS_ALLOW_ORIGINS", "").split(",") if origin]
+        return list(dict.fromkeys([*served, *listed]))
 
     @property
     def url(self) -> str:
@@ -236,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 Chat relay running at {run.url}   (Ctrl-C stops it)
   chat page           {run.url}/   (open it in a browser)
   embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}
+  embedded S3         {run.dynamodb.url}  bucket {ATTACHMENTS_BUCKET} (images, uploaded from the page)
   simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
   simulated in their own wire format: {", ".join(run.simulated) or "none"}
   real (their keys are set): {", ".join(real) or "none"}

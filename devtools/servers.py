@@ -1,4 +1,4 @@
-"""Real servers on loopback, each in a background thread: uvicorn for ASGI apps, moto for DynamoDB."""
+"""Real servers on loopback, each in a background thread: uvicorn for ASGI apps, moto for DynamoDB and S3."""
 
 from __future__ import annotations
 
@@ -55,8 +55,9 @@ class UvicornThread:
 
 
 class DynamoDBThread:
-    """moto's DynamoDB server on a free (or given) port of loopback (or of ``host``): the embedded DynamoDB of the
-    local run and the tests."""
+    """moto's server on a free (or given) port of loopback (or of ``host``): the embedded DynamoDB of the local run
+    and the tests, and their S3 (one moto server answers for every service, by the service each request is signed
+    for: a presigned URL's included)."""
 
     def __init__(self, port: int = 0, host: str = HOST) -> None:
         from moto.server import ThreadedMotoServer
@@ -96,6 +97,28 @@ def dynamodb_client(url: str) -> Any:
 
     return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local",
                         aws_secret_access_key="local")
+
+
+def s3_client(url: str) -> Any:
+    """A boto3 client of the embedded S3 at ``url``."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="local",
+                        aws_secret_access_key="local")
+
+
+def create_bucket(client: Any, bucket: str, allowed_origins: list[str]) -> None:
+    """The attachments bucket as template.yaml defines it, as far as a browser meets it: a PUT from the page's
+    origins passes CORS (a test keeps the rules in step with the template's)."""
+    client.create_bucket(Bucket=bucket)
+    allow_uploads_from(client, bucket, allowed_origins)
+
+
+def allow_uploads_from(client: Any, bucket: str, origins: list[str]) -> None:
+    """The bucket's one CORS rule: these origins may PUT an image with its Content-Type."""
+    rule = {"AllowedOrigins": origins, "AllowedMethods": ["PUT"], "AllowedHeaders": ["content-type"],
+            "MaxAgeSeconds": 600}
+    client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [rule]})
 
 
 def create_table(client: Any, table_name: str, *, session_index: bool = False) -> None:

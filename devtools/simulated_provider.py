@@ -28,12 +28,16 @@ How it answers comes from the server's defaults, overridden per request by param
                                                       client knows yet, where the format has them)
 
 Every stream is recorded with ``time.perf_counter()`` timestamps, so a test in the same process can prove what the
-client saw and when.
+client saw and when, and with the images its request carried, each read from the format's own image part as its
+API reads it (OpenAI's ``image_url`` data URLs, the Responses API's ``input_image``, Anthropic's base64 ``image``
+blocks, Gemini's ``inline_data``, Bedrock's ``image`` bytes); a part of another shape, an image type the APIs do not
+take or base64 that does not decode is refused with the format's 400.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import binascii
 import json
 import re
@@ -60,6 +64,8 @@ ENDLESS_WRITE_BYTES = 65_536  # what each write of an endless stream carries
 REASONING, TEXT = "reasoning", "text"  # the two kinds of delta a simulated answer is made of
 SIGNATURE = "c2ltdWxhdGVkIHNpZ25hdHVyZQ=="  # what the formats that sign their reasoning send after it
 REDACTED = "ZW5jcnlwdGVkIHJlYXNvbmluZw=="  # the encrypted payload of a redacted reasoning block
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")  # what every provider's API takes
+DATA_URL = re.compile(r"data:(image/[a-z]+);base64,(.*)", flags=re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,7 @@ class StreamRecord:
     reasoning_sent: list[str] = field(default_factory=list)
     finished: bool = False
     endless_bytes_sent: int = 0  # of an endless line or event, before the client went away
+    images: list[tuple[str, bytes]] = field(default_factory=list)  # (media type, bytes) of each image sent, in order
 
 
 class InStreamError(Exception):
@@ -195,14 +202,14 @@ class SimulatedProvider:
             return _openai_error(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key")
         body = await request.json()
         return self._start("openai", body.get("model"), body.get("messages"), body, _openai_errors,
-                           lambda turn: _chat_chunks(turn, body, azure=False))
+                           lambda turn: _chat_chunks(turn, body, azure=False), _chat_parts)
 
     async def azure_v1(self, request: Request) -> Response:
         if not request.headers.get("api-key"):
             return _openai_error(401, "Access denied due to invalid subscription key.", None, "401")
         body = await request.json()
         return self._start("azure", body.get("model"), body.get("messages"), body, _openai_errors,
-                           lambda turn: _chat_chunks(turn, body, azure=True))
+                           lambda turn: _chat_chunks(turn, body, azure=True), _chat_parts)
 
     async def azure_classic(self, request: Request) -> Response:
         if not request.headers.get("api-key"):
@@ -212,7 +219,7 @@ class SimulatedProvider:
         body = await request.json()
         model = request.path_params["deployment"]
         return self._start("azure", model, body.get("messages"), body, _openai_errors,
-                           lambda turn: _chat_chunks(turn, {**body, "model": model}, azure=True))
+                           lambda turn: _chat_chunks(turn, {**body, "model": model}, azure=True), _chat_parts)
 
     # OpenAI Responses
 
@@ -224,7 +231,7 @@ class SimulatedProvider:
         if body.get("instructions"):
             messages.insert(0, {"role": "system", "content": body["instructions"]})
         return self._start("openai-responses", body.get("model"), messages, body, _openai_errors,
-                           lambda turn: _responses_events(turn, body))
+                           lambda turn: _responses_events(turn, body), _responses_parts)
 
     # Anthropic Messages
 
@@ -240,7 +247,7 @@ class SimulatedProvider:
         if body.get("system"):
             messages.insert(0, {"role": "system", "content": body["system"]})
         return self._start("anthropic", body.get("model"), messages, body, _anthropic_errors,
-                           lambda turn: _anthropic_events(turn, body))
+                           lambda turn: _anthropic_events(turn, body), _anthropic_parts)
 
     # Google Gemini
 
@@ -250,13 +257,12 @@ class SimulatedProvider:
         if request.query_params.get("alt") != "sse":
             return _gemini_error(400, "The simulated Gemini streams only with alt=sse.", "INVALID_ARGUMENT")
         body = await request.json()
-        messages = [{"role": c.get("role"), "content": "".join(p.get("text", "") for p in c.get("parts", []))}
-                    for c in body.get("contents") or []]
+        messages = [{"role": c.get("role"), "content": c.get("parts")} for c in body.get("contents") or []]
         if body.get("systemInstruction"):
             text = "".join(p.get("text", "") for p in body["systemInstruction"].get("parts", []))
             messages.insert(0, {"role": "system", "content": text})
         return self._start("gemini", request.path_params["model"], messages, body, _gemini_errors,
-                           _gemini_chunks)
+                           _gemini_chunks, _gemini_parts)
 
     # AWS Bedrock ConverseStream
 
@@ -264,12 +270,11 @@ class SimulatedProvider:
         if not request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
             return _bedrock_error(403, "UnrecognizedClientException", "The security token included is invalid.")
         body = await request.json()
-        messages = [{"role": m.get("role"), "content": "".join(c.get("text", "") for c in m.get("content", []))}
-                    for m in body.get("messages") or []]
+        messages = list(body.get("messages") or [])
         if body.get("system"):
             messages.insert(0, {"role": "system", "content": "".join(s.get("text", "") for s in body["system"])})
         model = request.path_params["model_id"]
-        return self._start("bedrock", model, messages, body, _bedrock_errors, _bedrock_frames,
+        return self._start("bedrock", model, messages, body, _bedrock_errors, _bedrock_frames, _bedrock_parts,
                            media_type="application/vnd.amazon.eventstream")
 
     # Shared
@@ -282,9 +287,14 @@ class SimulatedProvider:
         body: dict[str, Any],
         errors: Callable[[int], Response],
         writer: Writer,
+        parts: PartReader,
         media_type: str = "text/event-stream",
     ) -> Response:
         if not isinstance(model, str) or not isinstance(messages, list) or not messages:
+            return errors(400)
+        try:
+            messages, images = _read_messages(messages, parts)
+        except (BadImage, ValueError, TypeError, AttributeError, KeyError, binascii.Error):
             return errors(400)
         try:
             scenario = self.defaults.with_model_parameters(model)
@@ -298,7 +308,7 @@ class SimulatedProvider:
             refused.headers["retry-after-ms"] = "50"  # the client is told to come back soon
             return refused
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
-        record = StreamRecord(wire_format, model, messages, time.perf_counter(), body)
+        record = StreamRecord(wire_format, model, messages, time.perf_counter(), body, images=images)
         self.records.append(record)
         turn = Turn(scenario, record, prompt_tokens)
 
@@ -335,6 +345,107 @@ class SimulatedProvider:
                     yield bytes(batch)
 
         return StreamingResponse(frames(), media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+# Images: each format's message content, as text and the images its parts carry
+
+class BadImage(ValueError):
+    """An image part the format's API would refuse with a 400."""
+
+
+Image = tuple[str, bytes]  # media type, bytes
+PartReader = Callable[[Any], tuple[str, list[Image]]]  # a message's content -> its text and its images
+
+
+def _read_messages(messages: list[Any], parts: PartReader) -> tuple[list[dict[str, Any]], list[Image]]:
+    """The messages with their content as text (what the scenarios read: echo, the prompt's tokens), and every image
+    they carry, in order."""
+    read, images = [], []
+    for message in messages:
+        text, carried = parts(message["content"]) if message.get("role") != "system" else (message["content"], [])
+        read.append({"role": message["role"], "content": text})
+        images += carried
+    return read, images
+
+
+def _decoded(media_type: Any, data: Any) -> Image:
+    if media_type not in IMAGE_TYPES or not isinstance(data, str) or not data:
+        raise BadImage(f"not an image part the API takes: {media_type!r}")
+    return media_type, base64.b64decode(data, validate=True)
+
+
+def _from_data_url(url: Any) -> Image:
+    match = DATA_URL.fullmatch(url) if isinstance(url, str) else None
+    if match is None:
+        raise BadImage("an image_url must be a data URL here")
+    return _decoded(match[1], match[2])
+
+
+def _typed_parts(content: Any, text_type: str, image: Callable[[dict[str, Any]], Image]) -> tuple[str, list[Image]]:
+    """Content that is a string, or a list of ``{"type": ...}`` parts: text parts of ``text_type``, image parts."""
+    if isinstance(content, str):
+        return content, []
+    texts, images = [], []
+    for part in content:
+        if part["type"] == text_type:
+            texts.append(str(part["text"]))
+        else:
+            images.append(image(part))
+    return "".join(texts), images
+
+
+def _chat_parts(content: Any) -> tuple[str, list[Image]]:
+    def image(part: dict[str, Any]) -> Image:
+        if part["type"] != "image_url":
+            raise BadImage(part["type"])
+        return _from_data_url(part["image_url"]["url"])
+
+    return _typed_parts(content, "text", image)
+
+
+def _responses_parts(content: Any) -> tuple[str, list[Image]]:
+    def image(part: dict[str, Any]) -> Image:
+        if part["type"] != "input_image":
+            raise BadImage(part["type"])
+        return _from_data_url(part["image_url"])
+
+    return _typed_parts(content, "input_text", image)
+
+
+def _anthropic_parts(content: Any) -> tuple[str, list[Image]]:
+    def image(part: dict[str, Any]) -> Image:
+        source = part["source"]
+        if part["type"] != "image" or source["type"] != "base64":
+            raise BadImage(part["type"])
+        return _decoded(source["media_type"], source["data"])
+
+    if isinstance(content, list) and any(part.get("type") == "text" and not part.get("text") for part in content):
+        raise BadImage("text content blocks must be non-empty")  # as Anthropic answers it
+    return _typed_parts(content, "text", image)
+
+
+def _gemini_parts(parts: Any) -> tuple[str, list[Image]]:
+    texts, images = [], []
+    for part in parts:
+        inline = part.get("inline_data") or part.get("inlineData")  # the API reads either spelling
+        if inline is not None:
+            images.append(_decoded(inline.get("mime_type") or inline.get("mimeType"), inline["data"]))
+        else:
+            texts.append(str(part.get("text", "")))
+    return "".join(texts), images
+
+
+def _bedrock_parts(blocks: Any) -> tuple[str, list[Image]]:
+    texts, images = [], []
+    for block in blocks:
+        if "image" in block:
+            image = block["image"]
+            if image["format"] not in ("png", "jpeg", "gif", "webp"):
+                raise BadImage(image["format"])
+            images.append(_decoded(f"image/{image['format']}", image["source"]["bytes"]))  # base64 in the JSON
+        else:
+            texts.append(str(block.get("text", "")))
+    return "".join(texts), images
 
 
 async def _endless(wire_format: str, fault: str) -> AsyncIterator[bytes]:
