@@ -40,6 +40,7 @@ ARN_FORMATS = {
     "AWS::IAM::Role": "arn:{partition}:iam::{account}:role/{name}",
     "AWS::Lambda::Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
     "AWS::SecretsManager::Secret": "arn:{partition}:secretsmanager:{region}:{account}:secret:{name}",
+    "AWS::S3::Bucket": "arn:{partition}:s3:::{name}",
 }
 REF_IS_ARN = {"AWS::SecretsManager::Secret", "AWS::IAM::ManagedPolicy", "AWS::SNS::Topic"}
 _NO_VALUE = object()  # AWS::NoValue: the property or list item is removed

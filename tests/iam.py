@@ -21,15 +21,19 @@ TRANSACTION_PART_ACTIONS = {"ConditionCheck": "ConditionCheckItem", "Put": "PutI
                             "Delete": "DeleteItem", "Get": "GetItem"}
 # Bedrock's Converse API is authorised as the model invocation it makes.
 BEDROCK_ACTIONS = {"ConverseStream": "InvokeModelWithResponseStream", "Converse": "InvokeModel"}
+# S3 authorises an operation as the action of its own name, but for these: HeadObject is GetObject's, ListObjectsV2 is
+# ListBucket's (on the bucket), and DeleteObjects needs DeleteObject on each object it names.
+S3_ACTIONS = {"HeadObject": "GetObject", "ListObjectsV2": "ListBucket", "DeleteObjects": "DeleteObject"}
 # Cross-region inference profile ids start with their geography ("us.anthropic.claude-…"); a model id with none.
 INFERENCE_PROFILE_GEOGRAPHIES = {"us", "eu", "apac", "us-gov", "ca", "jp", "au", "global"}
 
 
 def needed_permissions(call: AwsCall, arn: Callable[[str, str], str]) -> list[Permission]:
     """What IAM checks for one recorded call. ``arn(kind, name)`` is the deployed ARN of what the test run named:
-    kind "table" (a table name, or "table/index/name"), "secret" (a secret id) or "model" (a Bedrock model id)."""
+    kind "table" (a table name, or "table/index/name"), "secret" (a secret id), "model" (a Bedrock model id) or
+    "bucket" (a bucket name; an object's ARN is the bucket's and "/<key>")."""
     parameters = call.parameters
-    prefix = call.signing_name  # the IAM prefix of all three services the relay uses
+    prefix = call.signing_name  # the IAM prefix of every service the relay uses
     if call.service == "dynamodb":
         if "TransactItems" in parameters:
             return [(f"{prefix}:{TRANSACTION_PART_ACTIONS[kind]}", arn("table", _table(part)))
@@ -42,6 +46,13 @@ def needed_permissions(call: AwsCall, arn: Callable[[str, str], str]) -> list[Pe
     if call.service == "bedrock-runtime":
         action = BEDROCK_ACTIONS.get(call.operation, call.operation)
         return [(f"{prefix}:{action}", arn("model", parameters["modelId"]))]
+    if call.service == "s3":
+        action = f"{prefix}:{S3_ACTIONS.get(call.operation, call.operation)}"
+        bucket = arn("bucket", parameters["Bucket"])
+        if call.operation == "ListObjectsV2":
+            return [(action, bucket)]
+        keys = parameters["Keys"] if call.operation == "DeleteObjects" else [parameters["Key"]]
+        return [(action, f"{bucket}/{key}") for key in keys]
     raise AssertionError(f"no IAM mapping for {call.service} {call.operation}: teach tests/iam.py its actions")
 
 

@@ -17,7 +17,9 @@ LAYER = ROOT / "layers" / "relay"
 CLIENTS = """
 import botocore.session, boto3
 from relay.dynamodb import create_dynamodb_client
+from relay.attachments import create_s3_client
 create_dynamodb_client()
+create_s3_client().generate_presigned_url("put_object", Params={"Bucket": "b", "Key": "k"})
 boto3.client("bedrock-runtime")
 boto3.client("secretsmanager")  # what Powertools Parameters' get_secret creates
 print("ok")
@@ -26,7 +28,7 @@ ENDPOINTS = """
 import botocore.session
 session = botocore.session.get_session()
 for region in ("us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "cn-north-1"):
-    for service in ("dynamodb", "secretsmanager", "bedrock-runtime"):
+    for service in ("dynamodb", "secretsmanager", "bedrock-runtime", "s3"):
         client = session.create_client(service, region_name=region)
         print(region, service, client.meta.endpoint_url, client.meta.region_name)
 """

@@ -218,6 +218,63 @@ def test_a_throwaway_stack_opts_out_and_its_chat_table_goes_with_it():
     assert table["Properties"]["DeletionProtectionEnabled"] is False
 
 
+@pytest.mark.parametrize("retained", ["true", "false"])
+def test_the_attachments_bucket_is_private_encrypted_and_kept_or_removed_with_the_chat_table(retained):
+    # GIVEN the stack, with the chat data retained (the default) or not
+    parameters = {**COMBINATIONS["jwt-tracing-off-bedrock-off"], "RetainChatTable": retained,
+                  "AllowedOrigins": "https://chat.example.com,http://localhost:3000", "MessageTtlDays": "45"}
+    resources = deploy(translate(parameters), parameters)["Resources"]
+    bucket, table = resources["AttachmentsBucket"], resources["ChatTable"]
+    properties = bucket["Properties"]
+    # THEN it goes, or stays, with the conversations whose images it holds
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == (table["DeletionPolicy"],
+                                                                         table["UpdateReplacePolicy"])
+    # AND nothing in it is public, every object is encrypted at rest, and no ACL grants anything
+    assert properties["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    [encryption] = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    # AND only the page's origins may PUT to it from a browser, and only that
+    [cors] = properties["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedOrigins"] == ["https://chat.example.com", "http://localhost:3000"]
+    assert (cors["AllowedMethods"], cors["AllowedHeaders"]) == (["PUT"], ["content-type"])
+    # AND an image expires as its messages do
+    [rule] = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"], "Prefix" in rule, "Filter" in rule) == ("Enabled", "45", False,
+                                                                                            False)
+    # AND a request that is not TLS is refused, whoever makes it
+    [policy] = [resource["Properties"] for resource in resources.values()
+                if resource["Type"] == "AWS::S3::BucketPolicy"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:*")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_the_role_reaches_the_attachments_bucket_and_nothing_else_in_s3(combination):
+    # Checked on the deployed role alone, so it holds even when the suite runs in part.
+    stack = deployed(combination)
+    bucket = resource_arn("AWS::S3::Bucket", "AttachmentsBucket")
+    s3_grants = {(action, resource) for action, resource in grants(stack["Resources"]["ChatFunctionRole"])
+                 if action.startswith("s3:")}
+    assert s3_grants == {("s3:PutObject", f"{bucket}/*"), ("s3:GetObject", f"{bucket}/*"),
+                         ("s3:DeleteObject", f"{bucket}/*"), ("s3:ListBucket", bucket)}
+    assert environment_of(stack)["ATTACHMENTS_BUCKET"] == "AttachmentsBucket"
+
+
+def test_the_local_bucket_lets_the_page_upload_as_the_templates_does(template, stack):
+    from devtools.local_run import ATTACHMENTS_BUCKET
+
+    # GIVEN the bucket the local run and the tests use, as S3 describes it
+    [local] = stack.s3_client().get_bucket_cors(Bucket=ATTACHMENTS_BUCKET)["CORSRules"]
+    [declared] = template["Resources"]["AttachmentsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    # THEN the same methods, headers and preflight lifetime (the origins are each one's own)
+    assert (local["AllowedMethods"], local["AllowedHeaders"], local["MaxAgeSeconds"]) == (
+        declared["AllowedMethods"], declared["AllowedHeaders"], declared["MaxAge"])
+    assert stack.url in local["AllowedOrigins"]
+
+
 def test_the_url_is_an_output():
     outputs = deployed("jwt-tracing-off-bedrock-off")["Outputs"]
     assert outputs["ChatFunctionUrl"]["Value"] == {"Fn::GetAtt": ["ChatFunctionUrl", "FunctionUrl"]}
@@ -243,9 +300,12 @@ def test_cors_allowlist_is_one_list_for_the_url_and_the_app_without_wildcard_or_
 # Least privilege, from evidence: the AWS calls the code made while the rest of the suite ran (tests/aws_calls.py).
 
 def deployed_arn(stack: Mapping[str, Any], kind: str, name: str) -> str:
-    """The deployed ARN of what the test run named: its tables by the local run's names, read through the same
-    variables the stack sets; any secret stands for the one PROVIDER_KEYS_SECRET_ARN names."""
+    """The deployed ARN of what the test run named: its tables and bucket by the local run's names, read through the
+    same variables the stack sets; any secret stands for the one PROVIDER_KEYS_SECRET_ARN names."""
     env = environment_of(stack)
+    if kind == "bucket":
+        assert name == LOCAL_ENVIRONMENT["ATTACHMENTS_BUCKET"], f"the code used a bucket the check cannot place: {name}"
+        return resource_arn("AWS::S3::Bucket", env["ATTACHMENTS_BUCKET"])
     if kind == "table":
         table, _, index = name.partition("/index/")
         variables = {LOCAL_ENVIRONMENT[variable]: variable for variable in ("TABLE_NAME", "LIMITS_TABLE_NAME")}
@@ -269,7 +329,7 @@ def needed_by_the_code(stack: Mapping[str, Any]) -> set[Permission]:
 def evidence(request) -> None:
     if not evidence_is_complete(request.session):
         pytest.skip(f"needs the whole suite's AWS calls (make test); {len(recorder.calls)} recorded in this run")
-    assert {call.service for call in recorder.calls} >= {"dynamodb", "secretsmanager", "bedrock-runtime"}
+    assert {call.service for call in recorder.calls} >= {"dynamodb", "secretsmanager", "bedrock-runtime", "s3"}
 
 
 @pytest.mark.runs_last
@@ -386,7 +446,8 @@ def test_every_environment_variable_the_template_sets_is_one_something_reads(fun
     # A misspelt variable is silently ignored: each must be read by the relay, the adapter or Powertools.
     library = "".join(path.read_text() for path in (ROOT / "layers/relay/relay").rglob("*.py"))
     read_elsewhere = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT",
-                      "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "AWS_ENDPOINT_URL_DYNAMODB"}
+                      "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "AWS_ENDPOINT_URL_DYNAMODB",
+                      "AWS_ENDPOINT_URL_S3"}
     for name in function["Environment"]["Variables"]:
         assert name in read_elsewhere or f'"{name}"' in library or name.endswith("_MODELS"), name
 
