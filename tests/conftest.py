@@ -76,12 +76,13 @@ def relay_server(dynamodb: Any, web_directory: Path | None = None, *, users_by_h
 
     from devtools.local_run import web_routes
     from devtools.servers import UvicornThread
-    from relay.app import create_app
+    from relay.app import attachment_store, create_app
     from relay.config import Settings
     from relay.store import ChatStore
 
     settings = replace(Settings.from_environment(), **changes)
-    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb,
+                      attachments=attachment_store(settings))
     authenticator = {"authenticator": lambda http: HeaderUser()} if users_by_header else {}
     app = create_app(settings, store, **authenticator)
     if web_directory is not None:
@@ -111,6 +112,34 @@ def new_session(client: httpx.Client, model: str = "sim", **extra: Any) -> str:
     response = client.post("/sessions", json={"provider": "simulated", "model": model, **extra})
     assert response.status_code == 201, response.text
     return str(response.json()["chatSessionId"])
+
+
+def png(width: int = 1, height: int = 1, *, extra: bytes = b"") -> bytes:
+    """A real PNG image (white pixels), ``extra`` bytes longer in an ancillary chunk (to reach a size)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + b"\xff\xff\xff" * width for _ in range(height))
+    header = struct.pack("!IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    padding = chunk(b"teXt", b"pad\0" + extra) if extra else b""
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + padding + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def upload_image(client: httpx.Client, chat_session_id: str, data: bytes, media_type: str = "image/png",
+                 size: int | None = None) -> str:
+    """An image uploaded as a browser does it: a presigned upload from the relay, then a PUT of its bytes straight
+    to the bucket (moto's S3). Its attachmentId."""
+    created = client.post(f"/sessions/{chat_session_id}/attachments",
+                          json={"mediaType": media_type, "size": len(data) if size is None else size})
+    assert created.status_code == 201, created.text
+    upload = created.json()
+    put = httpx.put(upload["uploadUrl"], content=data, headers=upload["uploadHeaders"], timeout=30)
+    assert put.status_code == 200, put.text
+    return str(upload["attachmentId"])
 
 
 def check_event_answer(event: dict[str, Any], chunks: list[tuple[httpx.Response, bytes]]) -> None:

@@ -10,15 +10,16 @@ import httpx
 import pytest
 
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import count_items, new_session
-from tests.test_turn import messages_of
+from tests.conftest import count_items, new_session, png, upload_image
+from tests.test_turn import last_record, messages_of
 
 READER = Path(__file__).parent / "web" / "ai_sdk_reader.mjs"
 
 
-def read_with_the_ai_sdk(url: str, chat_session_id: str, text: str) -> dict[str, Any]:
-    done = subprocess.run(["node", str(READER), url, chat_session_id, text], capture_output=True, text=True,
-                          timeout=60, check=False)
+def read_with_the_ai_sdk(url: str, chat_session_id: str, text: str,
+                         files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    done = subprocess.run(["node", str(READER), url, chat_session_id, text, json.dumps(files or [])],
+                          capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -131,6 +132,40 @@ def test_a_body_use_chat_cannot_mean_is_refused_and_writes_nothing(client, dynam
     assert response.status_code == 422
     assert detail in response.json()["error"]["message"]
     assert count_items(dynamodb) == before
+
+
+def test_use_chat_sends_images_as_file_parts_naming_uploads_and_the_provider_gets_them(client, stack):
+    # GIVEN two images uploaded to a session (as uploadAttachment does)
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=81"
+    chat_session_id = new_session(client, model)
+    images = [png(1, 1), png(2, 2)]
+    ids = [upload_image(client, chat_session_id, image) for image in images]
+    files = [{"type": "file", "mediaType": "image/png", "filename": f"{index}.png", "url": f"attachment:{id_}"}
+             for index, id_ in enumerate(ids)]
+    # WHEN useChat's own transport sends a message with them as file parts
+    read = read_with_the_ai_sdk(stack.url, chat_session_id, "What are these?", files)
+    # THEN the answer reads as ever, the provider got both images, and the message is stored with them
+    assert read["errors"] == []
+    assert last_record(stack, model).images == [("image/png", image) for image in images]
+    user, _ = messages_of(client, chat_session_id)
+    assert (user["content"], [a["attachmentId"] for a in user["attachments"]]) == ("What are these?", ids)
+
+
+@pytest.mark.parametrize(("part", "detail"), [
+    ({"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,iVBORw0KGgo="}, "attachment:"),
+    ({"type": "file", "mediaType": "image/png", "url": "https://images.example/cat.png"}, "attachment:"),
+    ({"type": "file", "mediaType": "application/pdf", "url": "attachment:01HZY00000000000000000ATT1"}, "image"),
+])
+def test_a_file_part_that_is_no_uploaded_image_is_refused_and_writes_nothing(client, dynamodb, stack, part, detail):
+    chat_session_id = new_session(client)
+    before, calls = count_items(dynamodb), len(stack.provider.records)
+    body = ui_body(chat_session_id, ("m1", "user", "look"))
+    body["messages"][-1]["parts"].insert(0, part)
+
+    response = client.post("/chat/stream", params={"protocol": "ai-sdk"}, json=body)
+
+    assert response.status_code == 422 and detail in response.json()["error"]["message"]
+    assert (count_items(dynamodb), len(stack.provider.records)) == (before, calls)
 
 
 def test_an_unknown_protocol_is_refused(client: httpx.Client):

@@ -1,9 +1,9 @@
 // Sends one message to the relay the way `useChat` does and reads the answer with the AI SDK's own code
 // (DefaultChatTransport, then readUIMessageStream). Prints what it read as JSON; tests/test_ai_sdk.py checks it.
-// Usage: node tests/web/ai_sdk_reader.mjs <relay url> <chatSessionId> <text>
+// Usage: node tests/web/ai_sdk_reader.mjs <relay url> <chatSessionId> <text> [<file parts as JSON>]
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 
-const [url, chatSessionId, text] = process.argv.slice(2);
+const [url, chatSessionId, text, files] = process.argv.slice(2);
 // The README's setup: only the new message is sent, the relay keeps the history.
 const transport = new DefaultChatTransport({
   api: `${url}/chat/stream?protocol=ai-sdk`,
@@ -13,7 +13,7 @@ const transport = new DefaultChatTransport({
 const messages = [
   { id: "earlier", role: "user", parts: [{ type: "text", text: "an earlier question" }] },
   { id: "earlier-answer", role: "assistant", parts: [{ type: "text", text: "an earlier answer" }] },
-  { id: `user-${Date.now()}`, role: "user", parts: [{ type: "text", text }] },
+  { id: `user-${Date.now()}`, role: "user", parts: [...JSON.parse(files ?? "[]"), { type: "text", text }] },
 ];
 const stream = await transport.sendMessages({
   chatId: chatSessionId, messages, trigger: "submit-message", messageId: undefined, abortSignal: undefined,
