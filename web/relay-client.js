@@ -16,6 +16,9 @@
  * which browsers offer on https and localhost pages only), and the token travels as `X-User-Authorization: Bearer …`
  * instead. GET requests (listing, resuming) need no hash.
  *
+ * Images: `uploadAttachment` sends one image straight to the relay's bucket (a presigned PUT the relay hands out,
+ * so nothing big goes through the relay) and answers its id; `streamChat` takes such ids as `attachments`.
+ *
  * Conversations: `listSessions` pages through the user's own, most recently active first; `updateSession` renames
  * or reconfigures one; `deleteSession` and `deleteAllSessions` erase; `regenerate` streams a new answer to the last
  * message; `getUsage` says what the user has spent today and this month, and their budgets.
@@ -64,7 +67,8 @@ export class RelayError extends Error {
  * @param {"jwt"|"iam"} [options.authMode="jwt"] "iam" when the relay is reached through CloudFront with Origin
  *   Access Control: bodies are hashed and the token goes in `X-User-Authorization` (see the module's notes)
  * @param {string} options.chatSessionId from `createSession`
- * @param {string} options.content the user's message
+ * @param {string} options.content the user's message ("" with `attachments`: images alone)
+ * @param {string[]} [options.attachments] ids of images from `uploadAttachment`, at most 4 (sent before the text)
  * @param {string} [options.clientMessageId] an idempotency key; one is made up when absent
  * @param {(ids: {messageId: string, userMessageId: string}) => void} [options.onStart] the answer has an id
  * @param {(text: string, offset: number) => void} [options.onToken] each piece of text, and the length so far
@@ -81,8 +85,48 @@ export class RelayError extends Error {
  * @returns {Promise<StreamResult>} settles when the answer has ended, whichever way; it does not reject
  */
 export async function streamChat(options) {
-  const { chatSessionId, content } = options;
-  return postChat(options, { chatSessionId, content });
+  const { chatSessionId, content, attachments } = options;
+  return postChat(options, attachments?.length ? { chatSessionId, content, attachments } : { chatSessionId, content });
+}
+
+/**
+ * @typedef {object} UploadedAttachment
+ * @property {string} attachmentId name it in `streamChat`'s `attachments`
+ * @property {string} mediaType
+ * @property {number} size bytes
+ */
+
+/**
+ * Upload one image for a message of the session: the relay hands out a short-lived URL (5 minutes) signed for this
+ * image's type and exact size, and the image goes straight to the relay's bucket (S3) with a PUT, never through the
+ * relay. Refused with a RelayError: a type other than PNG, JPEG, WebP or GIF or an image over 3,750,000 bytes
+ * (422), a session that is not the user's (404 "session_not_found"), a relay with no bucket (422
+ * "attachments_not_configured"), or the bucket's own refusal (code "upload_failed", with its HTTP status). The
+ * relay checks the bytes when the message is sent: a file that is no image, whatever its name, is refused then
+ * (422 "attachment_not_an_image").
+ *
+ * @param {object} options
+ * @param {string} options.url
+ * @param {string} [options.token]
+ * @param {"jwt"|"iam"} [options.authMode="jwt"]
+ * @param {string} options.chatSessionId
+ * @param {Blob} options.file the image (a `File` from an input, a paste or a drop is a Blob); its `type` is sent as
+ *   the media type
+ * @param {AbortSignal} [options.signal]
+ * @param {typeof fetch} [options.fetch]
+ * @returns {Promise<UploadedAttachment>}
+ */
+export async function uploadAttachment(options) {
+  const { file } = options;
+  const upload = await json(await send(options, "POST", `${sessionPath(options.chatSessionId)}/attachments`,
+    { mediaType: file.type, size: file.size }));
+  // Straight to the bucket: only the headers the URL was signed with, never the user's token.
+  const put = await (options.fetch ?? fetch)(upload.uploadUrl,
+    { method: "PUT", headers: upload.uploadHeaders ?? {}, body: file, signal: options.signal });
+  if (!put.ok) {
+    throw new RelayError("upload_failed", `the bucket refused the image (HTTP ${put.status})`, put.status);
+  }
+  return { attachmentId: upload.attachmentId, mediaType: file.type, size: file.size };
 }
 
 /**
@@ -265,7 +309,8 @@ export async function getUsage(options) {
 /**
  * @param {{url: string, token?: string, authMode?: "jwt"|"iam", chatSessionId: string, fetch?: typeof fetch}} options
  * @returns {Promise<Array<{messageId: string, role: "user"|"ai", content: string, status: string,
- *   error?: {code: string, message: string}}>>} oldest first
+ *   attachments?: UploadedAttachment[], error?: {code: string, message: string}}>>} oldest first; a user
+ *   message's `attachments` are its images, `mediaType` as their bytes show it
  */
 export async function listMessages(options) {
   return (await json(await send(options, "GET", `${sessionPath(options.chatSessionId)}/messages`))).messages;

@@ -5,7 +5,7 @@ import { test } from "node:test";
 
 import {
   cancelMessage, createSession, deleteAllSessions, deleteSession, getUsage, listMessages, listSessions, regenerate,
-  RelayError, SSEParser, streamChat, updateSession,
+  RelayError, SSEParser, streamChat, updateSession, uploadAttachment,
 } from "../../web/relay-client.js";
 
 const encoder = new TextEncoder();
@@ -33,8 +33,9 @@ function eventStream(chunks, options) {
 function scripted(...responses) {
   const calls = [];
   const fetch = async (url, request) => {
-    const text = typeof request.body === "string" ? request.body : new TextDecoder().decode(request.body);
-    calls.push({ url, ...request, json: request.body ? JSON.parse(text) : undefined });
+    const { body } = request;
+    const text = body instanceof Blob ? "" : typeof body === "string" ? body : new TextDecoder().decode(body);
+    calls.push({ url, ...request, json: text ? JSON.parse(text) : undefined });
     const next = responses.shift();
     if (!next) throw new Error("no more responses");
     return next();
@@ -425,7 +426,7 @@ test("regenerate posts {chatSessionId, regenerate: true} with no content and str
 
   assert.deepEqual(calls[0].json, { chatSessionId: SESSION, regenerate: true, clientMessageId: "regen-1" });
   assert.equal(calls[0].url, "http://relay.test/chat/stream");
-  assert.deepEqual(result, { status: "complete", text: "Again", messageId: "01HZY000000000000000000AI1" });
+  assert.deepEqual(result, { status: "complete", text: "Again", reasoning: "", messageId: "01HZY000000000000000000AI1" });
   assert.equal(seen.starts[0].userMessageId, "01HZY000000000000000000US1");
 });
 
@@ -469,4 +470,66 @@ test('authMode "iam": a PATCH is hashed, a DELETE has nothing to hash, the token
   assert.equal(header(erase, "x-amz-content-sha256"), undefined);
   assert.deepEqual(calls.map((call) => header(call, "X-User-Authorization")), ["Bearer user-token", "Bearer user-token"]);
   assert.deepEqual(calls.map((call) => header(call, "Authorization")), [undefined, undefined]);
+});
+
+const UPLOAD = {
+  attachmentId: "01HZY00000000000000000ATT1",
+  uploadUrl: "https://bucket.s3.eu-west-1.amazonaws.com/01HZY00000000000000000DEM0/01HZY00000000000000000ATT1?X-Amz-Signature=abc",
+  uploadHeaders: { "Content-Type": "image/png" },
+  expiresAt: "2026-12-02T12:05:00Z",
+};
+
+test("uploadAttachment asks the relay for an upload of the image's type and size, then PUTs it to the bucket", async () => {
+  const { fetch, calls } = scripted(() => Response.json(UPLOAD, { status: 201 }), () => new Response(null, { status: 200 }));
+  const file = new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3])], { type: "image/png" });
+
+  const uploaded = await uploadAttachment(connection(fetch, { chatSessionId: SESSION, file }));
+
+  assert.deepEqual(uploaded, { attachmentId: UPLOAD.attachmentId, mediaType: "image/png", size: 7 });
+  const [ask, put] = calls;
+  assert.deepEqual([ask.method, ask.url, ask.json], ["POST", `http://relay.test/sessions/${SESSION}/attachments`,
+    { mediaType: "image/png", size: 7 }]);
+  assert.equal(header(ask, "Authorization"), "Bearer user-token");
+  // the image goes to the bucket as it is, with the signed headers only: never the user's token
+  assert.deepEqual([put.method, put.url, put.headers], ["PUT", UPLOAD.uploadUrl, { "Content-Type": "image/png" }]);
+  assert.equal(put.body, file);
+});
+
+test("uploadAttachment refused by the relay rejects with its code; refused by the bucket, with upload_failed", async () => {
+  const tooLarge = { error: { code: "attachment_too_large", message: "an image may be at most 3750000 bytes" } };
+  const { fetch, calls } = scripted(
+    () => Response.json(tooLarge, { status: 422 }),
+    () => Response.json(UPLOAD, { status: 201 }),
+    () => new Response("<Error><Code>SignatureDoesNotMatch</Code></Error>", { status: 403 }),
+  );
+  const file = new Blob(["not checked here"], { type: "image/png" });
+
+  await assert.rejects(uploadAttachment(connection(fetch, { chatSessionId: SESSION, file })),
+    (error) => error instanceof RelayError && error.code === "attachment_too_large" && error.status === 422);
+  await assert.rejects(uploadAttachment(connection(fetch, { chatSessionId: SESSION, file })),
+    (error) => error instanceof RelayError && error.code === "upload_failed" && error.status === 403);
+  assert.equal(calls.length, 3); // nothing PUT after the relay's refusal
+});
+
+test('uploadAttachment with authMode "iam": the request to the relay is hashed, the PUT to the bucket is not', async () => {
+  const { fetch, calls } = scripted(() => Response.json(UPLOAD, { status: 201 }), () => new Response(null, { status: 200 }));
+  const file = new Blob(["GIF89a"], { type: "image/gif" });
+
+  await uploadAttachment(connection(fetch, { authMode: "iam", chatSessionId: SESSION, file }));
+
+  const [ask, put] = calls;
+  assert.equal(header(ask, "x-amz-content-sha256"), sha256(JSON.stringify({ mediaType: "image/gif", size: 6 })));
+  assert.equal(header(ask, "X-User-Authorization"), "Bearer user-token");
+  assert.deepEqual(put.headers, { "Content-Type": "image/png" });
+});
+
+test("streamChat names its attachments in the request, and leaves the field out when there are none", async () => {
+  const { fetch, calls } = scripted(() => eventStream([START, DONE]), () => eventStream([START, DONE]));
+
+  await streamChat(collect({ fetch, content: "", attachments: [UPLOAD.attachmentId] }).options);
+  await streamChat(collect({ fetch, attachments: [] }).options);
+
+  assert.deepEqual(calls[0].json.attachments, [UPLOAD.attachmentId]);
+  assert.equal(calls[0].json.content, "");
+  assert.equal("attachments" in calls[1].json, false);
 });
