@@ -169,8 +169,9 @@ def test_an_image_reaches_the_provider_in_its_own_form_and_is_stored_with_the_me
     assert record.messages[-1]["content"] == "Describe both"
     # AND the user message keeps its images' ids, their types as their bytes show them, and their sizes
     user, _ = messages_of(client, chat_session_id)
-    assert user["attachments"] == [{"attachmentId": first, "mediaType": "image/png", "size": len(image)},
-                                   {"attachmentId": second, "mediaType": "image/jpeg", "size": len(JPEG)}]
+    assert [{key: value for key, value in shown.items() if key != "url"} for shown in user["attachments"]] == [
+        {"attachmentId": first, "mediaType": "image/png", "size": len(image)},
+        {"attachmentId": second, "mediaType": "image/jpeg", "size": len(JPEG)}]
 
 
 def test_a_message_of_images_alone_is_answered_and_stored_without_text(client, stack):
@@ -190,6 +191,11 @@ def test_an_image_declared_as_another_image_type_is_sent_as_what_its_bytes_are(c
     attachment = upload_image(client, chat_session_id, WEBP, "image/png")  # a browser's guess from a name
     assert isinstance(chat(client, chat_session_id, [attachment]), Received)
     assert last_record(stack, model).images == [("image/webp", WEBP)]
+    # AND a page that shows the history gets it by a short-lived URL, as what it is
+    [shown] = messages_of(client, chat_session_id)[0]["attachments"]
+    viewed = httpx.get(shown["url"])
+    assert (viewed.status_code, viewed.content, viewed.headers["content-type"]) == (200, WEBP, "image/webp")
+    assert parse_qs(urlsplit(shown["url"]).query)["X-Amz-Expires"] == [str(config.UPLOAD_URL_SECONDS)]
 
 
 def test_earlier_images_go_with_later_messages_within_the_budget_oldest_dropped_first(dynamodb, stack):
@@ -365,3 +371,29 @@ def test_erasing_all_of_a_users_conversations_deletes_all_their_images(dynamodb,
             upload_image(client, chat_session_id, png())
         assert client.delete("/sessions").status_code == 204
         assert [objects_under(stack, chat_session_id) for chat_session_id in sessions] == [[], []]
+
+
+# In a browser.
+
+def test_a_browser_on_the_page_uploads_with_the_client_module_and_the_image_reaches_the_provider(
+        stack, client, page_without_csp):
+    # GIVEN the page as the local run serves it, and a session (the page's Content-Security-Policy, which does not
+    # name the bucket's origin yet, is set aside: this is the client module and the bucket's CORS in a real browser)
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=91"
+    chat_session_id = session(client, "openai", model)
+    image = png(5, 5)
+    page = page_without_csp
+    page.goto(stack.url + "/")
+    # WHEN the page's own code uploads a picked file with uploadAttachment and sends it with streamChat
+    sent = page.evaluate("""async ([chatSessionId, bytes]) => {
+        const relay = await import("/relay-client.js");
+        const file = new File([new Uint8Array(bytes)], "holiday.png", { type: "image/png" });
+        const uploaded = await relay.uploadAttachment({ url: location.origin, chatSessionId, file });
+        const answer = await relay.streamChat({ url: location.origin, chatSessionId, content: "Where is this?",
+                                                attachments: [uploaded.attachmentId] });
+        return { uploaded, status: answer.status, text: answer.text };
+    }""", [chat_session_id, list(image)])
+    # THEN the PUT crossed to the bucket (a CORS preflight from the page's origin), and the image reached the provider
+    assert sent["uploaded"]["mediaType"] == "image/png" and sent["uploaded"]["size"] == len(image)
+    assert (sent["status"], sent["text"]) == ("complete", "".join(answer_tokens(4)))
+    assert last_record(stack, model).images == [("image/png", image)]

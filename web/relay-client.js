@@ -309,8 +309,9 @@ export async function getUsage(options) {
 /**
  * @param {{url: string, token?: string, authMode?: "jwt"|"iam", chatSessionId: string, fetch?: typeof fetch}} options
  * @returns {Promise<Array<{messageId: string, role: "user"|"ai", content: string, status: string,
- *   attachments?: UploadedAttachment[], error?: {code: string, message: string}}>>} oldest first; a user
- *   message's `attachments` are its images, `mediaType` as their bytes show it
+ *   attachments?: Array<UploadedAttachment & {url: string}>, error?: {code: string, message: string}}>>} oldest
+ *   first; a user message's `attachments` are its images, `mediaType` as their bytes show it, `url` where to show
+ *   one from for 5 minutes (`<img src>`; the page's img-src must allow the bucket's origin)
  */
 export async function listMessages(options) {
   return (await json(await send(options, "GET", `${sessionPath(options.chatSessionId)}/messages`))).messages;

@@ -273,7 +273,14 @@ async def list_messages(request: Request) -> Response:
     messages = await store.list_messages(chat_session_id, user_id) if is_id(chat_session_id) else None
     if messages is None:
         raise RequestRejected(404, "session_not_found", "no chat session with this id")
-    return JSONResponse({"messages": [message.to_json() for message in messages]})
+    listed = [message.to_json() for message in messages]
+    images = [attachment for message in messages for attachment in message.attachments]
+    if images and store.attachments is not None:  # each image with a short-lived URL to show it by
+        urls = await store.attachments.view_urls(chat_session_id, images)
+        for shown in listed:
+            for attachment in shown.get("attachments", ()):
+                attachment["url"] = urls[attachment["attachmentId"]]
+    return JSONResponse({"messages": listed})
 
 
 async def list_sessions(request: Request) -> Response:

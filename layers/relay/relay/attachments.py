@@ -130,6 +130,17 @@ class AttachmentStore:
         return Upload(attachment_id, url, {"Content-Type": media_type},
                       expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
+    async def view_urls(self, chat_session_id: str, attachments: Sequence[Attachment]) -> dict[str, str]:
+        """Presigned GETs of stored images, by attachment id, for a page to show them (``img src``): each served
+        as the type its bytes were sniffed as, for ``config.UPLOAD_URL_SECONDS``. Signing needs no network."""
+        def sign(client: Any) -> dict[str, str]:
+            return {attachment.attachment_id: client.generate_presigned_url(
+                "get_object", ExpiresIn=self.upload_seconds,
+                Params={"Bucket": self.bucket, "Key": _key(chat_session_id, attachment.attachment_id),
+                        "ResponseContentType": attachment.media_type}) for attachment in attachments}
+
+        return await self.s3.run(sign, "presign GetObject") if attachments else {}
+
     async def read(self, chat_session_id: str, attachment_ids: Sequence[str]) -> list[tuple[Attachment, Image]]:
         """The images a message names, read whole and checked, in order. Raises AttachmentRefused (404: not in the
         session, or not uploaded; 422: over config.MAX_IMAGE_BYTES, or not the image its media type says),
