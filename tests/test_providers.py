@@ -210,3 +210,42 @@ def test_a_model_outside_the_listed_ones_is_other_in_metrics_unless_every_model_
     assert open_ended.metric_model("openai", "any-name-a-client-made-up") == "any-name-a-client-made-up"
     assert Settings.from_environment({"METRICS_MODEL_DIMENSION": "any"}).metrics_any_model
     assert not Settings.from_environment({}).metrics_any_model
+
+
+@pytest.mark.parametrize(("provider", "model", "takes"), [
+    ("openai", "gpt-4o-mini", True), ("openai", "gpt-4.1", True), ("openai", "gpt-4-turbo", True),
+    ("openai", "o4-mini", True), ("openai", "gpt-4", False), ("openai", "gpt-4-0613", False),
+    ("openai", "gpt-3.5-turbo", False), ("openai", "o3-mini", False), ("openai", "gpt-oss-120b", False),
+    ("openai-responses", "gpt-5", True), ("openai-responses", "o1-mini", False),
+    ("anthropic", "claude-sonnet-4-5", True), ("anthropic", "claude-3-haiku-20240307", True),
+    ("anthropic", "claude-3-5-haiku-latest", False), ("anthropic", "claude-2.1", False),
+    ("gemini", "gemini-2.5-flash", True), ("gemini", "gemini-1.0-pro", False),
+    ("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", True),
+    ("bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0", True),
+    ("bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0", False),
+    ("bedrock", "us.amazon.nova-pro-v1:0", True), ("bedrock", "amazon.nova-micro-v1:0", False),
+    ("bedrock", "meta.llama3-2-90b-instruct-v1:0", True), ("bedrock", "meta.llama3-1-70b-instruct-v1:0", False),
+    ("bedrock", "mistral.mistral-large-2407-v1:0", False),
+])
+def test_each_provider_knows_which_of_its_models_take_images(provider, model, takes):
+    async def ask() -> bool:
+        async with httpx.AsyncClient() as http:
+            return ProviderRegistry(Settings(), http).takes_images(provider, model)
+
+    assert asyncio.run(ask()) is takes
+
+
+def test_image_models_and_text_only_models_have_the_last_word_text_only_first():
+    settings = Settings.from_environment({"IMAGE_MODELS": "bedrock/mistral.*, openai/gpt-3.5-turbo",
+                                          "TEXT_ONLY_MODELS": "openai/gpt-4o*,bedrock/mistral.mistral-small*"})
+    assert settings.takes_images("bedrock", "mistral.mistral-large-2407-v1:0", by_default=False)
+    assert settings.takes_images("openai", "gpt-3.5-turbo", by_default=False)
+    assert not settings.takes_images("openai", "gpt-3.5-turbo-0125", by_default=False)  # no "*": that name only
+    assert not settings.takes_images("openai", "gpt-4o-mini", by_default=True)
+    assert not settings.takes_images("bedrock", "mistral.mistral-small-2402-v1:0", by_default=False)
+
+
+@pytest.mark.parametrize("entry", ["gpt-4o", "nobody/gpt-4o", "openai/", "openai"])
+def test_an_image_models_entry_that_names_no_provider_and_model_stops_the_start(entry):
+    with pytest.raises(ValueError, match="IMAGE_MODELS"):
+        Settings.from_environment({"IMAGE_MODELS": entry})

@@ -77,7 +77,10 @@ class Upload:
 
 def create_s3_client() -> Any:
     # Signature V4 signs a presigned PUT's Content-Type and Content-Length, which S3 then enforces (V2 cannot).
-    return create_client("s3", signature_version="s3v4")
+    # Virtual-hosted addressing names the bucket's region (<bucket>.s3.<region>.amazonaws.com): botocore's default
+    # presigns the global name, which S3 redirects for a day or so after a bucket outside us-east-1 is created, and
+    # a browser's preflight cannot follow a redirect. An IP endpoint (the local run's moto) stays path-style.
+    return create_client("s3", signature_version="s3v4", s3={"addressing_style": "virtual"})
 
 
 class S3(BoundedClient):
