@@ -338,13 +338,22 @@ def test_a_malformed_attachments_field_is_refused_422(client, dynamodb, extra, a
     assert count_items(dynamodb) == before
 
 
-def test_a_relay_without_a_bucket_refuses_images_clearly(dynamodb):
-    with app_client(dynamodb, attachments_bucket=None) as client:
-        chat_session_id = session(client)
-        upload = client.post(f"/sessions/{chat_session_id}/attachments", json={"mediaType": "image/png", "size": 9})
+def test_a_relay_without_a_bucket_refuses_images_clearly_and_sends_an_earlier_conversation_as_text(
+        client, dynamodb, stack):
+    # GIVEN a conversation whose first message had an image
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at=79"
+    chat_session_id = session(client, "openai", model)
+    assert isinstance(chat(client, chat_session_id, [upload_image(client, chat_session_id, png())]), Received)
+    # WHEN a relay with no bucket (ATTACHMENTS_BUCKET unset, or unset since) is asked for images
+    with app_client(dynamodb, attachments_bucket=None) as bucketless:
+        upload = bucketless.post(f"/sessions/{chat_session_id}/attachments", json={"mediaType": "image/png",
+                                                                                   "size": 9})
+        named = chat(bucketless, chat_session_id, ["01HZY00000000000000000ATT1"])
+        # THEN it says it takes none; and the conversation goes on as text
         assert (upload.status_code, upload.json()["error"]["code"]) == (422, "attachments_not_configured")
-        named = chat(client, chat_session_id, ["01HZY00000000000000000ATT1"])
         assert refusal(named) == (422, "attachments_not_configured")
+        assert isinstance(chat(bucketless, chat_session_id, [], "and in words?"), Received)
+    assert last_record(stack, model).images == []
 
 
 # Erasing.

@@ -154,7 +154,7 @@ class Admission:
         if (new or again) and not takes_images:
             raise RequestRejected(422, IMAGES_NOT_SUPPORTED, f"{session.provider}'s {session.model} takes no images "
                                   "here: send text, or change the session's model")
-        if not takes_images:
+        if not takes_images or self._store.attachments is None:  # no bucket (any more): the history goes as text
             return turn
         count, total = self._image_budget
         images = {attachment.attachment_id: image for attachment, image in new}
@@ -162,7 +162,6 @@ class Admission:
                                                total_bytes=total - sizes - sum(a.size for a in again))]
         read_ms = None
         if wanted:
-            assert self._store.attachments is not None  # images are stored only where there is a bucket
             started = time.perf_counter()
             images.update(await self._store.attachments.read_stored(session.chat_session_id, wanted))
             read_ms = round((time.perf_counter() - started) * 1000, 3)
