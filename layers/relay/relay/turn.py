@@ -244,7 +244,8 @@ class Turn:
             "tokens_per_second": report.tokens_per_second, "duration_ms": round(report.duration_ms, 1),
             "output_tokens": report.output_tokens, "client_disconnected": report.client_disconnected,
             "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms,
-            "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms})
+            "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms,
+            "provider_connection": tally.exchange.connection if tally.exchange else None})
 
     async def _store_answer(self) -> None:
         """The final write, within the time the function has left: when it cannot land, the client hears
