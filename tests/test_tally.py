@@ -6,7 +6,9 @@ from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE
 from relay.events import Finish, Usage
 from relay.providers import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
-from relay.tally import Tally
+from relay.tally import MIN_RATE_SPAN_SECONDS, Tally
+from tests.conftest import emf_lines, new_session
+from tests.test_turn import messages_of, stream_chat
 
 
 class Clock:
@@ -39,14 +41,54 @@ def test_only_the_first_delta_counts_as_the_first_token(tally, clock):
     assert tally.reply(PLACEHOLDER).content == "Hello"
 
 
-def test_speed_is_tokens_between_the_first_and_the_last_and_prefers_the_providers_count(tally, clock):
-    tally.token("a")
-    assert tally.tokens_per_second is None  # one instant: no rate to speak of
-    clock.now += 2.0
-    tally.token("b")
-    assert tally.tokens_per_second == 1.0  # two deltas over two seconds, counted here
-    tally.note(Usage(input_tokens=7, output_tokens=10))
-    assert (tally.output_tokens, tally.tokens_per_second) == (10, 5.0)
+def read(tally, clock, *texts, after=0.0):
+    """One network read's deltas, ``after`` seconds after the previous one."""
+    clock.now += after
+    for text in texts:
+        tally.token(text)
+    tally.read_ended()
+
+
+def test_an_answer_that_arrives_in_one_read_has_no_speed(tally, clock):
+    read(tally, clock, "Hello", " there", "!")
+    tally.note(Usage(input_tokens=7, output_tokens=3))
+    assert tally.tokens_per_second is None  # not 3 tokens over the microseconds between the deltas of one read
+
+
+def test_speed_is_the_tokens_after_the_first_read_over_the_time_from_the_first_delta_to_the_last(tally, clock):
+    read(tally, clock, "ab")  # generated while the first token was awaited: not part of the rate
+    read(tally, clock, "cd", after=0.5)
+    read(tally, clock, "ef", after=0.5)
+    assert tally.tokens_per_second == 2.0  # two of the three deltas in one second, counted here
+    tally.note(Usage(input_tokens=7, output_tokens=6))
+    assert tally.tokens_per_second == 4.0  # the provider's count: 6 tokens, 4 of them after the first read's text
+
+
+def test_reads_closer_than_the_minimum_span_give_no_speed(tally, clock):
+    read(tally, clock, "a")
+    read(tally, clock, "b", after=MIN_RATE_SPAN_SECONDS / 2)
+    assert tally.tokens_per_second is None
+    read(tally, clock, "c", after=MIN_RATE_SPAN_SECONDS / 2)
+    assert tally.tokens_per_second == round(2 / MIN_RATE_SPAN_SECONDS, 3)
+
+
+def test_over_http_a_short_answer_in_one_read_reports_no_speed_and_a_paced_one_a_bounded_speed(client, capsys):
+    # GIVEN an answer sent as fast as possible (the simulated provider writes it in one piece: one read), and one
+    # paced at 20 tokens a second
+    one_read = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    paced = new_session(client, "sim:first_token_ms=0,tokens_per_second=20,tokens=10")
+    capsys.readouterr()
+    # WHEN both stream
+    quick, streamed = stream_chat(client, one_read), stream_chat(client, paced)
+    # THEN the one-read answer has no speed anywhere: not in done, not stored, not in the metrics
+    assert quick.one("done")["tokensPerSecond"] is None
+    assert "tokensPerSecond" not in messages_of(client, one_read)[-1]["metadata"]
+    blobs = {blob["model"]: blob for blob in emf_lines(capsys.readouterr().out)}
+    assert "TokensPerSecond" not in blobs["sim:first_token_ms=0,tokens_per_second=0,tokens=5"]
+    # AND the paced one has a speed, which by its definition cannot exceed its tokens over the minimum span
+    speed = streamed.one("done")["tokensPerSecond"]
+    assert 0 < speed <= 10 / MIN_RATE_SPAN_SECONDS
+    assert blobs["sim:first_token_ms=0,tokens_per_second=20,tokens=10"]["TokensPerSecond"] == [speed]
 
 
 @pytest.mark.parametrize(("error", "cut_off", "status"), [

@@ -140,6 +140,7 @@ class Turn:
                 logged = False
                 while batch is not None:
                     tokens, first = self._count(batch)
+                    tally.read_ended()
                     if tokens.texts:
                         yield tokens
                     if not logged:  # logged once the first batch is on its way, not before
