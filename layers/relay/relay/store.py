@@ -4,6 +4,8 @@
                                    SK = MSG#<messageId>  a message; message ids are ULIDs, so SK sorts by time
                                    SK = MSG#<messageId>#<n>  part n of a text too long for one item
                                    SK = CLIENT#<id>      a client's message id, claimed once (idempotency)
+    PK = WARM-UP                   SK = WARM-UP          never written: read once per process, to open the first
+                                                         connection before a request needs it
 
 "SESSION" sorts after every "MSG#…", so one descending Query returns the session first and then the newest
 messages: the single read that precedes a provider call.
@@ -57,6 +59,7 @@ CLIENT_PREFIX = "CLIENT#"  # a client's message id, claimed once: retries of the
 CLAIM_STALE_SECONDS = 15
 TRANSACTION_ATTEMPTS = 3  # a transaction that meets another one on the same item is tried again this often
 TABLE_KEY_SCHEMA = {"PK": "HASH", "SK": "RANGE"}
+WARM_UP_KEY = "WARM-UP"  # never a session's key (those are SESSION#<id>): read once per process, found by no one
 
 
 class SessionNotFound(RelayError):
@@ -82,7 +85,12 @@ class ChatStore:
         self.dynamodb = DynamoDB(client_factory)
 
     def connect(self) -> None:
-        self.dynamodb.connect()
+        self.dynamodb.connect(warm_up=self._warm_up)
+
+    def _warm_up(self, client: Any) -> None:
+        """The cheapest call on the table (a key no item has: half a read unit), for the connection it opens."""
+        client.get_item(TableName=self.table_name, Key={"PK": {"S": WARM_UP_KEY}, "SK": {"S": WARM_UP_KEY}},
+                        ProjectionExpression="PK")
 
     def _expires_at(self) -> int:
         return int(time.time()) + self.ttl_seconds
