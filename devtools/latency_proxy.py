@@ -1,5 +1,5 @@
 """A TCP proxy on loopback that makes a connection cost what it costs across a network, and can close idle
-connections the way providers do.
+connections the way providers do (or, with a server certificate, terminate TLS in front of a plain server).
 
     client ──► proxy (RTT/2 each way; a new connection's first bytes wait one RTT more) ──► upstream
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ class LatencyProxy:
     """``rtt_ms`` of round trip to ``upstream`` (host, port), in a thread of its own until ``stop()``."""
 
     def __init__(self, upstream: tuple[str, int], rtt_ms: float = 0.0, *, idle_close_seconds: float | None = None,
-                 announced: bool = True, host: str = HOST) -> None:
+                 announced: bool = True, tls: ssl.SSLContext | None = None, host: str = HOST) -> None:
         self.upstream = upstream
+        self.tls = tls  # given, the proxy serves TLS to its clients (and plain TCP upstream): a TLS terminator
         self.delay = rtt_ms / 2000  # one way, in seconds
         self.idle_close_seconds = idle_close_seconds
         self.announced = announced
@@ -57,7 +59,7 @@ class LatencyProxy:
     def start(self) -> LatencyProxy:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, self._host, 0), self._loop).result(timeout=10)
+            asyncio.start_server(self._serve, self._host, 0, ssl=self.tls), self._loop).result(timeout=10)
         self._port = self._server.sockets[0].getsockname()[1]
         return self
 
