@@ -150,3 +150,40 @@ def provider_server() -> Iterator[str]:
         yield server.url + "/"
     finally:
         server.stop()
+
+
+def test_over_tls_a_connection_opened_ahead_is_taken_though_its_session_tickets_left_it_readable(
+        stack, tmp_path, monkeypatch):
+    import ssl
+
+    import trustme
+
+    from relay.providers import ChatMessage, ChatRequest
+    from relay.providers.keys import StaticKey
+    from relay.providers.openai import OpenAIChatCompletions
+
+    # GIVEN the provider behind TLS 1.3, with a certificate the relay trusts for the test
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    with provider_behind(stack, tls=server) as proxy:
+        url = proxy.url("https")
+
+        async def run() -> str | None:
+            connections = Connections(read_timeout=5)
+            async with connections.http:
+                # WHEN a connection is opened ahead and its session tickets have arrived unread
+                connections.warm([url])
+                await asyncio.sleep(0.3)
+                provider = OpenAIChatCompletions(connections.http, name="openai", base_url=url + "/v1",
+                                                 key=StaticKey("OPENAI_API_KEY", "k"))
+                request = ChatRequest(MODEL, [ChatMessage("user", "hi")])
+                async for _batch in provider.stream(request):
+                    pass
+                return request.exchange.connection
+
+        # THEN the request takes it: readable is no sign of a close before the first read over TLS
+        assert asyncio.run(run()) == "opened ahead"
+        assert proxy.counts.connections == 1

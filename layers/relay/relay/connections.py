@@ -9,8 +9,9 @@ provider 60 ms away, and on a cold start that came after the store read. Three t
    the provider request takes the connection when it leaves (waiting for the rest of the handshake if need be).
 2. Idle connections are dropped after ``config.PROVIDER_KEEPALIVE_SECONDS``, before a provider or a middlebox drops
    them without a word (the monotonic clock httpcore uses keeps running while Lambda freezes a process).
-3. A request that meets a dead pooled connection (the provider's close still on its way, as after a thaw) is sent
-   again at once on a new connection, when not a byte of the response had come: the provider never saw it.
+3. A request that meets a dead pooled connection, or one opened ahead (the provider's close still on its way, as
+   after a thaw), is sent again at once on a new connection, when not a byte of the response had come: the provider
+   never saw it.
 
 Hand-written because httpx cannot open a connection without a request: its pool gets a network backend of our own
 (httpcore's public ``AsyncNetworkBackend`` interface) that hands over a connection opened ahead when one to that
@@ -74,6 +75,11 @@ class OpenedAhead(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
+
+    def looks_closed(self) -> bool:
+        """Whether the other side has closed it, as far as can be told without reading: not at all over TLS 1.3,
+        whose session tickets arrive after the handshake and leave a fresh connection readable."""
+        return not self._tls and bool(self._stream.get_extra_info("is_readable"))
 
 
 @dataclass
@@ -143,10 +149,11 @@ class OpeningBackend(httpcore.AsyncNetworkBackend):
         except Exception:  # failed or too slow: the pool opens one itself, and reports that one's failure
             opening.task.add_done_callback(_close_quietly)
             return None
-        if time.monotonic() - opening.started_at > self._keepalive_seconds or stream.get_extra_info("is_readable"):
+        assert isinstance(stream, OpenedAhead)
+        if time.monotonic() - opening.started_at > self._keepalive_seconds or stream.looks_closed():
             await stream.aclose()  # unused too long, or already closed by the provider
             return None
-        return stream
+        return stream  # if the provider closed it unseen, the request is sent again at once (RelayTransport)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
@@ -205,14 +212,15 @@ class RelayTransport(httpx.AsyncHTTPTransport):
 
 
 def _watch_connecting(request: httpx.Request) -> Any:
-    """Wraps the request's trace hook (keeping any the caller set) to see whether it opened a connection."""
+    """Wraps the request's trace hook (keeping any the caller set) to see whether it opened a connection of its
+    own, as opposed to one that was pooled or opened ahead, which may have been closed unseen."""
     opened = False
     inner = request.extensions.get("trace")
     inner = getattr(inner, "inner", inner)  # a retry: the caller's own hook, not our wrapper of it
 
     async def trace(event: str, info: dict[str, Any]) -> None:
         nonlocal opened
-        if event == "connection.connect_tcp.started":
+        if event == "connection.connect_tcp.complete" and not isinstance(info.get("return_value"), OpenedAhead):
             opened = True
         if inner is not None:
             await inner(event, info)
