@@ -87,6 +87,14 @@ class LatencyProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        try:
+            await self._proxy(client_reader, client_writer)
+        except asyncio.CancelledError:
+            pass  # stopped: asyncio would log a cancelled connection handler as an error
+        finally:
+            self._tasks.discard(task)
+
+    async def _proxy(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.counts.connections += 1
         loop = asyncio.get_running_loop()
         connected_at = loop.time() + 2 * self.delay  # the handshake's round trip, charged to the first bytes
@@ -95,7 +103,6 @@ class LatencyProxy:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             client_writer.close()
-            self._tasks.discard(task)
             return
         try:
             pumps = [self._pump(client_reader, upstream_writer, connection, connected_at, inbound=True),
@@ -110,7 +117,6 @@ class LatencyProxy:
                 writer.close()
                 with contextlib.suppress(OSError, asyncio.CancelledError):
                     await writer.wait_closed()
-            self._tasks.discard(task)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection,
                     not_before: float, *, inbound: bool) -> None:
