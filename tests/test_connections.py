@@ -19,7 +19,7 @@ from relay.connections import Connections, origin_of
 from tests.conftest import app_client, new_session
 from tests.test_turn import messages_of, stream_chat
 
-MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
+MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=19"  # its own: tests count by model
 
 
 @contextmanager

@@ -75,8 +75,8 @@ def test_reads_closer_than_the_minimum_span_give_no_speed(tally, clock):
 def test_over_http_a_short_answer_in_one_read_reports_no_speed_and_a_paced_one_a_bounded_speed(client, capsys):
     # GIVEN an answer sent as fast as possible (the simulated provider writes it in one piece: one read), and one
     # paced at 20 tokens a second
-    one_read = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
-    paced = new_session(client, "sim:first_token_ms=0,tokens_per_second=20,tokens=10")
+    one_read = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5,fault_at=19")
+    paced = new_session(client, "sim:first_token_ms=0,tokens_per_second=20,tokens=10,fault_at=19")
     capsys.readouterr()
     # WHEN both stream
     quick, streamed = stream_chat(client, one_read), stream_chat(client, paced)
@@ -84,11 +84,11 @@ def test_over_http_a_short_answer_in_one_read_reports_no_speed_and_a_paced_one_a
     assert quick.one("done")["tokensPerSecond"] is None
     assert "tokensPerSecond" not in messages_of(client, one_read)[-1]["metadata"]
     blobs = {blob["model"]: blob for blob in emf_lines(capsys.readouterr().out)}
-    assert "TokensPerSecond" not in blobs["sim:first_token_ms=0,tokens_per_second=0,tokens=5"]
+    assert "TokensPerSecond" not in blobs["sim:first_token_ms=0,tokens_per_second=0,tokens=5,fault_at=19"]
     # AND the paced one has a speed, which by its definition cannot exceed its tokens over the minimum span
     speed = streamed.one("done")["tokensPerSecond"]
     assert 0 < speed <= 10 / MIN_RATE_SPAN_SECONDS
-    assert blobs["sim:first_token_ms=0,tokens_per_second=20,tokens=10"]["TokensPerSecond"] == [speed]
+    assert blobs["sim:first_token_ms=0,tokens_per_second=20,tokens=10,fault_at=19"]["TokensPerSecond"] == [speed]
 
 
 @pytest.mark.parametrize(("error", "cut_off", "status"), [
