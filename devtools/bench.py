@@ -89,7 +89,16 @@ class Backends:
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()  # serve_backends() returns when its stdin ends
-        self.process.wait(timeout=15)
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = 15) -> None:
+    """Waits for a backends process to end once told to, and ends it if it does not: the results are written."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def serve_backends() -> None:

@@ -43,9 +43,11 @@ class NetworkBackends:
         self.environment: dict[str, str] = served
 
     def stop(self) -> None:
+        from devtools.bench import stop_process
+
         assert self.process.stdin is not None
         self.process.stdin.close()
-        self.process.wait(timeout=15)
+        stop_process(self.process)
 
 
 def serve(dynamodb_url: str, provider_url: str, directory: Path) -> None:

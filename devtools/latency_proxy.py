@@ -114,9 +114,7 @@ class LatencyProxy:
             pass
         finally:
             for writer in (client_writer, upstream_writer):
-                writer.close()
-                with contextlib.suppress(OSError, asyncio.CancelledError):
-                    await writer.wait_closed()
+                writer.transport.abort()  # no TLS close_notify to wait for: both ends are done, or stopped
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection,
                     not_before: float, *, inbound: bool) -> None:

@@ -107,7 +107,12 @@ class OpeningBackend(httpcore.AsyncNetworkBackend):
         self._openings[host, port] = _Opening(task, time.monotonic())
 
     def has_opening(self, origin: Origin) -> bool:
-        return origin[1:] in self._openings
+        """Whether a connection is being opened, or waits, for this origin (one that failed is forgotten)."""
+        opening = self._openings.get(origin[1:])
+        if opening is not None and opening.task.done() and (opening.task.cancelled() or opening.task.exception()):
+            del self._openings[origin[1:]]
+            return False
+        return opening is not None
 
     def drop_unused(self, origin: Origin) -> bool:
         """Closes a connection opened ahead that nobody took within the keep-alive; True when there was one."""
