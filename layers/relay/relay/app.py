@@ -30,6 +30,7 @@ from relay import ai_sdk, config, json_input, sse, tracing
 from relay.admission import Admission, NewTurn, session_not_found
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
+from relay.connections import Connections
 from relay.context import Invocation
 from relay.errors import STORE_UNAVAILABLE, RequestRejected, StoreError
 from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
@@ -71,14 +72,16 @@ def create_app(
     store = store or ChatStore(settings.table_name, ttl_days=settings.message_ttl_days)
     tracing.start()
     # One client per process, so connections are reused (and its TLS context, ~20 ms to create, is made once).
-    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.provider_read_timeout_seconds,
-                                                   connect=config.PROVIDER_CONNECT_TIMEOUT_SECONDS))
+    connections = Connections(read_timeout=settings.provider_read_timeout_seconds,
+                              warm=settings.provider_preconnect)
+    http = connections.http
     # Checked now, not at the first request: a deployment with unsafe auth settings must not become ready.
     auth = authenticator(http)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with http:
+            app.state.connections = connections
             app.state.providers = providers = ProviderRegistry(settings, http)
             app.state.auth = auth
             app.state.admission = Admission(store, app.state.limits, app.state.usage, providers,
@@ -87,6 +90,8 @@ def create_app(
                                                                  _model_titles(settings, providers))
             # Only now: its thread competing with start-up for the interpreter lock made readiness ~85 ms later.
             asyncio.get_running_loop().call_soon(store.connect)
+            # Likewise the providers' connections, which the first request's store read then overlaps.
+            asyncio.get_running_loop().call_soon(connections.warm, providers.origins)
             yield
 
     middleware = []
@@ -371,6 +376,7 @@ async def chat_stream(request: Request) -> Response:
     if not is_id(chat_session_id):
         raise session_not_found()
     state = request.app.state
+    state.connections.keep_warm()  # a provider connection gone while the process was frozen reopens during the read
     admitted = await state.admission.turn(user_id, chat_session_id, content, client_message_id,
                                           invocation.deadline_ms)
     if not isinstance(admitted, NewTurn):

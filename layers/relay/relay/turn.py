@@ -182,6 +182,7 @@ class Turn:
                 logged = False
                 while batch is not None:
                     deltas, first = self._count(batch)
+                    tally.read_ended()
                     for delta in deltas:
                         yield delta
                     if not logged:  # logged once the first batch is on its way, not before
@@ -314,7 +315,8 @@ class Turn:
             "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms,
             "time_to_first_reasoning_ms": report.time_to_first_reasoning_ms,
             "reasoning_tokens": report.reasoning_tokens, "reasoning_chars": sum(map(len, tally.reasoning_parts)),
-            "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms})
+            "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms,
+            "provider_connection": tally.exchange.connection if tally.exchange else None})
 
     async def _store_answer(self) -> None:
         """The final write, within the time the function has left, with the turn's usage: when it cannot land, the

@@ -21,10 +21,10 @@ class KeySource(Protocol):
 class StaticKey:
     def __init__(self, variable: str, value: str | None) -> None:
         self.variable = variable
-        self._value = value
+        self.value = value
 
     async def get(self) -> str | None:
-        return self._value
+        return self.value
 
 
 class SecretKey:
