@@ -120,8 +120,11 @@ class MessageView {
     this.lastRender = performance.now();
     this.content.replaceChildren(sanitizeAnswer(marked.parse(this.text)));
     decorateCodeBlocks(this.content);
-    // A wide table scrolls sideways inside the answer: reachable by keyboard, so the arrow keys can scroll it.
-    for (const table of this.content.querySelectorAll("table")) table.tabIndex = 0;
+    // A table wider than the answer scrolls sideways inside it: then it takes keyboard focus, so that the arrow keys
+    // can scroll it. (Only then: a tab stop on every small table would be noise.)
+    for (const table of this.content.querySelectorAll("table")) {
+      if (table.scrollWidth > table.clientWidth) table.tabIndex = 0;
+    }
     this.element.dataset.renders = String(Number(this.element.dataset.renders) + 1);
   }
 

@@ -36,7 +36,9 @@ export function decorateCodeBlocks(root) {
     block.className = "code-block";
     block.dataset.language = language ?? "text"; // shown by the stylesheet: no words added to the answer's text
     pre.replaceWith(block);
-    block.append(copyButton(language ? `Copy ${language} code` : "Copy code", () => code.textContent), pre);
+    // marked ends a block's text with a line break: the copy leaves it out, as a pasted snippet does not have one.
+    const copy = copyButton(language ? `Copy ${language} code` : "Copy code", () => code.textContent.replace(/\n$/, ""));
+    block.append(copy, pre);
   }
 }
 
