@@ -293,17 +293,20 @@ def shown_text_length(page: Any) -> int:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=list(SIZES))
-def test_the_last_message_and_its_status_line_stay_above_the_composer(page, stack, size):
+def test_escape_stops_the_answer_and_its_status_line_shows_above_the_composer(page, stack, client, size):
     # GIVEN the page at a desktop's or a phone's size, with an answer longer than the screen
     page.set_viewport_size(SIZES[size])
     open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=60,tokens=600")
     send(page, "a long one")
     thread_overflows_by(page, 200)
-    # WHEN it is stopped, so that its status line ("Stopped.") appears under it
+    # WHEN the user presses Escape (the composer has the focus), so that a status line ("Stopped.") appears under it
     page.keyboard.press("Escape")
     final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
-    # THEN the last message, status line included, ends above the composer, in the thread's view
+    # THEN the relay stopped it
     assert final["status"] == "interrupted" and "Stopped." in final["meta"]
+    _, ai = messages_of(client, session_of(page))
+    assert ai["status"] == "interrupted" and ai["metadata"]["error"]["code"] == "cancelled"
+    # ... and the last message, status line included, ends above the composer, in the thread's view
     shown = geometry(page)
     assert shown["overflows"]
     assert shown["lastMetaBottom"] <= shown["lastBottom"] <= shown["composerTop"], shown
@@ -411,19 +414,6 @@ def test_enter_during_an_answer_queues_the_message_and_sends_it_after(page, stac
     stored = messages_of(client, session_of(page))
     assert [(m["role"], m["content"]) for m in stored if m["role"] == "user"] == [("user", "first"), ("user", "second")]
     assert [m["role"] for m in stored] == ["user", "ai", "user", "ai"]
-
-
-def test_escape_stops_the_answer_at_the_relay(page, stack, client):
-    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=400")
-    send(page, "a long one")
-    text_length_above(page, 20)
-
-    page.keyboard.press("Escape")
-    final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
-
-    assert final["status"] == "interrupted" and "Stopped." in final["meta"]
-    _, ai = messages_of(client, session_of(page))
-    assert ai["status"] == "interrupted" and ai["metadata"]["error"]["code"] == "cancelled"
 
 
 def test_the_composer_has_focus_on_load_and_keyboard_focus_is_visible(page, stack):

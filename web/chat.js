@@ -370,9 +370,10 @@ function showExamples(offered) {
 }
 
 // The conversation list at the side.
-// TODO(conversations): GET /sessions, and listSessions/updateSession/deleteSession in relay-client.js, are being
-// added in another change. Once merged, this returns the sessions that listSessions gives (each {chatSessionId,
-// title, provider, model, createdAt, updatedAt}, newest first); rename and delete go beside showConversations.
+// TODO(conversations): GET /sessions and relay-client.js's listSessions come with another change (wp-conv). Once
+// both are merged, this is `return (await listSessions(connection())).sessions;` (the first page, 20, most recently
+// active first), and rename and delete (updateSession, deleteSession) go beside showConversations. Until then the
+// list stays empty.
 async function loadConversations() {
   return [];
 }
