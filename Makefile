@@ -8,7 +8,7 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor clean
+.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor screenshot clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
@@ -86,6 +86,10 @@ vendor: node_modules/.installed
 	cp node_modules/marked/LICENSE web/vendor/marked.LICENSE
 	cp node_modules/dompurify/LICENSE web/vendor/dompurify.LICENSE
 	cp $(HIGHLIGHT)/LICENSE web/vendor/highlight.LICENSE
+
+# The README's picture of the chat page (web/screenshot.png), taken in Chromium from the local stack.
+screenshot: $(VENV)/.installed
+	$(PY) -m devtools.screenshot
 
 clean:
 	rm -rf node_modules $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache

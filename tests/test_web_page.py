@@ -625,3 +625,16 @@ def test_on_a_phone_the_settings_take_one_line_and_the_conversations_are_a_drawe
     page.click("#menu")
     page.click("#new-chat")
     page.wait_for_selector("#new-chat", state="hidden")
+
+
+def test_make_screenshot_photographs_an_answered_example_at_its_size(page, stack, tmp_path):
+    from devtools.screenshot import VIEWPORT, photograph
+
+    page.set_viewport_size(VIEWPORT)
+    path = tmp_path / "screenshot.png"
+    photograph(page, stack.url, path)
+
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(header[16:20]), int.from_bytes(header[20:24])) == (VIEWPORT["width"], VIEWPORT["height"])
+    assert answer(page)["status"] == "complete" and page.is_visible(f"{LAST_ANSWER} >> .code-block")
