@@ -315,7 +315,7 @@ async function loadHistory() {
         signal: current.controller.signal, ...answerCallbacks(current, retry),
       }), retry);
     } else {
-      showOutcome(view, { status: message.status, ...message.metadata }, retry);
+      showOutcome(view, { ...message.metadata, status: message.status }, retry);
     }
   }
   follower.toLatest();
