@@ -425,7 +425,7 @@ test("regenerate posts {chatSessionId, regenerate: true} with no content and str
 
   assert.deepEqual(calls[0].json, { chatSessionId: SESSION, regenerate: true, clientMessageId: "regen-1" });
   assert.equal(calls[0].url, "http://relay.test/chat/stream");
-  assert.deepEqual(result, { status: "complete", text: "Again", messageId: "01HZY000000000000000000AI1" });
+  assert.deepEqual(result, { status: "complete", text: "Again", reasoning: "", messageId: "01HZY000000000000000000AI1" });
   assert.equal(seen.starts[0].userMessageId, "01HZY000000000000000000US1");
 });
 
