@@ -287,9 +287,10 @@ def _backoff(attempt: int) -> float:
 
 
 def new_message_ids() -> tuple[str, str]:
-    """A turn's user message id and answer id: the answer's is the user's plus one, so it always sorts right after."""
-    user_id = ULID()
-    return str(user_id), str(ULID.from_int(int(user_id) + 1))
+    """A turn's user message id and answer id, both from the process's ULID generator, so the answer sorts after.
+    Not the user's id plus one: within a millisecond python-ulid makes each ULID the last plus one, so the next
+    turn's user message would take that id and overwrite this turn's answer."""
+    return str(ULID()), str(ULID())
 
 
 def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> tuple[StoredMessage, StoredMessage]:
