@@ -209,3 +209,34 @@ def test_a_model_outside_the_listed_ones_is_other_in_metrics_unless_every_model_
     assert open_ended.metric_model("openai", "any-name-a-client-made-up") == "any-name-a-client-made-up"
     assert Settings.from_environment({"METRICS_MODEL_DIMENSION": "any"}).metrics_any_model
     assert not Settings.from_environment({}).metrics_any_model
+
+
+def test_usage_no_count_can_be_fails_the_turn_with_provider_error_and_the_stream_still_ends_whole(dynamodb):
+    # GIVEN an OpenAI-compatible server whose usage chunk counts 10**400 output tokens (JSON allows it; no float
+    # holds it, and the tokens per second divide by it)
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from devtools.servers import UvicornThread
+    from tests.conftest import app_client
+
+    async def completions(request):
+        async def body():
+            yield b'data: {"choices":[{"index":0,"delta":{"content":"so far"},"finish_reason":"stop"}]}\n\n'
+            yield b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1' + b"0" * 400 + b'}}\n\n'
+            yield b"data: [DONE]\n\n"
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    server = UvicornThread(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])).start()
+    try:
+        with app_client(dynamodb, openai_api_key="key", openai_base_url=server.url + "/v1") as client:
+            chat_session_id = session_for(client, "openai", "gpt-4o-mini")
+            # WHEN the relay streams it THEN the body ends whole (a cut would raise here), with provider_error
+            received = stream_chat(client, chat_session_id)
+            assert received.tokens == ["so far"] and received.one("error")["code"] == "provider_error"
+            # AND the answer is stored with the text so far
+            _, ai = messages_of(client, chat_session_id)
+            assert (ai["status"], ai["content"]) == ("error", "so far")
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from relay.errors import DEADLINE, PROVIDER_ERROR, PROVIDER_TIMEOUT, ProviderError
-from relay.events import ProviderEvent, TextDelta
+from relay.events import ProviderEvent, TextDelta, Usage
 from relay.reader import ProviderReader, Timeouts
 
 SHORT = Timeouts(first_token=0.2, idle=0.2, checkpoint=0.05)
@@ -68,6 +68,27 @@ def test_a_providers_error_arrives_after_the_batches_before_it():
         first = await reader.next(waiting_for_first=True)
         with pytest.raises(ProviderError) as raised:
             await reader.next(waiting_for_first=False)
+        return first, raised.value.code
+
+    assert asyncio.run(scenario()) == ([TextDelta("so far")], PROVIDER_ERROR)
+
+
+@pytest.mark.parametrize("failure", [
+    [TextDelta("so far"), TextDelta(7)],  # type: ignore[arg-type]  # what no provider module should yield
+    [TextDelta("so far"), Usage(1, 10**400)],
+    ValueError("a parser's own bug"),
+])
+def test_whatever_a_provider_module_yields_or_raises_the_turn_gets_text_and_provider_error(failure):
+    async def scenario():
+        stream = Stream()
+        reader = reader_of(stream)
+        if isinstance(failure, Exception):
+            stream.queue.put_nowait([TextDelta("so far")])
+        stream.queue.put_nowait(failure)
+        first = await reader.next(waiting_for_first=True)
+        with pytest.raises(ProviderError) as raised:
+            await reader.next(waiting_for_first=False)
+        await reader.close()
         return first, raised.value.code
 
     assert asyncio.run(scenario()) == ([TextDelta("so far")], PROVIDER_ERROR)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from relay import config, telemetry
-from relay.errors import DEADLINE, PROVIDER_TIMEOUT, ProviderError
-from relay.events import ProviderEvent
+from relay.errors import DEADLINE, PROVIDER_ERROR, PROVIDER_TIMEOUT, ProviderError
+from relay.events import ProviderEvent, well_formed
 
 __all__ = ["ProviderReader", "Timeouts"]
 
@@ -55,12 +56,25 @@ class ProviderReader:
         self._next_checkpoint = clock() + timeouts.checkpoint
 
     async def _read(self) -> None:
+        """Hands the turn, in order, each batch and then the end of the stream or a ``ProviderError``: whatever a
+        provider module yields or raises (a malformed event, a bug of its own), the turn gets text and then an
+        error it handles, and the client a terminal event, never a cut stream."""
         try:
             async for batch in self._stream:
+                readable = list(itertools.takewhile(well_formed, batch))
+                if len(readable) < len(batch):
+                    if readable:
+                        self._queue.put_nowait(readable)
+                    raise ProviderError(PROVIDER_ERROR, f"{self._provider} sent an event the relay cannot read")
                 self._queue.put_nowait(batch)
             self._queue.put_nowait(None)
-        except Exception as exc:  # handed to the turn, in order, after the batches before it
+        except ProviderError as exc:
             self._queue.put_nowait(exc)
+        except Exception as exc:
+            error = ProviderError(PROVIDER_ERROR, f"{self._provider} failed in a way the relay cannot read "
+                                                  f"({type(exc).__name__})")
+            error.__cause__ = exc
+            self._queue.put_nowait(error)
 
     def start(self) -> None:
         """Sends the request: the provider is read from now on, whether or not anyone waits for it yet."""
