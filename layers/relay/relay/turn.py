@@ -175,9 +175,22 @@ class Turn:
 
     async def _accept(self) -> None:
         """Store the user message and the pending answer (while the provider thinks): only a stored message is
-        announced with ``Started``."""
-        await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id)
+        announced with ``Started``. A write cut off by its time budget may still have landed (DynamoDB's answer
+        lost on the way back, or botocore's own retry landing): then the message is stored, and is answered."""
+        try:
+            await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id)
+        except SessionNotFound:
+            raise
+        except StoreError:
+            if not await self._stored_after_all():
+                raise
         self.accepted = True
+
+    async def _stored_after_all(self) -> bool:
+        try:
+            return await self.store.get_message(self.session.chat_session_id, self.answer.message_id) is not None
+        except StoreError:
+            return False
 
     async def _open(self, first: ProviderReader) -> tuple[ProviderReader, list[ProviderEvent] | None]:
         """The first batch of an answer: retried on connection errors, 429 and 5xx, then the session's fallbacks,
