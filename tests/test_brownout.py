@@ -209,3 +209,28 @@ def test_a_message_whose_write_landed_though_its_answer_never_came_is_accepted_a
     finally:
         server.stop()
         proxy.stop()
+
+
+def test_a_request_refused_while_its_claim_landed_unseen_gives_the_claim_back(stack, monkeypatch):
+    failing = FailingWrites(stack.dynamodb.url)
+    proxy = UvicornThread(failing.app).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+    server = UvicornThread(create_app(store=ChatStore(TABLE_NAME, ttl_days=1))).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+            body = {"chatSessionId": chat_session_id, "content": "hello", "clientMessageId": "claimed-unseen"}
+            # WHEN the claim lands but DynamoDB's answer to it comes after the relay gave up: a 503
+            failing.answered_late = lambda operation, body: operation == "TransactWriteItems" and b"CLIENT#" in body \
+                and b'"MSG#' not in body
+            refused = client.post("/chat/stream", json=body)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_unavailable"
+            failing.answered_late = lambda operation, body: False
+            # THEN the client's retry, as Retry-After invites, is a turn of its own, answered at once
+            with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+                names = [sse.event for sse in source.iter_sse()]
+            assert names[0] == "start" and names[-1] == "done"  # not a join of a first attempt that never was
+            assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]
+    finally:
+        server.stop()
+        proxy.stop()
