@@ -76,7 +76,8 @@ class Admission:
                 self._limits.admit(user_id, deadline_ms), claim, self._usage.check(user_id), return_exceptions=True)
         store_read_ms = round((time.perf_counter() - read_started) * 1000, 3)
         lease = admitted if isinstance(admitted, Lease) else None
-        claimed_here = client_message_id is not None and claimed is None
+        # A claim that failed in the store may have landed all the same (its answer lost): given back too, if so.
+        claimed_here = client_message_id is not None and (claimed is None or isinstance(claimed, StoreError))
         try:
             _raise_failure(loaded)
             if isinstance(claimed, SessionNotFound) or loaded is None:

@@ -74,8 +74,8 @@ async def attach(
 ) -> AsyncIterator[TurnEvent]:
     """A retried request joins the turn its first attempt started: same ids, the whole answer from the start. The
     first attempt stores its message within seconds of its claim, or never (then its claim goes stale and the next
-    retry is a turn of its own)."""
-    yield Started(*ids)
+    retry is a turn of its own). ``Started`` waits for the message, as a turn's does: a client told of a message
+    must find it stored."""
     give_up_at = time.monotonic() + wait_seconds
     message = None
     while message is None:
@@ -88,5 +88,6 @@ async def attach(
                 yield Failed("not_found", "the first attempt of this request was lost: send it again")
                 return
             await asyncio.sleep(poll_seconds)
+    yield Started(*ids)
     async for event in follow_message(store, chat_session_id, message, 0, poll_seconds):
         yield event

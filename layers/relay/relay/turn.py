@@ -229,11 +229,24 @@ class Turn:
 
     async def _accept(self) -> None:
         """Store the user message and the pending answer (while the provider thinks): only a stored message is
-        announced with ``Started``."""
+        announced with ``Started``. A write cut off by its time budget may still have landed (DynamoDB's answer
+        lost on the way back, or botocore's own retry landing): then the message is stored, and is answered."""
         replaces = self.regeneration.replaces if self.regeneration else None
-        await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id,
-                                    title=self.first_title, supersedes=replaces)
+        try:
+            await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id,
+                                        title=self.first_title, supersedes=replaces)
+        except SessionNotFound:
+            raise
+        except StoreError:
+            if not await self._stored_after_all():
+                raise
         self.accepted = True
+
+    async def _stored_after_all(self) -> bool:
+        try:
+            return await self.store.get_message(self.session.chat_session_id, self.answer.message_id) is not None
+        except StoreError:
+            return False
 
     async def _open(self, first: ProviderReader) -> tuple[ProviderReader, list[ProviderEvent] | None]:
         """The first batch of an answer: retried on connection errors, 429 and 5xx, then the session's fallbacks,
@@ -393,9 +406,10 @@ def _backoff(attempt: int) -> float:
 
 
 def new_message_ids() -> tuple[str, str]:
-    """A turn's user message id and answer id: the answer's is the user's plus one, so it always sorts right after."""
-    user_id = ULID()
-    return str(user_id), str(ULID.from_int(int(user_id) + 1))
+    """A turn's user message id and answer id, both from the process's ULID generator, so the answer sorts after.
+    Not the user's id plus one: within a millisecond python-ulid makes each ULID the last plus one, so the next
+    turn's user message would take that id and overwrite this turn's answer."""
+    return str(ULID()), str(ULID())
 
 
 def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> tuple[StoredMessage, StoredMessage]:

@@ -21,7 +21,7 @@ from relay.errors import (
     ProviderError,
     provider_error_for_status,
 )
-from relay.events import Finish, ProviderEvent, ReasoningDelta, ReasoningSignature, TextDelta
+from relay.events import ProviderEvent, well_formed
 from relay.providers.base import Exchange
 from relay.providers.keys import KeySource
 from relay.sse import ServerSentEvent, SSEDecoder
@@ -88,7 +88,7 @@ async def parsed(
                 try:
                     for sse in batch:
                         for event in parser.feed(sse.data, sse.event):
-                            if not _well_typed(event):  # text or a finish reason of another JSON type
+                            if not well_formed(event):  # a field of another JSON type, or a count none can be
                                 raise TypeError(f"{type(event).__name__} of another type than documented")
                             events.append(event)
                 except Exception as exc:
@@ -105,16 +105,6 @@ async def parsed(
             return
         raise
     parser.finish()
-
-
-def _well_typed(event: ProviderEvent) -> bool:
-    if isinstance(event, TextDelta | ReasoningDelta):
-        return isinstance(event.text, str)
-    if isinstance(event, ReasoningSignature):
-        return isinstance(event.signature, str)
-    if isinstance(event, Finish):
-        return isinstance(event.reason, str)
-    return True
 
 
 async def post_sse(
