@@ -262,7 +262,7 @@ def deployed_arn(stack: Mapping[str, Any], kind: str, name: str) -> str:
     if kind == "table":
         table, _, index = name.partition("/index/")
         variables = {LOCAL_ENVIRONMENT[variable]: variable for variable in ("TABLE_NAME", "LIMITS_TABLE_NAME")}
-        variable = variables.get(table)
+        variable = variables.get(table.partition(".")[0])  # "<local name>.<tests' own>": the same table deployed
         assert variable, f"the code used a table the check cannot place in the template: {table}"
         arn = resource_arn("AWS::DynamoDB::Table", env[variable])
         return f"{arn}/index/{index}" if index else arn
