@@ -42,6 +42,7 @@ from relay.auth import JwtAuthenticator, JwtSettings, NoAuthentication
 from relay.config import Settings
 from relay.store import ChatStore
 from tests.auth_fixtures import AUDIENCE, HOSTILE_TOKEN_CASES, Issuer, forged_token, hostile_tokens
+from tests.conftest import OneUserOfItsOwn
 from tests.test_turn import stream_chat
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
@@ -225,7 +226,7 @@ def fuzzed(request: pytest.FixtureRequest, stack: Any, issuer: Issuer) -> Iterat
                            requests_per_minute=1_000_000, concurrent_streams=1_000, provider_max_retries=0)
     app = create_app(app_settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb),
                      authenticator=(lambda http: JwtAuthenticator(jwt_settings, http)) if mode == "jwt"
-                     else (lambda http: OneUserOfItsOwn()))
+                     else (lambda http: OneUserOfItsOwn("fuzz-local-user")))
     server = UvicornThread(app).start()
     credentials = f"Bearer {issuer.token(sub='fuzz-user')}"
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -249,14 +250,6 @@ def _caller_sessions(client: httpx.Client, credentials: dict[str, str]) -> dict[
     start = stream_chat(client, session, headers=credentials).one("start")
     return {"session": session, "answer": start["messageId"], "question": start["userMessageId"],
             "chat_session": chat_session}
-
-
-class OneUserOfItsOwn(NoAuthentication):
-    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
-    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
-
-    async def user_id(self, headers: Any) -> str:
-        return "fuzz-local-user"
 
 
 def routes() -> list[tuple[str, list[str]]]:
