@@ -131,3 +131,54 @@ def test_every_part_of_an_ai_sdk_stream_is_as_the_document_describes_it(client, 
     assert chunks[-1] == "[DONE]"
     for chunk in chunks[:-1]:
         validator_of("UiMessageChunk").validate(json.loads(chunk))
+
+
+def assert_documented(method: str, path: str, response: Any) -> None:
+    """The answer's status is one the document gives the operation, with its content type and, for JSON, a body of
+    its schema."""
+    document = json.loads(OPENAPI_DOCUMENT.read_text())
+    responses = document["paths"][path][method]["responses"]
+    assert str(response.status_code) in responses, f"{method} {path} answered {response.status_code}"
+    content = responses[str(response.status_code)].get("content")
+    if content is None:
+        assert response.content == b""
+        return
+    media_type = response.headers["content-type"].partition(";")[0]
+    assert media_type in content
+    if media_type == "application/json":
+        schema = {**content[media_type]["schema"], "components": document["components"]}
+        jsonschema.Draft202012Validator(schema).validate(response.json())
+
+
+def test_every_answer_of_a_conversation_taken_through_every_operation_is_as_documented(client):
+    # GIVEN a conversation, taken through every operation, one answer of it stopped while it streams
+    slow = "sim:first_token_ms=0,tokens_per_second=20,tokens=100,reasoning=2"
+    answers = [("get", "/healthz", client.get("/healthz")), ("get", "/openapi.json", client.get("/openapi.json")),
+               ("get", "/providers", client.get("/providers")), ("get", "/usage", client.get("/usage"))]
+    created = client.post("/sessions", json={"provider": "simulated", "model": slow, "title": "Documented",
+                                             "reasoning": {"effort": "low"}})
+    chat_session_id = created.json()["chatSessionId"]
+    session, answer = f"/sessions/{chat_session_id}", "/sessions/{chatSessionId}/messages/{messageId}"
+    answers += [("post", "/sessions", created), ("get", "/sessions", client.get("/sessions", params={"limit": 2})),
+                ("patch", "/sessions/{chatSessionId}", client.patch(session, json={
+                    "system": "Be brief.", "fallbacks": [{"provider": "simulated", "model": "sim"}]}))]
+    with client.stream("POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as stream:
+        lines = stream.iter_lines()
+        start = next(json.loads(line[6:]) for line in lines if line.startswith("data: "))
+        cancelled = client.post(f"{session}/messages/{start['messageId']}/cancel")
+        ending = [line for line in lines if line.startswith("event: ")][-1]
+    answers += [("post", "/chat/stream", stream), ("post", answer + "/cancel", cancelled),
+                ("post", answer + "/cancel", client.post(f"{session}/messages/{start['messageId']}/cancel"))]
+    messages = client.get(f"{session}/messages")
+    answers += [("get", "/sessions/{chatSessionId}/messages", messages),
+                ("get", answer + "/stream", client.get(f"{session}/messages/{start['messageId']}/stream")),
+                ("get", answer + "/stream", client.get(f"{session}/messages/{start['messageId']}/stream",
+                                                       params={"offset": 99_999})),
+                ("delete", "/sessions/{chatSessionId}", client.delete(session)),
+                ("delete", "/sessions/{chatSessionId}", client.delete(session))]
+    assert ending == "event: error"  # cancelled
+    # WHEN each answer is read against the document THEN each is one it gives its operation
+    assert [response.status_code for *_, response in answers] == [200, 200, 200, 200, 201, 200, 200, 200, 202,
+                                                                   409, 200, 200, 422, 204, 404]
+    for method, path, response in answers:
+        assert_documented(method, path, response)

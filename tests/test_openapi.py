@@ -63,3 +63,20 @@ def test_every_operation_answers_as_its_document_says(case: Any, relay_url: str)
     # GIVEN a request the document describes (or, in negative mode, one it rules out)
     # WHEN it is sent THEN no answer is a 5xx, and each is documented: status, content type, headers and body
     case.call_and_validate(base_url=relay_url, checks=CHECKS)
+
+
+STATEFUL = settings(EXAMPLES, max_examples=int(os.environ.get("OPENAPI_SEQUENCES", "15")), stateful_step_count=8)
+
+
+def test_calls_that_follow_the_documents_links_answer_as_it_says(relay_url: str) -> None:
+    # GIVEN sequences of calls, each taking ids from an answer before it as the document's links say (a session
+    # from POST /sessions, its answer from its messages)
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": relay_url}
+
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    # WHEN they run THEN every answer is as documented, and none is a 5xx
+    Workflow.run(settings=STATEFUL)

@@ -106,7 +106,8 @@ Reasoning = Annotated[
 Fallbacks = Annotated[list[Fallback], Field(max_length=config.MAX_FALLBACKS)]
 
 
-@with_config(REQUEST)
+@with_config(ConfigDict(strict=True, extra="ignore",
+                        json_schema_extra={"examples": [{"provider": "openai", "model": "gpt-4o-mini"}]}))
 class SessionSettings(TypedDict):
     """POST /sessions: a new conversation."""
 

@@ -62,6 +62,9 @@ CHAT_SESSION_ID = {"name": "chatSessionId", "in": "path", "required": True, "sch
 MESSAGE_ID = {"name": "messageId", "in": "path", "required": True, "schema": {"type": "string"},
               "description": "An answer's id (the messageId of `start`)"}
 OFFSET = {"type": "integer", "minimum": 0, "maximum": 999_999_999}
+NEW_SESSION = "$response.body#/chatSessionId"
+THIS_SESSION = "$request.path.chatSessionId"
+LAST_ANSWER = "$response.body#/messages/1/messageId"  # a first turn's answer: its user message is message 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Operation:
     stream: bool = False
     public: bool = False  # no token needed
     more: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # other answers: description, schema
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # where the answer's ids lead (OpenAPI links)
 
 
 OPERATIONS = (
@@ -86,7 +90,12 @@ OPERATIONS = (
     Operation("get", "/providers", "listProviders", "The providers configured here and their models", 200,
               "ProviderList", errors=(401,)),
     Operation("post", "/sessions", "createSession", "Start a conversation", 201, "SessionCreated",
-              "SessionSettings", errors=(*BODY_ERRORS, 401, 503)),
+              "SessionSettings", errors=(*BODY_ERRORS, 401, 503), links={
+                  "ChatInIt": {"operationId": "chatStream",
+                               "requestBody": {"chatSessionId": NEW_SESSION, "content": "Hello!"}},
+                  "ItsMessages": {"operationId": "listMessages", "parameters": {"chatSessionId": NEW_SESSION}},
+                  "ChangeIt": {"operationId": "updateSession", "parameters": {"chatSessionId": NEW_SESSION}},
+                  "EraseIt": {"operationId": "deleteSession", "parameters": {"chatSessionId": NEW_SESSION}}}),
     Operation("get", "/sessions", "listSessions", "The caller's conversations, most recently active first", 200,
               "SessionList", errors=(401, 422, 503), parameters=(
                   {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
@@ -101,7 +110,11 @@ OPERATIONS = (
     Operation("delete", "/sessions/{chatSessionId}", "deleteSession", "Erase a conversation and all it holds", 204,
               errors=(401, 404, 503), parameters=(CHAT_SESSION_ID,)),
     Operation("get", "/sessions/{chatSessionId}/messages", "listMessages", "A conversation's messages, oldest first",
-              200, "MessageList", errors=(401, 404, 503), parameters=(CHAT_SESSION_ID,)),
+              200, "MessageList", errors=(401, 404, 503), parameters=(CHAT_SESSION_ID,), links={
+                  "FollowItsAnswer": {"operationId": "resumeMessage",
+                                      "parameters": {"chatSessionId": THIS_SESSION, "messageId": LAST_ANSWER}},
+                  "StopItsAnswer": {"operationId": "cancelMessage",
+                                    "parameters": {"chatSessionId": THIS_SESSION, "messageId": LAST_ANSWER}}}),
     Operation("post", "/chat/stream", "chatStream", "Send a message and stream its answer", 200,
               body="ChatRequest", stream=True, errors=(*BODY_ERRORS, 401, 404, 409, 429, 503), parameters=(
                   {"name": "protocol", "in": "query", "schema": {"type": "string", "enum": [encodings.AI_SDK]},
@@ -163,6 +176,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
             schema = {"anyOf": [schema, _ref("AiSdkChatRequest")]}
         described["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     responses: dict[str, Any] = {str(operation.status): _answer(operation)}
+    if operation.links:
+        responses[str(operation.status)]["links"] = operation.links
     for status, (description, schema_name) in operation.more.items():
         responses[str(status)] = _json(description, schema_name)
     for status in sorted(operation.errors):
