@@ -1,12 +1,12 @@
 """The API's bodies, defined once: every request and response body of every route, and the events of its streams.
 
 Each body is a ``TypedDict`` that pydantic reads, with its limits as field constraints, so one definition serves
-three ends:
+both ends:
 
 - the request bodies' validators: pydantic's core schemas of ``REQUEST_BODIES``, made portable (``core_schemas``),
   which ``relay/bodies.py`` hands to pydantic-core alone (see there for why not pydantic itself);
-- the OpenAPI document (``relay/openapi.py``), whose schemas pydantic draws from the same types;
-- the app's own code, which builds its JSON answers as these types (mypy checks them).
+- the OpenAPI document (``relay/openapi.py``), whose schemas pydantic draws from the same types, the answers and
+  the streams' events included (the tests check what the app sends against them).
 
 The API's JSON uses camelCase, so the fields do too. Requests are strict (a number is no string, ``1`` is no
 ``true``) and unknown fields are ignored, as clients add their own; what a body means beyond its shape (a provider
@@ -26,21 +26,20 @@ from pydantic_core import CoreSchema, core_schema
 
 from relay import config
 from relay.encodings import AI_SDK_FINISH_REASONS
-from relay.errors import REQUEST_ERROR_CODES, STREAM_ERROR_CODES
+from relay.errors import EXPLAINED, REQUEST_ERROR_CODES, STREAM_ERROR_CODES
 from relay.reasoning import EFFORTS, MAX_BUDGET_TOKENS, MIN_BUDGET_TOKENS, Effort
 
 __all__ = [
-    "CUSTOM_ERROR", "NOT_BLANK", "REQUEST_BODIES", "AiSdkChatRequest", "Cancelling", "ChatRequest", "DeleteIncomplete",
+    "NOT_BLANK", "REQUEST_BODIES", "AiSdkChatRequest", "Cancelling", "ChatRequest", "DeleteIncomplete",
     "DoneEvent", "ErrorBody", "ErrorEvent", "Fallback", "Health", "Message", "MessageList", "ProviderList",
     "ReasoningEvent", "Session", "SessionChanges", "SessionCreated", "SessionList", "SessionSettings",
-    "SessionSummary", "StartEvent", "TokenEvent", "UiMessage", "UsageReport", "core_schemas",
+    "SessionSummary", "StartEvent", "TokenEvent", "UiMessage", "UiMessageChunk", "UsageReport", "core_schemas",
 ]
 
 # Text must hold something besides whitespace: a character outside what Python's str.isspace() calls whitespace,
 # spelled out so that pydantic-core's regex engine (Rust's, whose \s is Unicode's White_Space and leaves out
 # U+001C..U+001F) and a JSON Schema reader agree with str.strip(), which the checks before pydantic used.
 NOT_BLANK = "[^\\t\\n\\x0B\\x0C\\r\\x1C-\\x1F \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
-CUSTOM_ERROR = "explained"  # the error type of a value whose every failure is told in one sentence (``Explained``)
 STATUSES = ("pending", "streaming", "complete", "error", "incomplete", "interrupted")  # records.py's, in order
 
 REQUEST = ConfigDict(strict=True, extra="ignore")
@@ -54,7 +53,7 @@ class Explained:
     message: str
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.custom_error_schema(handler(source), CUSTOM_ERROR, custom_error_message=self.message)
+        return core_schema.custom_error_schema(handler(source), EXPLAINED, custom_error_message=self.message)
 
 
 def text(max_chars: int, description: str) -> Any:

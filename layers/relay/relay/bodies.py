@@ -27,6 +27,7 @@ from starlette.requests import Request
 
 from relay import config, json_input
 from relay.errors import (
+    EXPLAINED,
     INVALID_JSON,
     JSON_TOO_DEEP,
     PAYLOAD_TOO_LARGE,
@@ -43,7 +44,6 @@ __all__ = ["SCHEMAS", "ai_sdk_chat_request", "chat_request", "invalid", "read_js
 
 SCHEMAS = Path(__file__).with_name("request_schemas.json")
 WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size, a page size
-CUSTOM_ERROR = "explained"  # api.Explained's error type: its message says it all
 
 # How each kind of pydantic error reads after the field's name; any other reads as pydantic words it.
 PHRASES = {
@@ -144,7 +144,7 @@ def _validated(name: str, value: Any) -> dict[str, Any]:
 
 def _message(error: ErrorDetails) -> str:
     where = ".".join(f"[{part}]" if isinstance(part, int) else part for part in error["loc"]).replace(".[", "[")
-    if error["type"] == CUSTOM_ERROR:
+    if error["type"] == EXPLAINED:
         return f"{where} {error['msg']}"
     phrase = PHRASES.get(error["type"])
     if phrase is None:

@@ -58,6 +58,10 @@ PROVIDER_INCOMPLETE = "provider_incomplete"
 DEADLINE = "deadline"  # the function's time limit is near: the turn stops and stores what it has
 CANCELLED = "cancelled"  # someone asked to stop this answer (POST .../messages/{messageId}/cancel)
 
+# Not a code of the API's: the type of a pydantic validation error that words itself (relay/api.py's Explained), so
+# that relay/bodies.py passes its message on as it is, under validation_error.
+EXPLAINED = "explained"
+
 REQUEST_ERROR_CODES = (
     INVALID_JSON, JSON_TOO_DEEP, UNAUTHORIZED, NOT_FOUND, SESSION_NOT_FOUND, MESSAGE_NOT_FOUND, METHOD_NOT_ALLOWED,
     HTTP_ERROR, CLIENT_MESSAGE_CONFLICT, NOTHING_TO_REGENERATE, NOT_STREAMING, ANSWER_IN_PROGRESS, PAYLOAD_TOO_LARGE,
