@@ -8,7 +8,7 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor screenshot clean
+.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor screenshot openapi clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
@@ -73,6 +73,10 @@ load-smoke: $(VENV)/.installed
 
 build: $(SAM_VENV)/.installed
 	PATH="$$(dirname $(BASE_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
+
+# The OpenAPI document and the request validators' schemas, from relay/api.py (tests/test_api.py keeps them equal).
+openapi: $(VENV)/.installed
+	$(PY) -m relay.openapi
 
 # Copies the page's markdown renderer, sanitiser and code highlighter (highlight.js's ES module with its common
 # languages, and its two accessible themes), with their licenses, from the versions package.json pins.

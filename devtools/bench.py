@@ -10,7 +10,8 @@ benchmark's client while it times the relay. Results go to .local/bench/results.
 1. Relay-added TTFT: time to the first token through the relay minus straight from the simulated provider.
 2. Throughput: a 20,000-token answer as fast as the provider can send it, through the relay, directly, and through
    LiteLLM (installed into its own virtual environment; skipped with a note when it cannot be).
-3. Cold start: process start to /healthz answering, and to the first token of a first request, tracing off and on.
+3. Cold start: process start to /healthz answering, and to the first token of a first request, tracing off and on;
+   and what the request validators cost on that path, pydantic-core's (the relay's) beside pydantic's.
 4. Peak RSS of the relay process (VmHWM) while streaming 1 and 50 answers.
 5. DynamoDB requests per turn for a 10-second answer, counted at the client.
 6. Relay-added TTFT p99 with 100 streams at once.
@@ -430,6 +431,8 @@ async def measure_cold_start(results: Results, sizes: Sizes, layers: dict[str, P
         ("a plain pip layer (no bytecode: compiled at every start)", layers["plain"], "false", "app:app", {}),
         ("botocore's whole endpoint table (1.2 MB, read at the first client)", layers["whole endpoints"], "false",
          "app:app", {}),
+        ("request validators built by pydantic from relay/api.py at start (not taken)", layers["compiled"], "false",
+         "devtools.pydantic_validators:app", {}),
         ("reference: bare Starlette + uvicorn + httpx + Powertools (devtools/passthrough.py)", layers["compiled"],
          "false", "devtools.passthrough:app", {}),
     ]
@@ -439,7 +442,7 @@ async def measure_cold_start(results: Results, sizes: Sizes, layers: dict[str, P
         results.data[f"cold_start {label}"] = {"ready": [s.ready_ms for s in runs],
                                                "first_token": [s.first_token_ms for s in runs],
                                                "cpu": [s.cpu_ms for s in runs]}
-        reference = not app.startswith("app:")
+        reference = not app.startswith(("app:", "devtools.pydantic"))
         results.add(f"Cold start to ready, {label}", f"{median(runs, 'ready_ms'):.0f} ms (median)",
                     "" if reference else "target ≤ 250 ms")
         results.add(f"Cold start to first token, {label}",
@@ -454,6 +457,7 @@ async def measure_cold_start(results: Results, sizes: Sizes, layers: dict[str, P
             results.add("  its first request's connection to the provider",
                         f"{turn_median(runs, 'provider_connect_ms'):.1f} ms (median)",
                         "loopback, plain HTTP: see the real-world latencies below")
+    measure_validators(results, sizes, layers["compiled"])
     imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import app"], cwd=ROOT / "functions/chat",
                              env={**os.environ, "PYTHONPATH": str(ROOT / "layers/relay")}, capture_output=True,
                              text=True).stderr
@@ -461,6 +465,44 @@ async def measure_cold_start(results: Results, sizes: Sizes, layers: dict[str, P
                   if line.startswith("import time:") and line.split("|")[1].strip().isdigit()), reverse=True)
     results.data["top_imports"] = top[:10]
     results.add("Top imports (cumulative)", ", ".join(f"{name} {us / 1000:.0f} ms" for us, name in top[1:6]))
+
+
+# Imports what the relay imports anyway, then times (wall, CPU) what a way of validating adds: its import, building
+# the request validators, and the first validation.
+VALIDATORS_SCRIPT = """
+import sys, time
+import httpx, starlette.applications, starlette.requests, relay.store, relay.turn
+assert "pydantic_core" not in sys.modules, "imported before it is measured"
+started, cpu = time.perf_counter(), time.process_time()
+exec(sys.argv[1])
+validate({"chatSessionId": "01HZY00000000000000000DEM0", "content": "hi"})
+print((time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000)
+"""
+VALIDATORS = {
+    "pydantic-core, from the committed core schemas (the relay: relay/bodies.py)":
+        "from relay import bodies; validate = bodies._VALIDATORS['ChatRequest'].validate_python",
+    "pydantic, TypeAdapters of relay/api.py's types (not taken)":
+        "from pydantic import TypeAdapter; from relay import api; adapters = {name: TypeAdapter(body) for name, body "
+        "in api.REQUEST_BODIES.items()}; validate = adapters['ChatRequest'].validate_python",
+}
+
+
+def measure_validators(results: Results, sizes: Sizes, layer: Path) -> None:
+    """The request validators' import, build and first validation in a fresh process of the layer as deployed,
+    each way side by side, round after round."""
+    timings: dict[str, list[tuple[float, float]]] = {label: [] for label in VALIDATORS}
+    environment = {**os.environ, "PYTHONPATH": str(layer), "PYTHONDONTWRITEBYTECODE": "1"}
+    for _ in range(sizes.cold_starts):
+        for label, code in VALIDATORS.items():
+            done = subprocess.run([sys.executable, "-c", VALIDATORS_SCRIPT, code], env=environment,
+                                  capture_output=True, text=True, check=True, timeout=60)
+            wall, cpu = map(float, done.stdout.split())
+            timings[label].append((wall, cpu))
+    results.data["validators"] = timings
+    for label, measured in timings.items():
+        results.add(f"Request validators' import, build and first validation: {label}",
+                    f"{percentile([wall for wall, _ in measured], 50):.1f} ms (median); "
+                    f"{percentile([cpu for _, cpu in measured], 50):.1f} ms of CPU", "on the cold path")
 
 
 async def measure_real_world(results: Results, sizes: Sizes, layers: dict[str, Path], backends: Backends) -> None:

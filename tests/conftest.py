@@ -62,6 +62,17 @@ def dynamodb(stack: LocalRun) -> Any:
     return stack.dynamodb_client()
 
 
+class OneUserOfItsOwn:
+    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
+    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
+
+    def __init__(self, user_id: str) -> None:
+        self._user_id = user_id
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        return self._user_id
+
+
 class HeaderUser:
     """A test double at the authentication boundary: the user is whoever X-Test-User names."""
 

@@ -38,10 +38,11 @@ from starlette.routing import Route
 from devtools.local_run import DEMO_SESSION_ID, LIMITS_TABLE_NAME, TABLE_NAME
 from devtools.servers import UvicornThread, create_table
 from relay.app import create_app
-from relay.auth import JwtAuthenticator, JwtSettings, NoAuthentication
+from relay.auth import LOCAL_USER, JwtAuthenticator, JwtSettings, NoAuthentication
 from relay.config import Settings
 from relay.store import ChatStore
 from tests.auth_fixtures import AUDIENCE, HOSTILE_TOKEN_CASES, Issuer, forged_token, hostile_tokens
+from tests.conftest import OneUserOfItsOwn
 from tests.test_turn import stream_chat
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
@@ -228,7 +229,6 @@ def fuzz_tables(stack: Any, dynamodb: Any) -> None:
     """The fuzz's tables, with another user's session in (the demo session's id, as in the shared table)."""
     import asyncio
 
-    from relay.auth import LOCAL_USER
     from relay.records import ChatSession
 
     create_table(dynamodb, FUZZ_TABLE, session_index=True)
@@ -248,7 +248,7 @@ def fuzzed(request: pytest.FixtureRequest, stack: Any, issuer: Issuer, fuzz_tabl
                            requests_per_minute=1_000_000, concurrent_streams=1_000, provider_max_retries=0)
     app = create_app(app_settings, ChatStore(FUZZ_TABLE, ttl_days=1, client_factory=lambda: dynamodb),
                      authenticator=(lambda http: JwtAuthenticator(jwt_settings, http)) if mode == "jwt"
-                     else (lambda http: OneUserOfItsOwn()))
+                     else (lambda http: OneUserOfItsOwn(NONE_MODE_USER)))
     server = UvicornThread(app).start()
     credentials = f"Bearer {issuer.token(sub=JWT_MODE_USER)}"
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -272,14 +272,6 @@ def _caller_sessions(client: httpx.Client, credentials: dict[str, str]) -> dict[
     start = stream_chat(client, session, headers=credentials).one("start")
     return {"session": session, "answer": start["messageId"], "question": start["userMessageId"],
             "chat_session": chat_session}
-
-
-class OneUserOfItsOwn(NoAuthentication):
-    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
-    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
-
-    async def user_id(self, headers: Any) -> str:
-        return NONE_MODE_USER
 
 
 def routes() -> list[tuple[str, list[str]]]:

@@ -19,7 +19,15 @@ from typing import Any
 import anyio
 
 from relay import telemetry, tracing
-from relay.errors import ANSWER_IN_PROGRESS, SESSION_NOT_FOUND, RequestRejected, StoreError
+from relay.errors import (
+    ANSWER_IN_PROGRESS,
+    CLIENT_MESSAGE_CONFLICT,
+    NOTHING_TO_REGENERATE,
+    PROVIDER_NOT_CONFIGURED,
+    SESSION_NOT_FOUND,
+    RequestRejected,
+    StoreError,
+)
 from relay.limits import Lease, Limits
 from relay.providers.base import ChatProvider
 from relay.providers.registry import ProviderRegistry
@@ -83,7 +91,7 @@ class Admission:
             if isinstance(claimed, SessionNotFound) or loaded is None:
                 raise session_not_found()
             if isinstance(claimed, ClientMessageConflict):
-                raise RequestRejected(409, "client_message_conflict", "this clientMessageId was already used for "
+                raise RequestRejected(409, CLIENT_MESSAGE_CONFLICT, "this clientMessageId was already used for "
                                       "another message in this session: make a new one for each message")
             _raise_failure(claimed)
             _raise_failure(admitted)
@@ -95,7 +103,7 @@ class Admission:
             _raise_failure(spending)
             provider = self._providers.get(loaded.session.provider)
             if provider is None:
-                raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
+                raise RequestRejected(422, PROVIDER_NOT_CONFIGURED, "this session's provider is not configured here")
             fallbacks = [(candidate, model) for name, model in loaded.session.fallbacks
                          if (candidate := self._providers.get(name)) is not None]
             if content is not None:
@@ -128,7 +136,7 @@ def _regeneration(conversation: Conversation) -> tuple[Conversation, Regeneratio
     history = conversation.history
     last = next((index for index in range(len(history) - 1, -1, -1) if history[index].role == "user"), None)
     if last is None:
-        raise RequestRejected(409, "nothing_to_regenerate", "this session has no message to answer again")
+        raise RequestRejected(409, NOTHING_TO_REGENERATE, "this session has no message to answer again")
     answers = history[last + 1:]
     if any(answer.status in LIVE for answer in answers):
         raise RequestRejected(409, ANSWER_IN_PROGRESS, "the last answer is still being generated: stop it, or wait "

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from relay.errors import STORE_UNAVAILABLE, StoreError
+from relay.errors import NOT_FOUND, STORE_UNAVAILABLE, StoreError
 from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 from relay.records import COMPLETE, LIVE, StoredMessage
 from relay.store import CLAIM_STALE_SECONDS, ChatStore
@@ -52,7 +52,7 @@ async def follow_message(
             continue
         failing_since = None
         if latest is None:
-            yield Failed("not_found", "the answer is gone (its session was deleted)")
+            yield Failed(NOT_FOUND, "the answer is gone (its session was deleted)")
             return
         message = latest
 
@@ -85,7 +85,7 @@ async def attach(
             message = None
         if message is None:
             if time.monotonic() > give_up_at:
-                yield Failed("not_found", "the first attempt of this request was lost: send it again")
+                yield Failed(NOT_FOUND, "the first attempt of this request was lost: send it again")
                 return
             await asyncio.sleep(poll_seconds)
     yield Started(*ids)
