@@ -8,7 +8,7 @@ export PYTHONPATH := layers/relay:functions/chat:.
 # The Lambda runtime is python3.12: use the same minor version locally (also what `sam build` needs).
 BASE_PYTHON ?= $(shell for p in python$(PYTHON_VERSION) $$HOME/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION) /usr/local/bin/python$(PYTHON_VERSION); do $$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 
-.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor clean
+.PHONY: dev test lint unit invoke smoke report bench bench-smoke load load-smoke sam-cli build vendor screenshot openapi clean
 
 $(VENV)/.installed: requirements-dev.txt layers/relay/requirements.txt
 	@test -n "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime is python$(PYTHON_VERSION))"; exit 1; }
@@ -74,12 +74,26 @@ load-smoke: $(VENV)/.installed
 build: $(SAM_VENV)/.installed
 	PATH="$$(dirname $(BASE_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build
 
-# Copies the page's markdown renderer and sanitiser, with their licenses, from the versions package.json pins.
+# The OpenAPI document and the request validators' schemas, from relay/api.py (tests/test_api.py keeps them equal).
+openapi: $(VENV)/.installed
+	$(PY) -m relay.openapi
+
+# Copies the page's markdown renderer, sanitiser and code highlighter (highlight.js's ES module with its common
+# languages, and its two accessible themes), with their licenses, from the versions package.json pins.
+HIGHLIGHT := node_modules/@highlightjs/cdn-assets
 vendor: node_modules/.installed
 	sed '/^\/\/# sourceMappingURL/d' node_modules/marked/lib/marked.esm.js > web/vendor/marked.esm.js
 	sed '/^\/\/# sourceMappingURL/d' node_modules/dompurify/dist/purify.es.mjs > web/vendor/purify.es.js
+	sed '/^\/\/# sourceMappingURL/d' $(HIGHLIGHT)/es/highlight.min.js > web/vendor/highlight.min.js
+	cp $(HIGHLIGHT)/styles/a11y-light.css web/vendor/highlight-light.css
+	cp $(HIGHLIGHT)/styles/a11y-dark.css web/vendor/highlight-dark.css
 	cp node_modules/marked/LICENSE web/vendor/marked.LICENSE
 	cp node_modules/dompurify/LICENSE web/vendor/dompurify.LICENSE
+	cp $(HIGHLIGHT)/LICENSE web/vendor/highlight.LICENSE
+
+# The README's picture of the chat page (web/screenshot.png), taken in Chromium from the local stack.
+screenshot: $(VENV)/.installed
+	$(PY) -m devtools.screenshot
 
 clean:
 	rm -rf node_modules $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache

@@ -10,10 +10,14 @@ benchmark's client while it times the relay. Results go to .local/bench/results.
 1. Relay-added TTFT: time to the first token through the relay minus straight from the simulated provider.
 2. Throughput: a 20,000-token answer as fast as the provider can send it, through the relay, directly, and through
    LiteLLM (installed into its own virtual environment; skipped with a note when it cannot be).
-3. Cold start: process start to /healthz answering, and to the first token of a first request, tracing off and on.
+3. Cold start: process start to /healthz answering, and to the first token of a first request, tracing off and on;
+   and what the request validators cost on that path, pydantic-core's (the relay's) beside pydantic's.
 4. Peak RSS of the relay process (VmHWM) while streaming 1 and 50 answers.
 5. DynamoDB requests per turn for a 10-second answer, counted at the client.
 6. Relay-added TTFT p99 with 100 streams at once.
+7. Real-world latencies: cold starts with DynamoDB and the provider behind TLS and a network's round trips
+   (devtools/bench_network.py), the relay beside the bare pass-through, its provider connection opened after the
+   store read and ahead of it, and the parts of its first request.
 """
 
 from __future__ import annotations
@@ -86,7 +90,16 @@ class Backends:
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()  # serve_backends() returns when its stdin ends
-        self.process.wait(timeout=15)
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = 15) -> None:
+    """Waits for a backends process to end once told to, and ends it if it does not: the results are written."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def serve_backends() -> None:
@@ -359,66 +372,92 @@ def built_layers() -> dict[str, Path]:
     return {"plain": plain, "compiled": deployed / "python", "whole endpoints": whole_endpoints}
 
 
-async def cold_start(layer: Path, tracing: str, app: str) -> tuple[float, float, float, dict[str, Any]]:
-    """Milliseconds from process start to /healthz answering, and to the first token of a first request; the
-    process's CPU milliseconds by the end of that request (steadier than the wall clock on a busy machine, and what
-    a Lambda function's share of a vCPU divides); and that request's "stream ended" log line (empty for the
-    pass-through, which writes none)."""
-    env = {"TRACING_ENABLED": tracing, "PYTHONDONTWRITEBYTECODE": "1"}  # as on read-only /opt
+@dataclass
+class ColdStart:
+    """One process's start, in milliseconds from its launch; its CPU time (steadier than the wall clock on a busy
+    machine, and what a Lambda function's share of a vCPU divides); and its first request's "stream ended" log line
+    (empty for the pass-through, which writes none)."""
+
+    ready_ms: float  # /healthz answered
+    first_token_ms: float  # the first request's first token
+    ttft_ms: float  # that request's own time to first token, from when it was sent
+    cpu_ms: float  # by the end of that request
+    cpu_at_ready_ms: float
+    turn: dict[str, Any]
+
+
+async def cold_start(layer: Path, tracing: str, app: str, **env: str) -> ColdStart:
+    env = {"TRACING_ENABLED": tracing, "PYTHONDONTWRITEBYTECODE": "1", **env}  # as on read-only /opt
     if tracing == "true":
         env.update(LAMBDA_TASK_ROOT=str(ROOT), AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{free_port()}")
     relay = RelayProcess(layer, app=app, **env)
     try:
         ready = relay.wait_ready()
+        cpu_at_ready = relay.cpu_seconds() * 1000
         asked = time.perf_counter()
         async with httpx.AsyncClient(timeout=60) as client:
             ttft, _ = await relay_ttft(client, relay.url, DEMO_SESSION_ID)  # no session to create first
         cpu_ms = relay.cpu_seconds() * 1000
         logs = relay.turn_logs()
-        return ready, (asked - relay.started) * 1000 + ttft, cpu_ms, logs[0] if logs else {}
+        return ColdStart(ready, (asked - relay.started) * 1000 + ttft, ttft, cpu_ms, cpu_at_ready,
+                         logs[0] if logs else {})
     finally:
         relay.stop()
 
 
-async def measure_cold_start(results: Results, sizes: Sizes) -> None:
-    layers = built_layers()
+async def cold_starts(variants: list[tuple[str, Path, str, str, dict[str, str]]],
+                      rounds: int) -> dict[str, list[ColdStart]]:
+    """Each variant (label, layer, tracing, app, environment) started ``rounds`` times, round after round, so the
+    machine's drift touches each variant alike."""
+    starts: dict[str, list[ColdStart]] = {label: [] for label, *_ in variants}
+    for _ in range(rounds):
+        for label, layer, tracing, app, env in variants:
+            starts[label].append(await cold_start(layer, tracing, app, **env))
+    return starts
+
+
+def median(starts: list[ColdStart], field_name: str) -> float:
+    return percentile([float(getattr(start, field_name)) for start in starts], 50)
+
+
+def turn_median(starts: list[ColdStart], name: str) -> float:
+    return percentile([float(start.turn[name]) for start in starts], 50)
+
+
+async def measure_cold_start(results: Results, sizes: Sizes, layers: dict[str, Path]) -> None:
     variants = [
-        ("bytecode compiled ahead, tracing off", layers["compiled"], "false", "app:app"),
-        ("bytecode compiled ahead, tracing on", layers["compiled"], "true", "app:app"),
-        ("a plain pip layer (no bytecode: compiled at every start)", layers["plain"], "false", "app:app"),
+        ("bytecode compiled ahead, tracing off", layers["compiled"], "false", "app:app", {}),
+        ("bytecode compiled ahead, tracing on", layers["compiled"], "true", "app:app", {}),
+        ("a plain pip layer (no bytecode: compiled at every start)", layers["plain"], "false", "app:app", {}),
         ("botocore's whole endpoint table (1.2 MB, read at the first client)", layers["whole endpoints"], "false",
-         "app:app"),
+         "app:app", {}),
+        ("request validators built by pydantic from relay/api.py at start (not taken)", layers["compiled"], "false",
+         "devtools.pydantic_validators:app", {}),
         ("reference: bare Starlette + uvicorn + httpx + Powertools (devtools/passthrough.py)", layers["compiled"],
-         "false", "devtools.passthrough:app"),
+         "false", "devtools.passthrough:app", {}),
     ]
-    ready: dict[str, list[float]] = {label: [] for label, *_ in variants}
-    first_token: dict[str, list[float]] = {label: [] for label, *_ in variants}
-    cpu: dict[str, list[float]] = {label: [] for label, *_ in variants}
-    first_turns: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in variants}
-    for _ in range(sizes.cold_starts):  # round after round, so the machine's drift touches each variant alike
-        for label, layer, tracing, app in variants:
-            ready_ms, first_token_ms, cpu_ms, turn = await cold_start(layer, tracing, app)
-            ready[label].append(ready_ms)
-            first_token[label].append(first_token_ms)
-            cpu[label].append(cpu_ms)
-            first_turns[label].append(turn)
-    for label, _, _, app in variants:
-        results.data[f"cold_start {label}"] = {"ready": ready[label], "first_token": first_token[label],
-                                               "cpu": cpu[label]}
-        reference = not app.startswith("app:")
-        results.add(f"Cold start to ready, {label}", f"{percentile(ready[label], 50):.0f} ms (median)",
+    starts = await cold_starts(variants, sizes.cold_starts)
+    for label, _, _, app, _ in variants:
+        runs = starts[label]
+        results.data[f"cold_start {label}"] = {"ready": [s.ready_ms for s in runs],
+                                               "first_token": [s.first_token_ms for s in runs],
+                                               "cpu": [s.cpu_ms for s in runs]}
+        reference = not app.startswith(("app:", "devtools.pydantic"))
+        results.add(f"Cold start to ready, {label}", f"{median(runs, 'ready_ms'):.0f} ms (median)",
                     "" if reference else "target ≤ 250 ms")
         results.add(f"Cold start to first token, {label}",
-                    f"{percentile(first_token[label], 50):.0f} ms (median); {percentile(cpu[label], 50):.0f} ms of CPU",
+                    f"{median(runs, 'first_token_ms'):.0f} ms (median); {median(runs, 'cpu_ms'):.0f} ms of CPU",
                     "" if reference else "target ≤ 350 ms")
         if label == variants[0][0]:  # the layer as deployed, tracing off: where its first request's time goes
-            reads = [float(turn["store_read_ms"]) for turn in first_turns[label]]
-            connects = [float(turn["provider_connect_ms"]) for turn in first_turns[label]]
-            results.data["cold_start first request"] = {"store_read": reads, "provider_connect": connects}
-            results.add("  its first request's DynamoDB read", f"{percentile(reads, 50):.0f} ms (median)",
-                        "waits for the client, created once the app serves")
-            results.add("  its first request's connection to the provider", f"{percentile(connects, 50):.1f} ms "
-                        "(median)", "loopback, plain HTTP: a real provider adds DNS and a TLS handshake")
+            results.data["cold_start first request"] = {"store_read": [s.turn["store_read_ms"] for s in runs],
+                                                        "provider_connect": [s.turn["provider_connect_ms"]
+                                                                             for s in runs]}
+            results.add("  its first request's DynamoDB read", f"{turn_median(runs, 'store_read_ms'):.0f} ms "
+                        "(median)", "the client and its first connection are made once the app serves")
+            results.add("  its first request's connection to the provider",
+                        f"{turn_median(runs, 'provider_connect_ms'):.1f} ms (median)",
+                        "loopback, plain HTTP: see the real-world latencies below")
+    measure_validators(results, sizes, layers["compiled"])
     imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import app"], cwd=ROOT / "functions/chat",
                              env={**os.environ, "PYTHONPATH": str(ROOT / "layers/relay")}, capture_output=True,
                              text=True).stderr
@@ -426,6 +465,105 @@ async def measure_cold_start(results: Results, sizes: Sizes) -> None:
                   if line.startswith("import time:") and line.split("|")[1].strip().isdigit()), reverse=True)
     results.data["top_imports"] = top[:10]
     results.add("Top imports (cumulative)", ", ".join(f"{name} {us / 1000:.0f} ms" for us, name in top[1:6]))
+
+
+# Imports what the relay imports anyway, then times (wall, CPU) what a way of validating adds: its import, building
+# the request validators, and the first validation.
+VALIDATORS_SCRIPT = """
+import sys, time
+import httpx, starlette.applications, starlette.requests, relay.store, relay.turn
+assert "pydantic_core" not in sys.modules, "imported before it is measured"
+started, cpu = time.perf_counter(), time.process_time()
+exec(sys.argv[1])
+validate({"chatSessionId": "01HZY00000000000000000DEM0", "content": "hi"})
+print((time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000)
+"""
+VALIDATORS = {
+    "pydantic-core, from the committed core schemas (the relay: relay/bodies.py)":
+        "from relay import bodies; validate = bodies._VALIDATORS['ChatRequest'].validate_python",
+    "pydantic, TypeAdapters of relay/api.py's types (not taken)":
+        "from pydantic import TypeAdapter; from relay import api; adapters = {name: TypeAdapter(body) for name, body "
+        "in api.REQUEST_BODIES.items()}; validate = adapters['ChatRequest'].validate_python",
+}
+
+
+def measure_validators(results: Results, sizes: Sizes, layer: Path) -> None:
+    """The request validators' import, build and first validation in a fresh process of the layer as deployed,
+    each way side by side, round after round."""
+    timings: dict[str, list[tuple[float, float]]] = {label: [] for label in VALIDATORS}
+    environment = {**os.environ, "PYTHONPATH": str(layer), "PYTHONDONTWRITEBYTECODE": "1"}
+    for _ in range(sizes.cold_starts):
+        for label, code in VALIDATORS.items():
+            done = subprocess.run([sys.executable, "-c", VALIDATORS_SCRIPT, code], env=environment,
+                                  capture_output=True, text=True, check=True, timeout=60)
+            wall, cpu = map(float, done.stdout.split())
+            timings[label].append((wall, cpu))
+    results.data["validators"] = timings
+    for label, measured in timings.items():
+        results.add(f"Request validators' import, build and first validation: {label}",
+                    f"{percentile([wall for wall, _ in measured], 50):.1f} ms (median); "
+                    f"{percentile([cpu for _, cpu in measured], 50):.1f} ms of CPU", "on the cold path")
+
+
+async def measure_real_world(results: Results, sizes: Sizes, layers: dict[str, Path], backends: Backends) -> None:
+    """Cold starts with DynamoDB and the provider behind TLS and a network's round trips (devtools/bench_network.py):
+    the bare pass-through, the relay with its provider connection opened only after the store read (as before) and
+    opened ahead (now), and variants of the latter; then the first request's parts, and what no overlap would give."""
+    from devtools.bench_network import DYNAMODB_RTT_MS, PROVIDER_RTT_MS, NetworkBackends, spare_providers
+
+    network = NetworkBackends(os.environ["AWS_ENDPOINT_URL_DYNAMODB"], backends.provider_url + "/v1", OUT)
+    env = network.environment
+    before, after = "the relay, provider connection after the read (PROVIDER_PRECONNECT=off)", "the relay"
+    variants = [
+        ("bare pass-through (devtools/passthrough.py)", layers["compiled"], "false", "devtools.passthrough:app", env),
+        (before, layers["compiled"], "false", "app:app", {**env, "PROVIDER_PRECONNECT": "off"}),
+        (after, layers["compiled"], "false", "app:app", env),
+        ("the relay, DynamoDB client and connection made at import", layers["compiled"], "false",
+         "devtools.cold_variants:store_at_import", env),
+        (f"the relay, also warming {len(network.spare_origins)} provider origins it never uses", layers["compiled"],
+         "false", "app:app", {**env, **spare_providers(network.spare_origins)}),
+    ]
+    try:
+        starts = await cold_starts(variants, sizes.cold_starts)
+    finally:
+        network.stop()
+    condition = f"{DYNAMODB_RTT_MS:.0f} ms RTT to DynamoDB, {PROVIDER_RTT_MS:.0f} ms to the provider, both over TLS"
+    for label, *_ in variants:
+        runs = starts[label]
+        results.data[f"real_world {label}"] = [start.__dict__ for start in runs]
+        results.add(f"Real-world latencies, cold start to first token: {label}",
+                    f"{median(runs, 'first_token_ms'):.0f} ms (median); ready {median(runs, 'ready_ms'):.0f} ms; "
+                    f"first request's TTFT {median(runs, 'ttft_ms'):.0f} ms; "
+                    f"{median(runs, 'cpu_ms'):.0f} ms of CPU ({median(runs, 'cpu_at_ready_ms'):.0f} by ready)",
+                    condition if label == variants[0][0] else "")
+    # The parts of the first request, from the relay's own log line when nothing overlapped.
+    no_overlap, overlapping = starts[before], starts[after]
+    store_path = turn_median(no_overlap, "relay_overhead_ms")
+    connect = turn_median(no_overlap, "provider_connect_ms")
+    first_byte = percentile([float(s.turn["provider_first_byte_ms"]) - float(s.turn["provider_connect_ms"])
+                             for s in no_overlap], 50)
+    def rest_of(runs: list[ColdStart]) -> float:
+        return percentile([s.ttft_ms - float(s.turn["relay_overhead_ms"]) - float(s.turn["provider_first_byte_ms"])
+                           for s in runs], 50)
+
+    rest = rest_of(no_overlap)
+    overlapped = turn_median(overlapping, "relay_overhead_ms")
+    results.data["real_world parts"] = {"store_path": store_path, "connect": connect, "first_byte": first_byte,
+                                        "rest": rest, "store_path_overlapped": overlapped}
+    results.add("  its store path (request reached the app → the provider request handed over)",
+                f"{store_path:.0f} ms (median)", f"{overlapped:.0f} ms with the connection opened ahead")
+    results.add("  the provider connect (TCP and TLS)", f"{connect:.0f} ms (median)",
+                f"{turn_median(overlapping, 'provider_connect_ms'):.0f} ms left of it when opened ahead")
+    results.add("  the provider's first byte after connecting", f"{first_byte:.0f} ms (median)",
+                "one round trip: the simulated provider answers at once")
+    results.add("  the rest (the request's way in; the first byte's way out as a token)", f"{rest:.0f} ms (median)",
+                f"{rest_of(overlapping):.0f} ms with the connection opened ahead: the first token also waits for the "
+                "user message's write, which the provider's connect used to hide")
+    results.add("  sum of the parts (what no overlap gives)", f"{store_path + connect + first_byte + rest:.0f} ms",
+                f"the relay's first TTFT without overlap: {median(no_overlap, 'ttft_ms'):.0f} ms")
+    expected = max(overlapped, connect) + first_byte + rest
+    results.add("  max(store path, provider connect) + first byte + the rest", f"{expected:.0f} ms",
+                f"target: the relay's first TTFT within +10 ms of it ({median(overlapping, 'ttft_ms'):.0f} ms)")
 
 
 async def measure_rss(results: Results, sizes: Sizes) -> None:
@@ -515,7 +653,9 @@ async def run_all(sizes: Sizes, backends: Backends) -> Results:
     finally:
         relay.stop()
     await measure_throughput(results, sizes)
-    await measure_cold_start(results, sizes)
+    layers = built_layers()
+    await measure_cold_start(results, sizes, layers)
+    await measure_real_world(results, sizes, layers, backends)
     await measure_rss(results, sizes)
     await asyncio.to_thread(measure_dynamodb_requests, results, backends, sizes)
     return results

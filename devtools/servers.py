@@ -62,6 +62,7 @@ class DynamoDBThread:
     def __init__(self, port: int = 0, host: str = HOST) -> None:
         from moto.server import ThreadedMotoServer
 
+        _one_dynamodb_request_at_a_time()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per DynamoDB call otherwise
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self._address = (host, port)
@@ -79,6 +80,25 @@ class DynamoDBThread:
 
     def stop(self) -> None:
         self._server.stop()
+
+
+def _one_dynamodb_request_at_a_time() -> None:
+    """moto copies every table a transaction touches when the transaction starts and puts the copy back when it
+    fails, so a write another request made in between is lost (two regenerates at once lost the winner's answer this
+    way). DynamoDB itself has no such window: here moto takes its DynamoDB requests one at a time."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "one_at_a_time", False):
+        return
+    lock = threading.RLock()
+    call_action = DynamoHandler.call_action
+
+    def one_at_a_time(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    one_at_a_time.one_at_a_time = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
 
 
 def _ensure_free(host: str, port: int) -> None:

@@ -87,7 +87,8 @@ class StreamReading:
 
     @property
     def generation_seconds(self) -> float | None:
-        """The relay's first-to-last-delta time, from the done event (tokens/s is output tokens over it)."""
+        """The relay's first-to-last-delta time, from the done event, or a little more (its tokens/s counts the
+        output tokens after the first read over that time)."""
         done = self.done or {}
         tokens = (done.get("usage") or {}).get("outputTokens")
         rate = done.get("tokensPerSecond")

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.local_run import TABLE_NAME, WEB_DIRECTORY, LocalRun
+from devtools.local_run import DEMO_SESSION_ID, TABLE_NAME, WEB_DIRECTORY, LocalRun
 from tests.auth_fixtures import Issuer, served_issuer
 
 pytest_plugins = ["tests.aws_calls"]  # records the AWS calls the code makes, for the permission check
@@ -37,6 +37,9 @@ def stack() -> Iterator[LocalRun]:
     os.environ.update(AUTH_MODE="none", RATE_LIMIT_REQUESTS_PER_MINUTE="0", RATE_LIMIT_CONCURRENT_STREAMS="0",
                       PROVIDER_MAX_RETRIES="0")
     run = LocalRun(port=0).start()
+    # The app makes its DynamoDB client in a thread once it serves, reading AWS_ENDPOINT_URL_DYNAMODB then: a first
+    # request makes sure that is done before a test points the variable at a proxy of its own (test_brownout.py).
+    assert httpx.get(f"{run.url}/sessions/{DEMO_SESSION_ID}/messages", timeout=30).status_code == 200
     yield run
     run.stop()
 
@@ -57,6 +60,17 @@ def client(stack: LocalRun) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def dynamodb(stack: LocalRun) -> Any:
     return stack.dynamodb_client()
+
+
+class OneUserOfItsOwn:
+    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
+    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
+
+    def __init__(self, user_id: str) -> None:
+        self._user_id = user_id
+
+    async def user_id(self, headers: Mapping[str, str]) -> str:
+        return self._user_id
 
 
 class HeaderUser:

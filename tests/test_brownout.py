@@ -4,7 +4,9 @@ with a terminal event, other routes answer 503 within a bounded time, and the me
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -123,48 +125,106 @@ def test_other_routes_answer_503_with_retry_after_within_a_bounded_time_while_th
 
 
 class FailingWrites:
-    """An HTTP proxy in front of moto that answers the calls ``failing(operation, body)`` picks with DynamoDB's 500."""
+    """An HTTP proxy in front of moto that answers the calls ``failing(operation, body)`` picks with DynamoDB's 500,
+    and the calls ``answered_late(operation, body)`` picks only after they have landed and the relay's budget for
+    them has run out (the answer lost on its way back). A transaction sent again with its ClientRequestToken (what
+    botocore's retries do) is not applied twice, as DynamoDB promises for ten minutes; moto alone would."""
 
     ERROR = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}'
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.failing: Callable[[str, bytes], bool] = lambda operation, body: False
+        self.answered_late: Callable[[str, bytes], bool] = lambda operation, body: False
+        self.applied: dict[str, httpx.Response] = {}  # transactions by ClientRequestToken
         self.app = Starlette(routes=[Route("/", self.forward, methods=["POST"])])
 
     async def forward(self, request: Request) -> Response:
-        if self.failing(request.headers.get("x-amz-target", "").rpartition(".")[2], await request.body()):
+        operation, body = request.headers.get("x-amz-target", "").rpartition(".")[2], await request.body()
+        if self.failing(operation, body):
             return Response(self.ERROR, status_code=500, media_type="application/x-amz-json-1.0")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with httpx.AsyncClient() as http:
-            upstream = await http.post(self.upstream, content=await request.body(), headers=headers)
+        token = json.loads(body).get("ClientRequestToken") if operation == "TransactWriteItems" else None
+        upstream = self.applied.get(token) if token else None
+        if upstream is None:
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+            async with httpx.AsyncClient() as http:
+                upstream = await http.post(self.upstream, content=body, headers=headers)
+            if token and upstream.status_code == 200:
+                self.applied[token] = upstream
+        if self.answered_late(operation, body):
+            await asyncio.sleep(STORE_CALL_TIMEOUT_SECONDS + 1)
         return Response(upstream.content, status_code=upstream.status_code,
                         media_type=upstream.headers.get("content-type"))
 
 
-def test_a_message_that_cannot_be_stored_is_not_announced_and_its_retry_is_a_new_turn(stack, monkeypatch):
+@pytest.fixture()
+def failing_store(stack, monkeypatch) -> Iterator[tuple[FailingWrites, httpx.Client]]:
+    """An app with the production DynamoDB client (its timeouts and retries), reaching the store through
+    FailingWrites, and a client of it."""
     failing = FailingWrites(stack.dynamodb.url)
     proxy = UvicornThread(failing.app).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
     server = UvicornThread(create_app(store=ChatStore(TABLE_NAME, ttl_days=1))).start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
-            body = {"chatSessionId": chat_session_id, "content": "hello", "clientMessageId": "retry-me"}
-            # WHEN the write of the message fails (after botocore's retries)
-            failing.failing = lambda operation, body: operation == "TransactWriteItems" and b'"MSG#' in body
-            with connect_sse(client, "POST", "/chat/stream", json=body) as source:
-                events = [(sse.event, sse.json()) for sse in source.iter_sse()]
-            # THEN the client never got a start for it, only a terminal error, and nothing is stored
-            assert [name for name, _ in events] == ["error"]
-            assert events[0][1]["code"] == "store_unavailable"
-            assert messages_of(client, chat_session_id) == []
-            # WHEN the store is back THEN the same request is a turn of its own, stored whole
-            failing.failing = lambda operation, body: False
-            with connect_sse(client, "POST", "/chat/stream", json=body) as source:
-                names = [sse.event for sse in source.iter_sse()]
-            assert names[0] == "start" and names[-1] == "done"
-            assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]
+            yield failing, client
     finally:
         server.stop()
         proxy.stop()
+
+
+def test_a_message_that_cannot_be_stored_is_not_announced_and_its_retry_is_a_new_turn(failing_store):
+    failing, client = failing_store
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    body = {"chatSessionId": chat_session_id, "content": "hello", "clientMessageId": "retry-me"}
+    # WHEN the write of the message fails (after botocore's retries)
+    failing.failing = lambda operation, body: operation == "TransactWriteItems" and b'"MSG#' in body
+    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+        events = [(sse.event, sse.json()) for sse in source.iter_sse()]
+    # THEN the client never got a start for it, only a terminal error, and nothing is stored
+    assert [name for name, _ in events] == ["error"]
+    assert events[0][1]["code"] == "store_unavailable"
+    assert messages_of(client, chat_session_id) == []
+    # WHEN the store is back THEN the same request is a turn of its own, stored whole
+    failing.failing = lambda operation, body: False
+    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+        names = [sse.event for sse in source.iter_sse()]
+    assert names[0] == "start" and names[-1] == "done"
+    assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]
+
+
+def test_a_message_whose_write_landed_though_its_answer_never_came_is_accepted_and_answered(failing_store):
+    failing, client = failing_store
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    body = {"chatSessionId": chat_session_id, "content": "hello", "clientMessageId": "landed"}
+    # WHEN the write of the message (with its pending answer) lands, but DynamoDB's answer to it comes after the
+    # relay gave up on it
+    failing.answered_late = lambda operation, body: operation == "TransactWriteItems" and b'"pending"' in body
+    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+        events = [(sse.event, sse.json()) for sse in source.iter_sse()]
+    failing.answered_late = lambda operation, body: False
+    # THEN the client is not told that nothing was kept: the message is stored, so it is answered
+    names = [name for name, _ in events]
+    assert names[0] == "start" and names[-1] == "done"
+    start = events[0][1]
+    user, answer = messages_of(client, chat_session_id)
+    assert (user["messageId"], user["content"]) == (start["userMessageId"], "hello")
+    assert (answer["messageId"], answer["status"]) == (start["messageId"], "complete")
+    assert answer["content"] == "".join(answer_tokens(5))
+
+
+def test_a_request_refused_while_its_claim_landed_unseen_gives_the_claim_back(failing_store):
+    failing, client = failing_store
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    body = {"chatSessionId": chat_session_id, "content": "hello", "clientMessageId": "claimed-unseen"}
+    # WHEN the claim lands but DynamoDB's answer to it comes after the relay gave up: a 503
+    failing.answered_late = lambda operation, body: operation == "TransactWriteItems" and b"CLIENT#" in body \
+        and b'"MSG#' not in body
+    refused = client.post("/chat/stream", json=body)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_unavailable"
+    failing.answered_late = lambda operation, body: False
+    # THEN the client's retry, as Retry-After invites, is a turn of its own, answered at once
+    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+        names = [sse.event for sse in source.iter_sse()]
+    assert names[0] == "start" and names[-1] == "done"  # not a join of a first attempt that never was
+    assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]

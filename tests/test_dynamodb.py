@@ -61,3 +61,53 @@ def test_a_call_that_hangs_fails_within_its_budget():
         return time.monotonic() - started
 
     assert asyncio.run(call()) < 1.5  # not the 2 s the call would have taken
+
+
+class Recording:
+    """The moto-backed client, with the operations called on it, in order (after ``delay`` seconds to create)."""
+
+    def __init__(self, client: object, delay: float = 0.0) -> None:
+        self.client, self.delay, self.calls = client, delay, []
+
+    def __call__(self) -> "Recording":
+        time.sleep(self.delay)
+        return self
+
+    def __getattr__(self, operation: str):
+        def call(**kwargs):
+            self.calls.append((operation, kwargs.get("TableName")))
+            return getattr(self.client, operation)(**kwargs)
+
+        return call
+
+
+def test_connecting_opens_the_first_connection_with_a_warm_up_read_before_any_request(dynamodb):
+    from devtools.local_run import TABLE_NAME
+    from relay.store import ChatStore
+
+    # GIVEN the store of a process that has just become ready
+    recording = Recording(dynamodb)
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=recording)
+    # WHEN it connects, with no request yet
+    store.connect()
+    deadline = time.monotonic() + 10
+    while not recording.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # THEN it has read the table once (a key no item has), so the first request's read finds a connection open
+    assert recording.calls == [("get_item", TABLE_NAME)]
+    assert asyncio.run(store.load_conversation("01J00000000000000000000000", 5, "someone")) is None
+    assert recording.calls == [("get_item", TABLE_NAME), ("query", TABLE_NAME)]
+
+
+def test_no_warm_up_read_when_a_request_is_already_waiting_for_the_client(dynamodb):
+    from devtools.local_run import TABLE_NAME
+    from relay.store import ChatStore
+
+    # GIVEN a client that takes a while to create, and a request that arrives meanwhile (a cold start)
+    recording = Recording(dynamodb, delay=0.2)
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=recording)
+    store.connect()
+    asyncio.run(store.load_conversation("01J00000000000000000000000", 5, "someone"))
+    time.sleep(0.1)
+    # THEN the request's read opened the connection itself: a warm-up beside it would only have cost CPU
+    assert recording.calls == [("query", TABLE_NAME)]

@@ -36,12 +36,13 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from devtools.local_run import DEMO_SESSION_ID, LIMITS_TABLE_NAME, TABLE_NAME
-from devtools.servers import UvicornThread
+from devtools.servers import UvicornThread, create_table
 from relay.app import create_app
-from relay.auth import JwtAuthenticator, JwtSettings, NoAuthentication
+from relay.auth import LOCAL_USER, JwtAuthenticator, JwtSettings, NoAuthentication
 from relay.config import Settings
 from relay.store import ChatStore
 from tests.auth_fixtures import AUDIENCE, HOSTILE_TOKEN_CASES, Issuer, forged_token, hostile_tokens
+from tests.conftest import OneUserOfItsOwn
 from tests.test_turn import stream_chat
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
@@ -49,6 +50,12 @@ FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadlin
 FAST_MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=3"
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 OTHER_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+# Tables of the fuzz's own, beside the shared stack's: its thousand requests would make the shared ones large, and
+# moto copies a whole table at each transaction. tests/test_template.py places "<local name>.<anything>" as the
+# local name's table.
+FUZZ_TABLE, FUZZ_LIMITS_TABLE = f"{TABLE_NAME}.fuzz", f"{LIMITS_TABLE_NAME}.fuzz"
+NONE_MODE_USER, JWT_MODE_USER = "fuzz-local-user", "fuzz-user"  # the callers, each a user of its own
+FUZZ_USERS = {f"USER#{user}" for user in (NONE_MODE_USER, JWT_MODE_USER)}
 
 # Hostile values
 
@@ -163,7 +170,7 @@ class WriteRecorder:
 
     def chat_writes_since(self, mark: int) -> list[tuple[str, set[str]]]:
         with self._lock:
-            return [write for write in self.writes[mark:] if TABLE_NAME in write[1]]
+            return [write for write in self.writes[mark:] if FUZZ_TABLE in write[1]]
 
 
 class FuzzedApp:
@@ -190,9 +197,12 @@ class FuzzedApp:
     def leases(self) -> dict[str, list[str]]:
         """The stream leases held in the limits table, per user: what a rejected request must leave as it was (a
         lease taken and given back leaves its user's item behind, with none)."""
-        items = self.dynamodb.scan(TableName=LIMITS_TABLE_NAME, ConsistentRead=True)["Items"]
+        items = self.dynamodb.scan(TableName=FUZZ_LIMITS_TABLE, ConsistentRead=True)["Items"]
+        # This app's users only: a lease another test left (one whose release a store outage failed) waits there
+        # until it expires and some request of that user frees it.
         return {item["PK"]["S"]: sorted(item["streams"]["M"]) for item in items
-                if item["SK"]["S"] == "STREAMS" and item.get("streams", {}).get("M")}
+                if item["SK"]["S"] == "STREAMS" and item.get("streams", {}).get("M")
+                and item["PK"]["S"] in FUZZ_USERS}
 
     def restore_targets(self) -> None:
         """After an accepted DELETE (of a session, or of all the caller's), the caller's sessions are made again,
@@ -214,20 +224,33 @@ class FuzzedApp:
         raise AssertionError(f"a stream lease was never given back: {self.leases()}")
 
 
+@pytest.fixture(scope="module")
+def fuzz_tables(stack: Any, dynamodb: Any) -> None:
+    """The fuzz's tables, with another user's session in (the demo session's id, as in the shared table)."""
+    import asyncio
+
+    from relay.records import ChatSession
+
+    create_table(dynamodb, FUZZ_TABLE, session_index=True)
+    create_table(dynamodb, FUZZ_LIMITS_TABLE)
+    others = ChatSession(DEMO_SESSION_ID, "simulated", FAST_MODEL, "2026-01-01T00:00:00.000Z", owner_id=LOCAL_USER)
+    asyncio.run(ChatStore(FUZZ_TABLE, ttl_days=1, client_factory=lambda: dynamodb).create_session(others))
+
+
 @pytest.fixture(scope="module", params=["none", "jwt"])
-def fuzzed(request: pytest.FixtureRequest, stack: Any, issuer: Issuer) -> Iterator[FuzzedApp]:
+def fuzzed(request: pytest.FixtureRequest, stack: Any, issuer: Issuer, fuzz_tables: None) -> Iterator[FuzzedApp]:
     mode = request.param
     dynamodb = stack.dynamodb_client()
     recorder = WriteRecorder(dynamodb)
     jwt_settings = JwtSettings(issuer=issuer.url, jwks_url=issuer.url + "/.well-known/jwks.json", audience=AUDIENCE)
     # Limits on, as deployed (the shared stack runs without them), and high enough never to refuse.
-    app_settings = replace(Settings.from_environment(), limits_table_name=LIMITS_TABLE_NAME,
+    app_settings = replace(Settings.from_environment(), table_name=FUZZ_TABLE, limits_table_name=FUZZ_LIMITS_TABLE,
                            requests_per_minute=1_000_000, concurrent_streams=1_000, provider_max_retries=0)
-    app = create_app(app_settings, ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb),
+    app = create_app(app_settings, ChatStore(FUZZ_TABLE, ttl_days=1, client_factory=lambda: dynamodb),
                      authenticator=(lambda http: JwtAuthenticator(jwt_settings, http)) if mode == "jwt"
-                     else (lambda http: OneUserOfItsOwn()))
+                     else (lambda http: OneUserOfItsOwn(NONE_MODE_USER)))
     server = UvicornThread(app).start()
-    credentials = f"Bearer {issuer.token(sub='fuzz-user')}"
+    credentials = f"Bearer {issuer.token(sub=JWT_MODE_USER)}"
     with httpx.Client(base_url=server.url, timeout=30) as client:
         # from here on, each example says who calls
         tokens = {**hostile_tokens(issuer), "another user's": issuer.token(sub="someone-else"),
@@ -249,14 +272,6 @@ def _caller_sessions(client: httpx.Client, credentials: dict[str, str]) -> dict[
     start = stream_chat(client, session, headers=credentials).one("start")
     return {"session": session, "answer": start["messageId"], "question": start["userMessageId"],
             "chat_session": chat_session}
-
-
-class OneUserOfItsOwn(NoAuthentication):
-    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
-    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
-
-    async def user_id(self, headers: Any) -> str:
-        return "fuzz-local-user"
 
 
 def routes() -> list[tuple[str, list[str]]]:

@@ -106,3 +106,44 @@ def test_a_stale_claim_whose_message_was_never_stored_is_taken_over_by_the_next_
     assert received.one("done")
     assert [m["role"] for m in messages_of(client, chat_session_id)] == ["user", "ai"]
     assert provider_calls(stack, model) == 1
+
+
+def test_a_retry_hears_start_only_once_the_message_it_joins_is_stored(client, dynamodb):
+    # GIVEN a claim just taken by a first attempt whose message is not stored yet (it may never be: its run can
+    # die, or its request be refused, between the claim and the write)
+    import asyncio
+
+    from devtools.local_run import TABLE_NAME
+    from relay.records import StoredMessage
+    from relay.store import ChatStore
+
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=4")
+    user_id, answer_id = str(ULID()), str(ULID())
+    dynamodb.put_item(TableName=TABLE_NAME, Item={
+        "PK": {"S": f"SESSION#{chat_session_id}"}, "SK": {"S": "CLIENT#in-flight"},
+        "userMessageId": {"S": user_id}, "messageId": {"S": answer_id},
+        "claimedAt": {"N": str(int(time.time()))}})
+    # WHEN the client retries, and only a while later the first attempt's message and answer are stored
+    events: list[tuple[str, dict]] = []
+    answering = threading.Event()
+
+    def retry() -> None:
+        body = {"chatSessionId": chat_session_id, "content": "hi", "clientMessageId": "in-flight"}
+        with connect_sse(client, "POST", "/chat/stream", json=body) as source:
+            answering.set()
+            events.extend((sse.event, sse.json()) for sse in source.iter_sse())
+
+    thread = threading.Thread(target=retry)
+    thread.start()
+    assert answering.wait(10)
+    time.sleep(1)  # time enough for a start the retry should not send yet; no assertion rests on it
+    events.append(("stored", {}))
+    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb)
+    created_at = "2026-12-01T00:00:00.000Z"
+    asyncio.run(store.put_messages(chat_session_id, StoredMessage(user_id, "user", "hi", "complete", created_at),
+                                   StoredMessage(answer_id, "ai", "the answer", "complete", created_at)))
+    thread.join(30)
+    # THEN the retry announced the message only once it was there, and then followed it to the end
+    assert [name for name, _ in events] == ["stored", "start", "token", "done"]
+    assert events[1][1] == {"userMessageId": user_id, "messageId": answer_id}
+    assert events[2][1]["text"] == "the answer"

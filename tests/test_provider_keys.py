@@ -2,23 +2,54 @@
 
 import asyncio
 import json
+import time
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
+from relay.config import STORE_CALL_TIMEOUT_SECONDS
 from relay.errors import PROVIDER_AUTH, ProviderError
+from relay.providers import keys
 from relay.providers.keys import SecretKey, StaticKey, key_source
+from tests.outage import FaultyProxy
+
+
+def forget_clients() -> None:
+    """A provider built before the endpoint was set would keep its client (and its cache)."""
+    parameters.clear_caches()
+    parameters.base.DEFAULT_PROVIDERS.clear()
+    keys._secrets.cache_clear()
 
 
 @pytest.fixture()
 def secrets(stack, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", stack.dynamodb.url)
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()  # a provider built before the endpoint was set would keep its client
+    forget_clients()
     yield boto3.client("secretsmanager", endpoint_url=stack.dynamodb.url, region_name="us-east-1")
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()
+    forget_clients()
+
+
+def test_a_secrets_manager_that_hangs_fails_the_key_within_the_stores_budget(secrets, stack, monkeypatch):
+    # GIVEN the secret, behind a network that stops answering
+    arn = secrets.create_secret(Name="keys-hung", SecretString=json.dumps({"OPENAI_API_KEY": "sk-x"}))["ARN"]
+    proxy = FaultyProxy(stack.dynamodb.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url)
+    forget_clients()
+    proxy.pause()
+
+    async def read() -> float:
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as caught:
+            await SecretKey("OPENAI_API_KEY", arn).get()
+        assert caught.value.code == PROVIDER_AUTH and "arn:" not in caught.value.message
+        return time.monotonic() - started
+
+    # WHEN a key is read THEN it fails as provider_auth within the store's budget, not botocore's minutes
+    try:
+        assert asyncio.run(read()) < STORE_CALL_TIMEOUT_SECONDS + 2
+    finally:
+        proxy.close()
 
 
 def test_environment_value_wins_over_the_secret():

@@ -209,6 +209,12 @@ ODD_EVENTS = [
     (ChunkParser, "message", {"choices": [{"delta": {}, "finish_reason": {"an": "object"}}]}),
     (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": "many"}}),
     (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": 1e999}}),
+    # Counts no float holds (the tokens per second divide by it), that DynamoDB cannot store, or below zero
+    (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 10**400}}),
+    (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": 10**300, "completion_tokens": 1}}),
+    (ChunkParser, "message", {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": -5}}),
+    (anthropic.EventParser, "message_delta", {"type": "message_delta", "usage": {"output_tokens": 10**400}}),
+    (gemini.ChunkParser, "message", {"candidates": [], "usageMetadata": {"candidatesTokenCount": 10**400}}),
     (anthropic.EventParser, "content_block_delta", {"type": "content_block_delta", "delta": "text"}),
     (anthropic.EventParser, "content_block_delta", {"type": "content_block_delta",
                                                     "delta": {"type": "text_delta", "text": 7}}),

@@ -2,10 +2,17 @@
 a normal answer with usage and finish reason, HTTP errors, an error after HTTP 200, and a stream cut short."""
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
+from devtools.servers import UvicornThread
 from devtools.simulated_provider import answer_tokens
 from relay.config import Settings
 from relay.errors import ProviderError
@@ -14,7 +21,7 @@ from relay.providers.keys import StaticKey
 from relay.providers.openai import OpenAIChatCompletions
 from relay.providers.registry import ProviderRegistry
 from relay.sse import MAX_LINE_BYTES
-from tests.conftest import emf_lines
+from tests.conftest import app_client, emf_lines
 from tests.test_turn import messages_of, stream_chat
 
 FINISH_REASONS = {"openai": "stop", "openai-responses": "stop", "anthropic": "end_turn", "gemini": "STOP",
@@ -249,3 +256,72 @@ def test_image_models_and_text_only_models_have_the_last_word_text_only_first():
 def test_an_image_models_entry_that_names_no_provider_and_model_stops_the_start(entry):
     with pytest.raises(ValueError, match="IMAGE_MODELS"):
         Settings.from_environment({"IMAGE_MODELS": entry})
+
+
+@contextmanager
+def openai_compatible_server(*chunks: bytes) -> Iterator[str]:
+    """The base URL of an OpenAI-compatible server that streams these bytes as its answer to any chat request."""
+    async def completions(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    server = UvicornThread(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])).start()
+    try:
+        yield server.url + "/v1"
+    finally:
+        server.stop()
+
+
+def test_an_emoji_split_between_two_deltas_streams_and_is_stored_whole(dynamodb):
+    # GIVEN a server that sends an emoji's UTF-16 halves in two deltas (valid JSON, as a UTF-16 server may cut text)
+    chunks = [b'data: {"choices":[{"index":0,"delta":{"content":"ok \\ud83d"}}]}\n\n',
+              b'data: {"choices":[{"index":0,"delta":{"content":"\\ude00 end"},"finish_reason":"stop"}]}\n\n',
+              b"data: [DONE]\n\n"]
+    with openai_compatible_server(*chunks) as base_url, \
+            app_client(dynamodb, openai_api_key="key", openai_base_url=base_url) as client:
+        chat_session_id = session_for(client, "openai", "gpt-4o-mini")
+        # WHEN the relay streams it THEN the body ends whole (a cut would raise here), the emoji in one piece
+        received = stream_chat(client, chat_session_id)
+        assert "".join(received.tokens) == "ok \U0001f600 end" and received.one("done")
+        # AND the answer is stored as it was streamed
+        _, ai = messages_of(client, chat_session_id)
+        assert (ai["status"], ai["content"]) == ("complete", "ok \U0001f600 end")
+
+
+def test_an_error_whose_message_holds_half_a_character_still_ends_the_stream_and_is_stored(dynamodb):
+    # GIVEN a server that refuses the request with a message holding a lone UTF-16 surrogate (valid JSON)
+    async def refuse(request: Request) -> Response:
+        return Response(b'{"error": {"message": "bad \\ud800 request"}}', status_code=400,
+                        media_type="application/json")
+
+    server = UvicornThread(Starlette(routes=[Route("/v1/chat/completions", refuse, methods=["POST"])])).start()
+    try:
+        with app_client(dynamodb, openai_api_key="key", openai_base_url=server.url + "/v1") as client:
+            chat_session_id = session_for(client, "openai", "gpt-4o-mini")
+            # WHEN the relay streams it THEN the body ends whole with the error, its message readable
+            error = stream_chat(client, chat_session_id).one("error")
+            assert error["code"] == "provider_bad_request" and "bad \ufffd request" in error["message"]
+            # AND the answer is stored with that error
+            _, ai = messages_of(client, chat_session_id)
+            assert (ai["status"], ai["metadata"]["error"]["code"]) == ("error", "provider_bad_request")
+    finally:
+        server.stop()
+
+
+def test_usage_no_count_can_be_fails_the_turn_with_provider_error_and_the_stream_still_ends_whole(dynamodb):
+    # GIVEN an OpenAI-compatible server whose usage chunk counts 10**400 output tokens (JSON allows it; no float
+    # holds it, and the tokens per second divide by it)
+    chunks = [b'data: {"choices":[{"index":0,"delta":{"content":"so far"},"finish_reason":"stop"}]}\n\n',
+              b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1' + b"0" * 400 + b'}}\n\n',
+              b"data: [DONE]\n\n"]
+    with openai_compatible_server(*chunks) as base_url, \
+            app_client(dynamodb, openai_api_key="key", openai_base_url=base_url) as client:
+        chat_session_id = session_for(client, "openai", "gpt-4o-mini")
+        # WHEN the relay streams it THEN the body ends whole (a cut would raise here), with provider_error
+        received = stream_chat(client, chat_session_id)
+        assert received.tokens == ["so far"] and received.one("error")["code"] == "provider_error"
+        # AND the answer is stored with the text so far
+        _, ai = messages_of(client, chat_session_id)
+        assert (ai["status"], ai["content"]) == ("error", "so far")

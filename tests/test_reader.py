@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from relay.errors import DEADLINE, PROVIDER_ERROR, PROVIDER_TIMEOUT, ProviderError
-from relay.events import ProviderEvent, TextDelta
+from relay.events import Finish, ProviderEvent, TextDelta, Usage
 from relay.reader import ProviderReader, Timeouts
 
 SHORT = Timeouts(first_token=0.2, idle=0.2, checkpoint=0.05)
@@ -71,6 +71,67 @@ def test_a_providers_error_arrives_after_the_batches_before_it():
         return first, raised.value.code
 
     assert asyncio.run(scenario()) == ([TextDelta("so far")], PROVIDER_ERROR)
+
+
+@pytest.mark.parametrize("failure", [
+    [TextDelta("so far"), TextDelta(7)],  # type: ignore[arg-type]  # what no provider module should yield
+    [TextDelta("so far"), Usage(1, 10**400)],
+    ValueError("a parser's own bug"),
+])
+def test_whatever_a_provider_module_yields_or_raises_the_turn_gets_text_and_provider_error(failure):
+    async def scenario():
+        stream = Stream()
+        reader = reader_of(stream)
+        if isinstance(failure, Exception):
+            stream.queue.put_nowait([TextDelta("so far")])
+        stream.queue.put_nowait(failure)
+        first = await reader.next(waiting_for_first=True)
+        with pytest.raises(ProviderError) as raised:
+            await reader.next(waiting_for_first=False)
+        await reader.close()
+        return first, raised.value.code
+
+    assert asyncio.run(scenario()) == ([TextDelta("so far")], PROVIDER_ERROR)
+
+
+@pytest.mark.parametrize(("sent", "received"), [
+    # an emoji whose UTF-16 halves came in two deltas ("\ud83d", "\ude00" in JSON): one character again
+    ([["ok \ud83d"], ["\ude00 end"]], ["ok ", "\U0001f600 end"]),
+    ([["\ud83d"], ["\ude00"]], ["\U0001f600"]),
+    # a half with no other half: the replacement character, as a decoder puts for a byte it cannot read (a high
+    # half that ends a delta waits for the next, so at the end of the stream it comes alone)
+    ([["a\udc00b"], ["c\ud800"]], ["a\ufffdb", "c", "\ufffd"]),
+])
+def test_text_reaches_the_turn_in_whole_characters_that_utf_8_can_encode(sent, received):
+    async def scenario():
+        stream = Stream()
+        reader = reader_of(stream)
+        for texts in sent:
+            stream.queue.put_nowait([TextDelta(text) for text in texts])
+        stream.queue.put_nowait(None)
+        texts = []
+        while (batch := await reader.next(waiting_for_first=True)) is not None:
+            texts += [event.text for event in batch if isinstance(event, TextDelta)]
+        await reader.close()
+        return texts
+
+    texts = asyncio.run(scenario())
+    assert texts == received
+    assert all(text.encode() for text in texts)
+
+
+def test_a_finish_reason_or_an_error_message_reaches_the_turn_as_text_utf_8_can_encode():
+    async def scenario():
+        stream = Stream()
+        reader = reader_of(stream)
+        stream.queue.put_nowait([TextDelta("so far"), Finish("st\udc00op")])
+        stream.queue.put_nowait(ProviderError(PROVIDER_ERROR, "the provider said \ud800"))
+        first = await reader.next(waiting_for_first=True)
+        with pytest.raises(ProviderError) as raised:
+            await reader.next(waiting_for_first=False)
+        return first, raised.value.message
+
+    assert asyncio.run(scenario()) == ([TextDelta("so far"), Finish("st\ufffdop")], "the provider said \ufffd")
 
 
 @pytest.mark.parametrize("waiting_for_first", [True, False])

@@ -6,6 +6,7 @@ from pathlib import Path
 from devtools.local_run import WEB_DIRECTORY
 from devtools.page_headers import page_headers
 from relay.app import create_app
+from relay.errors import REQUEST_ERROR_CODES, STREAM_ERROR_CODES
 from tests.cloudformation import load_template
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -46,3 +47,11 @@ def test_the_headers_the_readme_gives_a_deployer_are_the_ones_the_page_is_served
     function_url = "https://<url-id>.lambda-url.<region>.on.aws"
     policy = served["Content-Security-Policy"].replace("connect-src 'self'", f"connect-src 'self' {function_url}")
     assert documented == {**served, "Content-Security-Policy": policy}
+
+
+def test_the_error_codes_the_readme_lists_are_the_ones_the_api_answers():
+    refusals = re.findall(r"^\| (?:[0-9]{3}|other) \| `([a-z_]+)` \|", README, flags=re.MULTILINE)
+    assert sorted(refusals) == sorted(REQUEST_ERROR_CODES)
+    stream_errors = README.split("`event: error` with `{\"code\", \"message\"}`, whose code is one of:")[1]
+    stream_errors = stream_errors.split("With `Accept: text/plain`")[0]
+    assert sorted(set(re.findall(r"`([a-z_]+)`", stream_errors))) == sorted(STREAM_ERROR_CODES)

@@ -6,7 +6,9 @@ from relay.errors import CANCELLED, DEADLINE, PROVIDER_INCOMPLETE, PROVIDER_RATE
 from relay.events import Finish, ReasoningRedacted, ReasoningSignature, Usage
 from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
-from relay.tally import Tally
+from relay.tally import MIN_RATE_SPAN_SECONDS, Tally
+from tests.conftest import emf_lines, new_session
+from tests.test_turn import messages_of, stream_chat
 
 
 class Clock:
@@ -39,14 +41,59 @@ def test_only_the_first_delta_counts_as_the_first_token(tally, clock):
     assert tally.reply(PLACEHOLDER).content == "Hello"
 
 
-def test_speed_is_tokens_between_the_first_and_the_last_and_prefers_the_providers_count(tally, clock):
-    tally.token("a")
-    assert tally.tokens_per_second is None  # one instant: no rate to speak of
-    clock.now += 2.0
-    tally.token("b")
-    assert tally.tokens_per_second == 1.0  # two deltas over two seconds, counted here
-    tally.note(Usage(input_tokens=7, output_tokens=10))
-    assert (tally.output_tokens, tally.tokens_per_second) == (10, 5.0)
+def read_reasoning(tally, text):
+    tally.reasoning(text)
+    tally.read_ended()
+
+
+def read(tally, clock, *texts, after=0.0):
+    """One network read's deltas, ``after`` seconds after the previous one."""
+    clock.now += after
+    for text in texts:
+        tally.token(text)
+    tally.read_ended()
+
+
+def test_an_answer_that_arrives_in_one_read_has_no_speed(tally, clock):
+    read(tally, clock, "Hello", " there", "!")
+    tally.note(Usage(input_tokens=7, output_tokens=3))
+    assert tally.tokens_per_second is None  # not 3 tokens over the microseconds between the deltas of one read
+
+
+def test_speed_is_the_tokens_after_the_first_read_over_the_time_from_the_first_delta_to_the_last(tally, clock):
+    read(tally, clock, "ab")  # generated while the first token was awaited: not part of the rate
+    read(tally, clock, "cd", after=0.5)
+    read(tally, clock, "ef", after=0.5)
+    assert tally.tokens_per_second == 2.0  # two of the three deltas in one second, counted here
+    tally.note(Usage(input_tokens=7, output_tokens=6))
+    assert tally.tokens_per_second == 4.0  # the provider's count: 6 tokens, 4 of them after the first read's text
+
+
+def test_reads_closer_than_the_minimum_span_give_no_speed(tally, clock):
+    read(tally, clock, "a")
+    read(tally, clock, "b", after=MIN_RATE_SPAN_SECONDS / 2)
+    assert tally.tokens_per_second is None
+    read(tally, clock, "c", after=MIN_RATE_SPAN_SECONDS / 2)
+    assert tally.tokens_per_second == round(2 / MIN_RATE_SPAN_SECONDS, 3)
+
+
+def test_over_http_a_short_answer_in_one_read_reports_no_speed_and_a_paced_one_a_bounded_speed(client, capsys):
+    # GIVEN an answer sent as fast as possible (the simulated provider writes it in one piece: one read), and one
+    # paced at 20 tokens a second
+    one_read = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=5,fault_at=19")
+    paced = new_session(client, "sim:first_token_ms=0,tokens_per_second=20,tokens=10,fault_at=19")
+    capsys.readouterr()
+    # WHEN both stream
+    quick, streamed = stream_chat(client, one_read), stream_chat(client, paced)
+    # THEN the one-read answer has no speed anywhere: not in done, not stored, not in the metrics
+    assert quick.one("done")["tokensPerSecond"] is None
+    assert "tokensPerSecond" not in messages_of(client, one_read)[-1]["metadata"]
+    blobs = {blob["model"]: blob for blob in emf_lines(capsys.readouterr().out)}
+    assert "TokensPerSecond" not in blobs["sim:first_token_ms=0,tokens_per_second=0,tokens=5,fault_at=19"]
+    # AND the paced one has a speed, which by its definition cannot exceed its tokens over the minimum span
+    speed = streamed.one("done")["tokensPerSecond"]
+    assert 0 < speed <= 10 / MIN_RATE_SPAN_SECONDS
+    assert blobs["sim:first_token_ms=0,tokens_per_second=20,tokens=10,fault_at=19"]["TokensPerSecond"] == [speed]
 
 
 @pytest.mark.parametrize(("error", "cut_off", "status"), [
@@ -102,37 +149,40 @@ def test_a_reasoning_delta_is_the_provider_alive_but_not_the_first_token(tally, 
 
 
 def reason_then_answer(tally, clock, usage):
-    """Eleven reasoning deltas a second apart, then the answer's 5 deltas over 2 seconds: 13 seconds in all."""
+    """Eleven reasoning deltas a second apart, then the answer's 5 deltas over 2 seconds: 13 seconds in all, each
+    delta a network read of its own."""
     for _ in range(11):
         tally.reasoning("r")
+        tally.read_ended()
         clock.now += 1.0
     for _ in range(5):
         tally.token("t")
+        tally.read_ended()
         clock.now += 0.5
     clock.now -= 0.5
     tally.note(usage)
 
 
 def test_speed_leaves_out_the_reasoning_the_provider_counts_apart(tally, clock):
-    # 100 output tokens of which 80 were reasoning: the answer's 20 over its own 2 seconds
+    # 100 output tokens of which 80 were reasoning: the answer's 20, less the first read's fifth, over its 2 seconds
     reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=100, reasoning_tokens=80))
-    assert (tally.tokens_per_second, tally.reasoning_tokens) == (10.0, 80)
+    assert (tally.tokens_per_second, tally.reasoning_tokens) == (8.0, 80)
 
 
 def test_speed_spans_the_reasoning_too_when_the_provider_folds_its_count_into_the_output(tally, clock):
-    # Anthropic and Bedrock: 130 output tokens, reasoning included with no count of its own, over all 13 seconds
+    # Anthropic and Bedrock: 130 output tokens, reasoning included with no count of its own, less the first read's
+    # fifth of the answer, over all 13 seconds
     reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=130))
-    assert (tally.tokens_per_second, tally.reasoning_tokens) == (10.0, None)
+    assert (tally.tokens_per_second, tally.reasoning_tokens) == (8.0, None)
 
 
 def test_speed_without_usage_counts_the_answers_deltas_over_the_answers_time(tally, clock):
     for _ in range(3):
-        tally.reasoning("r")
+        read_reasoning(tally, "r")
         clock.now += 1.0
-    tally.token("a")
-    clock.now += 1.0
-    tally.token("b")
-    assert tally.tokens_per_second == 2.0  # two text deltas over their one second: the reasoning is no answer
+    read(tally, clock, "a")
+    read(tally, clock, "b", after=1.0)
+    assert tally.tokens_per_second == 1.0  # the text delta after the first read, over their one second
 
 
 def test_a_zero_reasoning_count_is_no_count(tally):

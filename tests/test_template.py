@@ -43,7 +43,7 @@ AUTH_MODES = {
     "jwt-cognito": {"CognitoUserPoolId": "us-east-1_Example", "CognitoClientId": "example-client"},
     "none": {"AuthMode": "none", "AllowUnauthenticated": "true"},
     "iam": {"AuthMode": "iam"},
-    "iam-cloudfront": {"AuthMode": "iam", "CreateCloudFront": "true"},
+    "iam-cloudfront": {"AuthMode": "iam", "CreateCloudFront": "true", "JwtIssuer": "https://issuer.example.com"},
 }
 TRACING = {"tracing-off": {}, "tracing-on": {"EnableTracing": "true"}}
 BEDROCK = {"bedrock-off": {}, "bedrock-on": {
@@ -138,10 +138,22 @@ def test_an_iam_url_is_invoked_by_nobody_but_its_own_cloudfront_distribution(com
     ({"AuthMode": "jwt"}, "CognitoUserPoolId or JwtIssuer"),
     ({}, "CognitoUserPoolId or JwtIssuer"),  # the defaults alone: jwt with no issuer
     ({"AuthMode": "open", "JwtIssuer": "https://issuer.example.com"}, "not one of"),
+    # CloudFront signs every viewer's request alike: with no issuer to check a user token, everyone on the internet
+    # would be one user of a public relay, as with none.
+    ({"AuthMode": "iam", "CreateCloudFront": "true"}, "CognitoUserPoolId or JwtIssuer.*AllowUnauthenticated"),
 ])
 def test_a_forbidden_combination_is_refused(parameters, refusal):
     with pytest.raises(RuleFailed, match=refusal):
         deploy(translate(parameters), parameters)
+
+
+@pytest.mark.parametrize("parameters", [
+    {"AuthMode": "iam"},  # no CloudFront: only IAM principals the account allows can sign, server to server
+    {"AuthMode": "iam", "CreateCloudFront": "true", "CognitoUserPoolId": "us-east-1_Example"},
+    {"AuthMode": "iam", "CreateCloudFront": "true", "AllowUnauthenticated": "true"},  # public on purpose
+])
+def test_iam_mode_is_public_through_cloudfront_only_with_an_issuer_or_consent(parameters):
+    assert deploy(translate(parameters), parameters)["Resources"]
 
 
 # The function as deployed.
@@ -177,7 +189,8 @@ def test_the_app_starts_with_the_environment_the_stack_gives_it(combination):
     assert settings.table_name == "ChatTable" and settings.limits_table_name == "LimitsTable"
     assert settings.provider_keys_secret_arn == resource_arn("AWS::SecretsManager::Secret", "ProviderKeys")
     assert settings.models["bedrock"] == [model for model in parameters.get("BedrockModels", "").split(",") if model]
-    expected = {"jwt": "JwtAuthenticator", "none": "NoAuthentication", "iam": "IamAuthentication"}
+    expected = {"jwt": "JwtAuthenticator", "none": "NoAuthentication",
+                "iam": "JwtAuthenticator" if env["JWT_ISSUER"] else "IamAuthentication"}
     assert type(authenticator).__name__ == expected[env["AUTH_MODE"]]
     if "CognitoUserPoolId" in parameters:
         assert env["JWT_ISSUER"] == f"https://cognito-idp.{REGION}.amazonaws.com/{parameters['CognitoUserPoolId']}"
@@ -309,7 +322,7 @@ def deployed_arn(stack: Mapping[str, Any], kind: str, name: str) -> str:
     if kind == "table":
         table, _, index = name.partition("/index/")
         variables = {LOCAL_ENVIRONMENT[variable]: variable for variable in ("TABLE_NAME", "LIMITS_TABLE_NAME")}
-        variable = variables.get(table)
+        variable = variables.get(table.partition(".")[0])  # "<local name>.<tests' own>": the same table deployed
         assert variable, f"the code used a table the check cannot place in the template: {table}"
         arn = resource_arn("AWS::DynamoDB::Table", env[variable])
         return f"{arn}/index/{index}" if index else arn

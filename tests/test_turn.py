@@ -348,3 +348,26 @@ def test_the_turns_log_breaks_the_time_to_first_token_down(client, caplog):
     assert 0 <= ended.store_read_ms <= ended.relay_overhead_ms
     assert ended.provider_connect_ms >= 0
     assert 0 < ended.provider_first_byte_ms < ended.ttft_ms  # the status line comes before the first token
+
+
+
+def test_turns_started_in_the_same_millisecond_in_one_session_keep_every_message(client, monkeypatch):
+    # GIVEN ULIDs all made in one millisecond, where python-ulid makes each id the last one plus one (two tabs
+    # starting turns at once; here back to back, with nothing else in the process making a ULID between them: a
+    # Lambda request id, and a provider format whose simulated events carry no ULID)
+    import ulid
+
+    frozen = ulid.default_generator.clock()
+    monkeypatch.setattr(ulid.default_generator, "clock", lambda: frozen)
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3", provider="gemini")
+    lambda_context = {"x-amzn-lambda-context": json.dumps({"request_id": "same-millisecond"})}
+    # WHEN two turns are taken in that session
+    first, second = (stream_chat(client, chat_session_id, content, lambda_context) for content in ("one", "two"))
+    # THEN each message has an id of its own, and both turns are stored whole
+    ids = [first.one("start")["userMessageId"], first.one("start")["messageId"],
+           second.one("start")["userMessageId"], second.one("start")["messageId"]]
+    assert len(set(ids)) == 4, ids
+    stored = [(message["messageId"], message["role"], message["content"])
+              for message in messages_of(client, chat_session_id)]
+    assert stored == [(ids[0], "user", "one"), (ids[1], "ai", "".join(first.tokens)),
+                      (ids[2], "user", "two"), (ids[3], "ai", "".join(second.tokens))]

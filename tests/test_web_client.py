@@ -16,9 +16,14 @@ def test_the_client_module_passes_its_node_tests():
 def test_the_vendored_libraries_are_the_pinned_releases_with_their_licenses():
     """`make vendor` copies them from node_modules (versions pinned in package.json); a hand edit shows here."""
     root, vendor = Path(__file__).parent.parent, Path(__file__).parent.parent / "web" / "vendor"
+    highlight = "node_modules/@highlightjs/cdn-assets"
     copies = {"marked.esm.js": "node_modules/marked/lib/marked.esm.js",
               "purify.es.js": "node_modules/dompurify/dist/purify.es.mjs",
-              "marked.LICENSE": "node_modules/marked/LICENSE", "dompurify.LICENSE": "node_modules/dompurify/LICENSE"}
+              "highlight.min.js": f"{highlight}/es/highlight.min.js",
+              "highlight-light.css": f"{highlight}/styles/a11y-light.css",
+              "highlight-dark.css": f"{highlight}/styles/a11y-dark.css",
+              "marked.LICENSE": "node_modules/marked/LICENSE", "dompurify.LICENSE": "node_modules/dompurify/LICENSE",
+              "highlight.LICENSE": f"{highlight}/LICENSE"}
     for vendored, original in copies.items():
         source = [line for line in (root / original).read_text().splitlines()
                   if not line.startswith("//# sourceMappingURL")]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import deploy_page, new_session, relay_server, static_server
+from tests.conftest import SCREENSHOTS, deploy_page, new_session, relay_server, static_server
 from tests.outage import FaultyProxy
 from tests.test_turn import messages_of, stream_chat
 
@@ -230,3 +233,408 @@ def test_a_reloaded_answer_shows_its_stored_reasoning_folded_and_a_plain_answer_
     page.reload()
     page.wait_for_selector(".message.ai")
     assert thinking(page) is None
+
+
+# ---- issue 17: the page behaves as a reader expects ------------------------------------------------------------
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+
+GEOMETRY = """() => {
+    const thread = document.getElementById("thread");
+    const box = (element) => element.getBoundingClientRect();
+    const last = document.querySelector("#messages > .message:last-child");
+    return {
+        lastBottom: box(last).bottom, lastMetaBottom: box(last.querySelector(".meta")).bottom,
+        composerTop: box(document.getElementById("composer")).top, threadTop: box(thread).top,
+        scrollTop: thread.scrollTop, fromBottom: thread.scrollHeight - thread.scrollTop - thread.clientHeight,
+        overflows: thread.scrollHeight > thread.clientHeight + 100,
+        jumpShown: !document.getElementById("jump").hidden,
+    };
+}"""
+
+
+def geometry(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(GEOMETRY))
+
+
+def answers(page: Any) -> list[dict[str, Any]]:
+    return list(page.eval_on_selector_all(".message.ai", """(elements) => elements.map((element) => ({
+        status: element.dataset.status, meta: element.querySelector('.meta').innerText}))"""))
+
+
+def until_settled(page: Any, count: int) -> list[dict[str, Any]]:
+    """The page's answers once ``count`` of them have ended, whichever way."""
+    page.wait_for_function("""(count) => {
+        const ended = [...document.querySelectorAll('.message.ai')]
+            .filter((element) => !['pending', 'streaming'].includes(element.dataset.status));
+        return ended.length >= count;
+    }""", arg=count)
+    return answers(page)
+
+
+def text_length_above(page: Any, length: int) -> None:
+    """Waits until the last answer shows more than ``length`` characters: renders happened meanwhile."""
+    page.wait_for_function("(length) => [...document.querySelectorAll('.message.ai .content')].at(-1)"
+                           ".textContent.length > length", arg=length)
+
+
+def thread_overflows_by(page: Any, pixels: int) -> None:
+    """Waits until the thread is taller than its view by ``pixels``. (Predicates are functions: the page's policy
+    has no 'unsafe-eval', so Playwright cannot evaluate a bare expression in it.)"""
+    page.wait_for_function("(pixels) => { const thread = document.getElementById('thread');"
+                           " return thread.scrollHeight > thread.clientHeight + pixels; }", arg=pixels)
+
+
+def shown_text_length(page: Any) -> int:
+    return int(page.eval_on_selector(LAST_ANSWER, "(element) => element.querySelector('.content').textContent.length"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=list(SIZES))
+def test_escape_stops_the_answer_and_its_status_line_shows_above_the_composer(page, stack, client, size):
+    # GIVEN the page at a desktop's or a phone's size, with an answer longer than the screen
+    page.set_viewport_size(SIZES[size])
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=60,tokens=600")
+    send(page, "a long one")
+    thread_overflows_by(page, 200)
+    # WHEN the user presses Escape (the composer has the focus), so that a status line ("Stopped.") appears under it
+    page.keyboard.press("Escape")
+    final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+    # THEN the relay stopped it
+    assert final["status"] == "interrupted" and "Stopped." in final["meta"]
+    _, ai = messages_of(client, session_of(page))
+    assert ai["status"] == "interrupted" and ai["metadata"]["error"]["code"] == "cancelled"
+    # ... and the last message, status line included, ends above the composer, in the thread's view
+    shown = geometry(page)
+    assert shown["overflows"]
+    assert shown["lastMetaBottom"] <= shown["lastBottom"] <= shown["composerTop"], shown
+    assert shown["lastMetaBottom"] > shown["threadTop"], shown
+    assert shown["fromBottom"] <= 8 and not shown["jumpShown"], shown
+
+
+def test_scrolling_up_mid_answer_stays_put_and_jump_to_latest_goes_back(page, stack):
+    # GIVEN an answer streaming past the bottom of the screen, followed as it grows
+    page.set_viewport_size(DESKTOP)
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=40,tokens=1200")
+    send(page, "a long one")
+    thread_overflows_by(page, 400)
+    assert geometry(page)["fromBottom"] <= 8
+    # WHEN the reader scrolls up with the wheel, and the answer goes on growing under them
+    box = page.eval_on_selector("#thread", "(thread) => thread.getBoundingClientRect().toJSON()")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -300)
+    page.wait_for_function("() => { const thread = document.getElementById('thread');"
+                           " return thread.scrollHeight - thread.scrollTop - thread.clientHeight > 200; }")
+    held = geometry(page)
+    grown = shown_text_length(page)
+    text_length_above(page, grown + 150)  # several renders later
+    # THEN the page stays where they put it, and offers the way back
+    after = geometry(page)
+    assert after["scrollTop"] == held["scrollTop"], (held, after)
+    assert after["jumpShown"]
+    # WHEN they take it
+    page.click("#jump")
+    text_length_above(page, shown_text_length(page) + 100)
+    # THEN they are at the latest text again, and it is followed from there on
+    back = geometry(page)
+    assert back["fromBottom"] <= 8 and not back["jumpShown"], back
+    page.keyboard.press("Escape")
+    watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))
+
+
+def test_a_reload_lands_at_the_bottom_with_the_sessions_model_and_each_answers_end(page, stack, client):
+    # GIVEN a chat in a model other than the picker's default: one answer stopped, then one complete
+    model = "sim:first_token_ms=0,tokens_per_second=100,tokens=400"
+    open_chat(page, stack.url, model)
+    send(page, "stop this one")
+    text_length_above(page, 20)
+    page.click("#stop")
+    until_settled(page, 1)
+    send(page, "let this one finish")
+    live = until_settled(page, 2)
+    chat_session_id = session_of(page)
+    # WHEN the page is reloaded
+    page.reload()
+    page.wait_for_selector(".message.ai >> nth=1")
+    # THEN the picker shows the session's own provider and model, not the default
+    assert page.input_value("#provider") == "simulated" and page.input_value("#model") == model
+    # ... each answer ends as it did, from what is stored: Stopped., and the timing line
+    reloaded = answers(page)
+    assert [answer["status"] for answer in reloaded] == ["interrupted", "complete"]
+    assert "Stopped." in live[0]["meta"] and "Stopped." in reloaded[0]["meta"]
+    assert live[1]["meta"] == reloaded[1]["meta"] and "first token" in reloaded[1]["meta"]
+    assert "tokens/s" in reloaded[1]["meta"]
+    # ... and the page lands at its bottom, the last line above the composer
+    shown = geometry(page)
+    assert shown["overflows"] and shown["fromBottom"] <= 8 and shown["lastBottom"] <= shown["composerTop"], shown
+    assert [m["status"] for m in messages_of(client, chat_session_id) if m["role"] == "ai"] == [
+        "interrupted", "complete"]
+
+
+def test_new_chat_during_an_answer_frees_the_composer_at_once(page, stack, client):
+    # GIVEN an answer under way
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=200")
+    send(page, "the first chat")
+    text_length_above(page, 10)
+    first_session = session_of(page)
+    # WHEN the user starts a new chat
+    page.click("#new-chat")
+    # THEN Stop is off and the thread empty at once, without waiting for the old answer to end
+    assert page.is_disabled("#stop") and page.is_enabled("#send")
+    assert page.eval_on_selector("#messages", "(messages) => messages.children.length") == 0
+    assert page.is_visible("#welcome") and "session=" not in page.url
+    # ... and a message now starts a new session, answered at once rather than queued
+    page.fill("#model", "sim:first_token_ms=0,tokens_per_second=0,tokens=5")
+    send(page, "the second chat")
+    final = watch_until(page, lambda state: state["status"] not in ("pending", "streaming"))[-1]
+    assert final["status"] == "complete"
+    assert session_of(page) != first_session
+    assert [m["content"] for m in messages_of(client, session_of(page)) if m["role"] == "user"] == ["the second chat"]
+
+
+def test_enter_during_an_answer_queues_the_message_and_sends_it_after(page, stack, client):
+    # GIVEN an answer under way
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=40,tokens=60")
+    send(page, "first")
+    text_length_above(page, 5)
+    # WHEN the user sends another message meanwhile
+    send(page, "second")
+    # THEN the page says it is queued
+    queued = page.eval_on_selector("#messages > .message:last-child", """(element) => ({
+        role: element.classList.contains('user') ? 'user' : 'ai', status: element.dataset.status,
+        meta: element.querySelector('.meta').innerText})""")
+    assert queued["role"] == "user" and queued["status"] == "queued" and "Queued" in queued["meta"]
+    # ... and sends it once the answer has ended, in order, on screen and in the store
+    assert [answer["status"] for answer in until_settled(page, 2)] == ["complete", "complete"]
+    shown = page.eval_on_selector_all("#messages > .message", """(elements) => elements.map((element) =>
+        [element.classList.contains('user') ? 'user' : 'ai', element.dataset.status])""")
+    assert shown == [["user", "complete"], ["ai", "complete"], ["user", "complete"], ["ai", "complete"]]
+    stored = messages_of(client, session_of(page))
+    assert [(m["role"], m["content"]) for m in stored if m["role"] == "user"] == [("user", "first"), ("user", "second")]
+    assert [m["role"] for m in stored] == ["user", "ai", "user", "ai"]
+
+
+def test_the_composer_has_focus_on_load_and_keyboard_focus_is_visible(page, stack):
+    page.goto(f"{stack.url}/")
+    page.wait_for_selector("#provider option[value=simulated]", state="attached")
+
+    assert page.evaluate("document.activeElement.id") == "content"
+    page.keyboard.press("Tab")  # Stop is disabled while nothing streams: the next stop is Send
+    focused = page.evaluate("""() => ({id: document.activeElement.id,
+        outline: getComputedStyle(document.activeElement).outlineStyle,
+        width: getComputedStyle(document.activeElement).outlineWidth})""")
+    assert focused == {"id": "send", "outline": "solid", "width": "2px"}
+
+
+def test_the_page_loads_with_no_failed_request_and_no_console_error(page, stack):
+    # A favicon among them: without one, the browser's own request for /favicon.ico is a 404 in the console.
+    failures: list[str] = []
+    page.on("console", lambda message: failures.append(message.text) if message.type == "error" else None)
+    page.on("response", lambda response: failures.append(response.url) if response.status >= 400 else None)
+    page.on("requestfailed", lambda request: failures.append(request.url))
+    page.goto(f"{stack.url}/")
+    page.wait_for_selector("#example-list button")
+    page.wait_for_load_state("networkidle")
+
+    assert failures == []
+    icon = page.eval_on_selector("link[rel=icon]", "(link) => link.href")
+    assert page.request.get(icon).status == 200
+
+
+def accessibility_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical findings for the page as it is now (axe from node_modules, evaluated by the
+    test's driver, which the page's Content-Security-Policy does not govern)."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    return list(page.evaluate("""async () => (await axe.run()).violations
+        .filter((violation) => ['serious', 'critical'].includes(violation.impact))
+        .map((violation) => ({id: violation.id, impact: violation.impact,
+                              nodes: violation.nodes.map((node) => node.target.join(' ')).slice(0, 5)}))"""))
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", SIZES, ids=list(SIZES))
+def test_axe_finds_no_serious_accessibility_violation_in_the_main_states(browser, stack, request, scheme, size):
+    # GIVEN the page in the system's light or dark scheme, at a desktop's or a phone's size
+    context = browser.new_context(viewport=SIZES[size], color_scheme=scheme)
+    page = context.new_page()
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        page.goto(f"{stack.url}/")
+        page.wait_for_selector("#example-list button")
+        found["first screen"] = accessibility_violations(page)
+        # WHEN it shows an answer with code, a table and a quote, then an error, then the drawer (on a phone)
+        page.click("#example-list button >> nth=0")
+        until_settled(page, 1)
+        found["rendered answer"] = accessibility_violations(page)
+        page.fill("#model", "sim:first_token_ms=0,fault=error_after,fault_at=3")
+        page.dispatch_event("#model", "change")
+        send(page, "fail")
+        page.wait_for_selector(".failure")
+        found["error"] = accessibility_violations(page)
+        if size == "phone":
+            page.click("#menu")
+            page.wait_for_selector("#new-chat", state="visible")
+            found["drawer"] = accessibility_violations(page)
+    finally:
+        if any(found.values()):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+    # THEN axe finds nothing serious in any of them
+    assert {state: violations for state, violations in found.items() if violations} == {}
+
+
+def test_code_blocks_are_highlighted_labelled_scrollable_and_copyable(page, stack):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.url)
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=0,echo=1")
+    code = "def greet(name):\n    return 'Hello ' + name + '" + "!" * 200 + "'"
+
+    send(page, f"Look:\n\n```python\n{code}\n```\n\n```html\n<img src=x onerror=\"document.title='owned'\">\n```")
+    watch_until(page, lambda state: state["status"] == "complete")
+    blocks = page.eval_on_selector_all(f"{LAST_ANSWER} >> .code-block", """(blocks) => blocks.map((block) => ({
+        language: block.dataset.language, text: block.querySelector('code').textContent,
+        tokens: [...block.querySelectorAll('code span')].map((span) => span.className),
+        elements: [...block.querySelector('code').querySelectorAll('*')].map((element) => element.localName),
+        scrolls: getComputedStyle(block.querySelector('pre')).overflowX,
+        wide: block.querySelector('pre').scrollWidth > block.querySelector('pre').clientWidth,
+        background: getComputedStyle(block.querySelector('pre')).backgroundColor}))""")
+    page.click(f"{LAST_ANSWER} >> .code-block >> nth=0 >> button.copy")
+    page.wait_for_selector(f"{LAST_ANSWER} >> .code-block >> nth=0 >> button.copy[data-state=copied]")
+
+    python, html = blocks
+    assert (python["language"], python["text"]) == ("python", code + "\n")
+    assert "hljs-keyword" in python["tokens"] and "hljs-string" in python["tokens"]
+    assert python["scrolls"] == "auto" and python["wide"]
+    assert python["background"] not in ("rgba(0, 0, 0, 0)", "transparent")
+    # the markup inside a code block is its text, coloured: nothing of it becomes an element that loads or runs
+    assert html["language"] == "html" and html["text"] == "<img src=x onerror=\"document.title='owned'\">\n"
+    assert set(html["elements"]) == {"span"} and page.title() != "owned"
+    assert page.evaluate("navigator.clipboard.readText()") == code
+    # the bar's words are the stylesheet's: the answer's text is the answer alone
+    assert "Copy" not in answer(page)["text"]
+
+
+def test_tables_quotes_and_user_messages_look_like_a_chat_apps(page, stack):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=0,echo=1")
+    wide = "| " + " | ".join(f"column{number}" for number in range(40)) + " |\n|" + "---|" * 40 + "\n"
+    markdown = "**bold** <b>raw</b>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n> quoted\n\n" + wide
+
+    send(page, markdown)
+    watch_until(page, lambda state: state["status"] == "complete")
+    looks = page.evaluate("""() => {
+        const answer = [...document.querySelectorAll('.message.ai .content')].at(-1);
+        const user = [...document.querySelectorAll('.message.user .content')].at(-1);
+        const style = (element) => getComputedStyle(element);
+        return {
+            cellBorder: style(answer.querySelector('td')).borderTopWidth,
+            quoteBar: style(answer.querySelector('blockquote')).borderLeftWidth,
+            tables: [...answer.querySelectorAll('table')].map((table) => ({
+                scrolls: table.scrollWidth > table.clientWidth, focusable: table.tabIndex === 0})),
+            pageScrolls: document.scrollingElement.scrollWidth > innerWidth,
+            userText: user.textContent, userElements: user.children.length,
+        };
+    }""")
+
+    assert looks["cellBorder"] == "1px" and looks["quoteBar"] == "4px"
+    # a wide table scrolls inside the answer, and only it takes keyboard focus to be scrolled
+    assert looks["tables"] == [{"scrolls": False, "focusable": False}, {"scrolls": True, "focusable": True}]
+    assert not looks["pageScrolls"]
+    assert looks["userText"] == markdown and looks["userElements"] == 0  # as typed: text, not markup
+
+
+def test_a_long_user_message_is_folded_and_unfolds(page, stack):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+    send(page, "\n".join(f"line {number}" for number in range(40)))
+    watch_until(page, lambda state: state["status"] == "complete")
+    user = ".message.user >> nth=-1"
+
+    folded = page.eval_on_selector(f"{user} >> .content", "(content) => content.getBoundingClientRect().height")
+    page.click(f"{user} >> button[aria-expanded=false]")
+    unfolded = page.eval_on_selector(f"{user} >> .content", "(content) => content.getBoundingClientRect().height")
+
+    assert unfolded > 3 * folded
+    assert page.get_attribute(f"{user} >> button[aria-expanded]", "aria-expanded") == "true"
+
+
+def test_a_failed_answer_stands_out_with_its_code_and_retry_asks_again(page, stack, client):
+    open_chat(page, stack.url, "sim:first_token_ms=0,tokens_per_second=0,fault=error_after,fault_at=4")
+    send(page, "this will fail")
+    watch_until(page, lambda state: state["status"] == "error")
+
+    failure = page.eval_on_selector(f"{LAST_ANSWER} >> .failure", """(failure) => ({
+        code: failure.querySelector('code').textContent, background: getComputedStyle(failure).backgroundColor,
+        page: getComputedStyle(document.body).backgroundColor, bar: getComputedStyle(failure).borderLeftWidth})""")
+    assert failure["code"] == "provider_error"
+    assert failure["background"] != failure["page"] and failure["bar"] == "4px"
+
+    page.click(f"{LAST_ANSWER} >> button.retry")
+    assert [answer["status"] for answer in until_settled(page, 2)] == ["error", "error"]
+    stored = messages_of(client, session_of(page))
+    assert [(m["role"], m["content"]) for m in stored if m["role"] == "user"] == [
+        ("user", "this will fail"), ("user", "this will fail")]
+
+
+def test_the_first_screen_welcomes_and_its_examples_start_a_simulated_chat(page, stack, client):
+    page.goto(f"{stack.url}/")
+    page.wait_for_selector("#example-list button")
+    examples = page.eval_on_selector_all("#example-list code", "(codes) => codes.map((code) => code.textContent)")
+    assert "sim:echo=1" in examples and any("fault=" in example for example in examples)
+    assert any("first_token_ms" in example for example in examples)  # a slow one
+
+    page.click("#example-list button >> text=sim:echo=1")
+    final = watch_until(page, lambda state: state["status"] == "complete")[-1]
+
+    assert not page.is_visible("#welcome")
+    assert page.input_value("#provider") == "simulated" and page.input_value("#model") == "sim:echo=1"
+    assert page.inner_text(f"{LAST_ANSWER} >> .badge").lower() == "simulated"
+    assert "<table>" in final["html"] and 'class="code-block"' in final["html"]
+    user, ai = messages_of(client, session_of(page))
+    assert words(ai["content"]) == words(user["content"])
+
+
+def test_on_a_phone_the_settings_take_one_line_and_the_conversations_are_a_drawer(page, stack):
+    page.set_viewport_size(PHONE)
+    page.goto(f"{stack.url}/")
+    page.wait_for_selector("#provider option[value=simulated]", state="attached")
+
+    layout = page.evaluate("""() => {
+        const textarea = document.getElementById('content');
+        const style = getComputedStyle(textarea);
+        const context = document.createElement('canvas').getContext('2d');
+        context.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        return {
+            bar: document.getElementById('topbar').getBoundingClientRect().height,
+            placeholder: context.measureText(textarea.placeholder).width,
+            room: textarea.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight),
+        };
+    }""")
+    assert layout["bar"] < PHONE["height"] / 10, layout  # one line, not a quarter of the screen
+    assert layout["placeholder"] <= layout["room"], layout
+    assert not page.is_visible("#new-chat")
+
+    page.click("#menu")
+    page.wait_for_selector("#new-chat", state="visible")  # it slides in
+    assert page.get_attribute("#menu", "aria-expanded") == "true"
+    assert page.evaluate("document.activeElement.id") == "new-chat"
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#new-chat", state="hidden")
+    assert page.get_attribute("#menu", "aria-expanded") == "false"
+    page.click("#menu")
+    page.click("#new-chat")
+    page.wait_for_selector("#new-chat", state="hidden")
+
+
+def test_make_screenshot_photographs_an_answered_example_at_its_size(page, stack, tmp_path):
+    from devtools.screenshot import VIEWPORT, photograph
+
+    page.set_viewport_size(VIEWPORT)
+    path = tmp_path / "screenshot.png"
+    photograph(page, stack.url, path)
+
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(header[16:20]), int.from_bytes(header[20:24])) == (VIEWPORT["width"], VIEWPORT["height"])
+    assert answer(page)["status"] == "complete" and page.is_visible(f"{LAST_ANSWER} >> .code-block")

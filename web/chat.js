@@ -1,15 +1,49 @@
-// The chat page: picks a provider and model, keeps one chat session in the address (#session=...), sends
-// messages with relay-client.js and shows each answer as it grows, rendered as sanitised markdown. Which relay it
-// talks to, where the token is kept and what an answer may render are decided in safety.js.
+// The chat page: the conversation list at the side, the thread, the composer. It keeps one chat session in the
+// address (#session=...), sends messages with relay-client.js and shows each answer as it grows, rendered as
+// sanitised markdown. Which relay it talks to, where the token is kept and what an answer may render are decided in
+// safety.js; following the thread as it grows in follow.js; code blocks in code-blocks.js.
 import { marked } from "./vendor/marked.esm.js";
 import {
   cancelMessage, createSession, followAnswer, listMessages, listProviders, streamChat,
 } from "./relay-client.js";
 import { chooseRelay, keepToken, pageSettings, recallToken, sanitizeAnswer } from "./safety.js";
 import { appendReasoning, collapseReasoning, showReasoning } from "./thinking.js";
+import { decorateCodeBlocks } from "./code-blocks.js";
+import { copyButton } from "./copy-button.js";
+import { ThreadFollower } from "./follow.js";
 
 // About ten renders a second: smooth to the eye, and a long answer is not re-parsed on every token.
 const RENDER_INTERVAL_MS = 100;
+// A message of the user's longer than this shows folded, with "Show more": a pasted log should not fill the screen.
+const FOLDED_LINES = 8;
+const FOLDED_CHARACTERS = 800;
+
+const MARKDOWN_SAMPLE = `How an answer looks, **rendered**:
+
+\`\`\`python
+def greet(name: str) -> str:
+    return f"Hello, {name}!"  # highlighted, with a copy button
+\`\`\`
+
+| Provider | Streams |
+|---|---|
+| simulated | yes |
+
+> A quote, with a bar at its side.`;
+
+// The simulated provider's scenarios (devtools/simulated_provider.py): its model name says how it answers.
+const EXAMPLES = [
+  { title: "Markdown, echoed back", model: "sim:echo=1", prompt: MARKDOWN_SAMPLE,
+    about: "Your message comes back word by word: code, a table and a quote, rendered." },
+  { title: "A slow answer", model: "sim:first_token_ms=2000,tokens_per_second=5,tokens=80",
+    prompt: "Take your time.", about: "Two seconds to the first word, then five a second: scroll up, or press Escape." },
+  { title: "A failure mid-answer", model: "sim:fault=error_after,fault_at=12", prompt: "Start, then fail.",
+    about: "The provider fails after twelve words: the error, its code, and Retry." },
+  { title: "Rate limited", model: "sim:fault=http_429", prompt: "Too many requests?",
+    about: "The provider answers 429 each time the relay asks." },
+  { title: "A dropped connection", model: "sim:fault=drop_after,fault_at=10", prompt: "Hang up halfway.",
+    about: "The provider's connection drops after ten words." },
+];
 
 const element = (id) => document.getElementById(id);
 const relay = chooseRelay(new URLSearchParams(location.search).get("relay"), pageSettings());
@@ -19,9 +53,12 @@ const relayUrl = relay.url;
 const authMode = document.querySelector('meta[name="relay-auth"]')?.content || undefined;
 
 // The session id may sit in the address: it is no credential (another user's session answers 404).
-let chatSessionId = new URLSearchParams(location.hash.slice(1)).get("session");
+const sessionInAddress = () => new URLSearchParams(location.hash.slice(1)).get("session");
+let chatSessionId = sessionInAddress();
 let providers = [];
-let running = null; // the answer being streamed: {view, controller, messageId, stopRequested}
+let turn = null; // the answer being streamed: {view, controller, messageId, stopRequested}
+const queued = []; // messages sent while an answer was under way, oldest first: {content, view}
+const follower = new ThreadFollower(element("thread"), element("messages"), element("jump"));
 
 function connection() {
   const token = element("token").value.trim();
@@ -30,7 +67,9 @@ function connection() {
 }
 
 class MessageView {
-  constructor(role, status = "complete") {
+  /** @param {{after?: MessageView}} [place] placed right after that message (a queued message's answer) */
+  constructor(role, status = "complete", { after } = {}) {
+    this.role = role;
     this.text = "";
     this.lastRender = 0;
     this.timer = null;
@@ -42,21 +81,31 @@ class MessageView {
     this.content.className = "content";
     this.meta = document.createElement("div");
     this.meta.className = "meta";
-    this.element.append(this.content, this.meta);
-    element("messages").append(this.element);
+    this.actions = document.createElement("div");
+    this.actions.className = "actions";
+    this.actions.append(copyButton(role === "user" ? "Copy message" : "Copy answer", () => this.text));
+    this.element.append(this.content, this.meta, this.actions);
+    if (after) after.element.after(this.element);
+    else element("messages").append(this.element);
   }
 
   set status(status) {
     this.element.dataset.status = status;
   }
 
+  get messageId() {
+    return this.element.dataset.messageId ?? null;
+  }
+
   set messageId(messageId) {
     this.element.dataset.messageId = messageId;
   }
 
+  /** The user's words as they typed them: text, never markup. */
   showPlain(text) {
     this.content.textContent = text;
     this.text = text;
+    if (text.split("\n").length > FOLDED_LINES || text.length > FOLDED_CHARACTERS) this.fold();
   }
 
   append(text) {
@@ -71,21 +120,82 @@ class MessageView {
     this.timer = null;
     this.lastRender = performance.now();
     this.content.replaceChildren(sanitizeAnswer(marked.parse(this.text)));
+    decorateCodeBlocks(this.content);
+    // A table wider than the answer scrolls sideways inside it: then it takes keyboard focus, so that the arrow keys
+    // can scroll it. (Only then: a tab stop on every small table would be noise.)
+    for (const table of this.content.querySelectorAll("table")) {
+      if (table.scrollWidth > table.clientWidth) table.tabIndex = 0;
+    }
     this.element.dataset.renders = String(Number(this.element.dataset.renders) + 1);
-    this.element.scrollIntoView({ block: "end" });
   }
 
   note(text) {
     this.meta.textContent = text;
   }
+
+  /** An error that stands out: what happened, its code, and a way to try again. */
+  showFailure({ code, message }, retry) {
+    const failure = document.createElement("div");
+    failure.className = "failure";
+    const what = document.createElement("p");
+    what.textContent = message || "The answer failed.";
+    const codeName = document.createElement("code");
+    codeName.textContent = code;
+    failure.append(what, codeName);
+    if (retry) {
+      const again = document.createElement("button");
+      again.type = "button";
+      again.className = "retry";
+      again.textContent = "Retry";
+      again.addEventListener("click", retry);
+      failure.append(again);
+    }
+    this.meta.replaceChildren(failure);
+  }
+
+  markSimulated() {
+    const label = document.createElement("span");
+    label.className = "badge";
+    label.textContent = "simulated";
+    label.title = "Answered by the simulated provider, not a model";
+    this.actions.prepend(label);
+  }
+
+  fold() {
+    this.element.classList.add("folded");
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.textContent = "Show more";
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.addEventListener("click", () => {
+      const open = this.element.classList.toggle("unfolded");
+      toggle.textContent = open ? "Show less" : "Show more";
+      toggle.setAttribute("aria-expanded", String(open));
+    });
+    this.actions.prepend(toggle);
+  }
 }
 
-function answerCallbacks(view) {
+/** How an answer ended, under it: the same for one just streamed and one read back from the store. */
+function showOutcome(view, { status, error, ttftMs, tokensPerSecond }, retry) {
+  view.status = status;
+  if (error && error.code !== "cancelled") {
+    view.showFailure(error, retry);
+    return;
+  }
+  const facts = [error && "Stopped.", !error && status === "interrupted" && "Interrupted.",
+    ttftMs != null && `first token ${Math.round(ttftMs)} ms`,
+    tokensPerSecond != null && `${Math.round(tokensPerSecond)} tokens/s`];
+  view.note(facts.filter(Boolean).join(" · "));
+}
+
+function answerCallbacks(current, retry) {
+  const { view } = current;
   return {
     onStart: ({ messageId }) => {
       view.messageId = messageId;
-      running.messageId = messageId;
-      if (running.stopRequested) stop();
+      current.messageId = messageId;
+      if (current.stopRequested) stop(current);
     },
     onReasoning: (text) => {
       view.status = "streaming";
@@ -97,85 +207,133 @@ function answerCallbacks(view) {
       view.append(text);
     },
     onDone: (done) => {
-      view.status = "complete";
       collapseReasoning(view.element);
-      const facts = [done.ttftMs != null && `first token ${Math.round(done.ttftMs)} ms`,
-        done.tokensPerSecond != null && `${Math.round(done.tokensPerSecond)} tokens/s`];
-      view.note(facts.filter(Boolean).join(" · "));
+      showOutcome(view, { status: "complete", ...done }, retry);
     },
     onError: (error) => {
       collapseReasoning(view.element);
-      view.status = error.code === "cancelled" ? "interrupted" : "error";
-      view.note(error.code === "cancelled" ? "Stopped." : `Error: ${error.message} (${error.code})`);
+      showOutcome(view, { status: error.code === "cancelled" ? "interrupted" : "error", error }, retry);
     },
   };
 }
 
-async function send(content) {
-  if (!chatSessionId) {
-    const { provider, model } = Object.fromEntries(new FormData(element("setup")));
-    chatSessionId = await createSession({ ...connection(), provider, model });
-    history.replaceState(null, "", `#session=${chatSessionId}`);
-  }
-  new MessageView("user").showPlain(content);
-  const view = new MessageView("ai", "pending");
-  await run(view, (signal) => streamChat({
-    ...connection(), chatSessionId, content, signal, ...answerCallbacks(view),
-  }));
-}
-
-async function run(view, stream) {
-  running = { view, controller: new AbortController(), messageId: view.element.dataset.messageId ?? null };
-  setBusy(true);
-  try {
-    const result = await stream(running.controller.signal);
-    if (result.status === "aborted") view.status = "interrupted";
-  } finally {
-    view.render();
-    running = null;
-    setBusy(false);
-  }
-}
-
-async function stop() {
-  if (!running) return;
-  if (!running.messageId) {
-    running.stopRequested = true; // the answer has no id yet: stopped as soon as it has one
+/** A message from the composer (or an example, or Retry): sent now, or queued behind the answer under way. */
+function submit(content) {
+  const view = new MessageView("user");
+  view.showPlain(content);
+  follower.toLatest();
+  if (turn) {
+    view.status = "queued";
+    view.note("Queued: sent when the answer above ends.");
+    queued.push({ content, view });
     return;
   }
-  element("stop").disabled = true;
+  send(content, view);
+}
+
+async function send(content, userView) {
+  userView.status = "complete";
+  userView.note("");
+  const view = new MessageView("ai", "pending", { after: userView });
+  if (element("provider").value === "simulated") view.markSimulated();
+  const retry = () => submit(content);
+  await run(view, async (current) => {
+    if (!chatSessionId) {
+      const { provider, model } = Object.fromEntries(new FormData(element("setup")));
+      const created = await createSession({ ...connection(), provider, model });
+      if (current.controller.signal.aborted) return { status: "aborted" }; // "New chat" meanwhile: not this one
+      chatSessionId = created;
+      history.replaceState(null, "", `#session=${chatSessionId}`);
+    }
+    return streamChat({
+      ...connection(), chatSessionId, content, signal: current.controller.signal, ...answerCallbacks(current, retry),
+    });
+  }, retry);
+}
+
+async function run(view, stream, retry) {
+  const current = { view, controller: new AbortController(), messageId: view.messageId, stopRequested: false };
+  turn = current;
+  setBusy(true);
   try {
-    await cancelMessage({ ...connection(), chatSessionId, messageId: running.messageId });
+    const result = await stream(current);
+    if (result.status === "aborted") view.status = "interrupted";
+  } catch (error) {
+    showOutcome(view, { status: "error", error: { code: error.code ?? "failed", message: error.message } }, retry);
+  } finally {
+    view.render();
+    if (turn === current) { // else "New chat" or another conversation has taken over
+      turn = null;
+      setBusy(false);
+      refreshConversations();
+      const next = queued.shift();
+      if (next) send(next.content, next.view);
+    }
+  }
+}
+
+async function stop(current = turn) {
+  if (!current) return;
+  if (!current.messageId) {
+    current.stopRequested = true; // the answer has no id yet: stopped as soon as it has one
+    return;
+  }
+  if (current === turn) element("stop").disabled = true;
+  try {
+    await cancelMessage({ ...connection(), chatSessionId, messageId: current.messageId });
   } catch (error) {
     if (error.code !== "not_streaming") notify(`Could not stop: ${error.message}`);
   }
 }
 
+// The session's own provider and model, for the picker. GET …/messages does not carry them (GET /sessions, coming
+// with the conversation list, will): until then the stored answers' metadata gives them. The latest answer's first
+// attempt is the session's own (metadata.attempts lists those that failed before a fallback answered), else the one
+// that answered. A session with no answer stored yet leaves the picker as it is.
+function sessionModelOf(messages) {
+  for (const { metadata } of [...messages].reverse()) {
+    const first = metadata?.attempts?.[0] ?? metadata ?? {};
+    if (first.provider && first.model) return { provider: first.provider, model: first.model };
+  }
+  return null;
+}
+
 async function loadHistory() {
+  const loading = chatSessionId;
   element("messages").replaceChildren();
-  if (!chatSessionId) return;
-  const messages = await listMessages({ ...connection(), chatSessionId });
+  if (!loading) return;
+  const messages = await listMessages({ ...connection(), chatSessionId: loading });
+  if (loading !== chatSessionId) return; // another conversation was opened meanwhile
+  const sessionModel = sessionModelOf(messages);
+  if (sessionModel) showModel(sessionModel.provider, sessionModel.model);
+  let asked = null;
   for (const message of messages) {
     if (message.role === "user") {
+      asked = message.content;
       new MessageView("user").showPlain(message.content);
       continue;
     }
+    const content = asked;
+    const retry = content === null ? null : () => submit(content);
     const view = new MessageView("ai", message.status);
+    if ((message.metadata?.provider ?? sessionModel?.provider) === "simulated") view.markSimulated();
     view.messageId = message.messageId;
     view.text = message.content;
     view.render();
     showReasoning(view.element, message);
-    if (message.error) view.note(`Error: ${message.error.message} (${message.error.code})`);
     if (message.status === "pending" || message.status === "streaming") {
       // Still being generated (another tab, or a reload mid-answer): follow it from what is stored.
-      run(view, (signal) => followAnswer({
+      run(view, (current) => followAnswer({
         // Offsets count code points, as the relay does (a string's length counts UTF-16 units).
         ...connection(), chatSessionId, messageId: message.messageId, offset: Array.from(message.content).length,
-        reasoningOffset: Array.from(message.reasoning ?? "").length, signal,
-        ...answerCallbacks(view),
-      }));
+        reasoningOffset: Array.from(message.reasoning ?? "").length,
+        signal: current.controller.signal, ...answerCallbacks(current, retry),
+      }), retry);
+    } else {
+      showOutcome(view, { ...message.metadata, status: message.status }, retry);
     }
   }
+  follower.toLatest();
 }
 
 async function loadProviders() {
@@ -185,24 +343,115 @@ async function loadProviders() {
   const preferred = providers.find(({ name }) => name === "simulated") ?? providers[0];
   if (preferred) select.value = preferred.name;
   offerModels();
+  showExamples(providers.some(({ name }) => name === "simulated"));
 }
 
-function offerModels() {
+function offerModels(model) {
   const provider = providers.find(({ name }) => name === element("provider").value);
   const models = provider?.models ?? [];
-  element("models").replaceChildren(...models.map((model) => new Option(model)));
-  element("model").value = models[0] ?? "";
+  element("models").replaceChildren(...models.map((name) => new Option(name)));
+  element("model").value = model ?? models[0] ?? "";
+}
+
+/** Shows a provider and model in the picker (without starting a new chat, as a change by the user does). */
+function showModel(provider, model) {
+  const select = element("provider");
+  if (![...select.options].some((option) => option.value === provider)) select.append(new Option(provider, provider));
+  select.value = provider;
+  offerModels(model);
+}
+
+function showExamples(offered) {
+  element("examples").hidden = !offered;
+  element("example-list").replaceChildren(...EXAMPLES.map((example) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    const title = document.createElement("strong");
+    title.textContent = example.title;
+    const model = document.createElement("code");
+    model.textContent = example.model;
+    const about = document.createElement("span");
+    about.textContent = example.about;
+    button.append(title, model, about);
+    button.addEventListener("click", () => {
+      newChat();
+      showModel("simulated", example.model);
+      submit(example.prompt);
+    });
+    const item = document.createElement("li");
+    item.append(button);
+    return item;
+  }));
+}
+
+// The conversation list at the side.
+// TODO(conversations): GET /sessions and relay-client.js's listSessions come with another change (wp-conv). Once
+// both are merged, this is `return (await listSessions(connection())).sessions;` (the first page, 20, most recently
+// active first), and rename and delete (updateSession, deleteSession) go beside showConversations. Until then the
+// list stays empty.
+async function loadConversations() {
+  return [];
+}
+
+function showConversations(sessions) {
+  element("conversations").replaceChildren(...sessions.map(({ chatSessionId: id, title, model, updatedAt }) => {
+    const link = document.createElement("a");
+    link.href = `#session=${encodeURIComponent(id)}`;
+    link.textContent = title || "Untitled chat";
+    link.title = `${model}, ${new Date(updatedAt).toLocaleString()}`;
+    if (id === chatSessionId) link.setAttribute("aria-current", "page");
+    const item = document.createElement("li");
+    item.append(link);
+    return item;
+  }));
+}
+
+async function refreshConversations() {
+  try {
+    showConversations(await loadConversations());
+  } catch {
+    // the list is a convenience: the conversation itself goes on without it
+  }
+}
+
+/** Leaves the conversation on screen: its answer stops being read (the relay still finishes and stores it). */
+function leaveConversation() {
+  turn?.controller.abort();
+  turn = null;
+  setBusy(false);
+  queued.length = 0;
+  element("messages").replaceChildren();
+  notify("");
 }
 
 function newChat() {
+  leaveConversation();
   chatSessionId = null;
   history.replaceState(null, "", location.pathname + location.search);
-  element("messages").replaceChildren();
+  refreshConversations();
+  setDrawer(false);
+  element("content").focus();
+}
+
+function openConversation(id) {
+  leaveConversation();
+  chatSessionId = id;
+  refreshConversations();
+  setDrawer(false);
+  attempt(loadHistory);
 }
 
 function setBusy(busy) {
-  element("send").disabled = busy;
   element("stop").disabled = !busy;
+  element("messages").setAttribute("aria-busy", String(busy)); // one announcement per answer, not one per render
+}
+
+/** The conversation list is a drawer on a phone: open over the thread, closed by Escape or a tap beside it. */
+function setDrawer(open) {
+  document.body.dataset.drawer = open ? "open" : "closed";
+  element("menu").setAttribute("aria-expanded", String(open));
+  element("backdrop").hidden = !open;
+  if (open) element("new-chat").focus();
 }
 
 function notify(message) {
@@ -223,9 +472,9 @@ async function attempt(action) {
 element("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const content = element("content").value;
-  if (!content.trim() || running) return;
+  if (!content.trim()) return;
   element("content").value = "";
-  attempt(() => send(content));
+  submit(content);
 });
 element("content").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -233,22 +482,40 @@ element("content").addEventListener("keydown", (event) => {
     element("composer").requestSubmit();
   }
 });
-element("stop").addEventListener("click", () => attempt(stop));
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  if (document.body.dataset.drawer === "open") {
+    setDrawer(false);
+    element("menu").focus();
+  } else if (turn) {
+    attempt(() => stop());
+  }
+});
+element("stop").addEventListener("click", () => attempt(() => stop()));
 element("new-chat").addEventListener("click", newChat);
+element("menu").addEventListener("click", () => setDrawer(document.body.dataset.drawer !== "open"));
+element("backdrop").addEventListener("click", () => setDrawer(false));
 element("provider").addEventListener("change", () => { offerModels(); newChat(); });
 element("model").addEventListener("change", newChat); // a session keeps its model: another model is another chat
+window.addEventListener("hashchange", () => {
+  const id = sessionInAddress();
+  if (id !== chatSessionId) openConversation(id);
+});
 // A host whose Content-Security-Policy leaves the relay out of connect-src blocks every request: say so.
 document.addEventListener("securitypolicyviolation", (event) => {
   const blocked = event.blockedURI || "a resource";
   notify(`The page's Content-Security-Policy blocked ${blocked} (${event.effectiveDirective}).`);
 });
+setDrawer(false);
 if (relay.refused) {
   notify(relay.refused);
   for (const control of document.querySelectorAll("input, select, textarea, button")) control.disabled = true;
 } else {
   element("token").value = recallToken(relayUrl);
+  element("content").focus();
   attempt(async () => {
     await loadProviders();
     await loadHistory();
+    await refreshConversations();
   });
 }

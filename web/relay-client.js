@@ -86,7 +86,9 @@ export class RelayError extends Error {
  */
 export async function streamChat(options) {
   const { chatSessionId, content, attachments } = options;
-  return postChat(options, attachments?.length ? { chatSessionId, content, attachments } : { chatSessionId, content });
+  if (!attachments?.length) return postChat(options, { chatSessionId, content });
+  // Images alone go without content: the relay takes no empty text.
+  return postChat(options, content ? { chatSessionId, content, attachments } : { chatSessionId, attachments });
 }
 
 /**

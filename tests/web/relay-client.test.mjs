@@ -524,12 +524,16 @@ test('uploadAttachment with authMode "iam": the request to the relay is hashed, 
 });
 
 test("streamChat names its attachments in the request, and leaves the field out when there are none", async () => {
-  const { fetch, calls } = scripted(() => eventStream([START, DONE]), () => eventStream([START, DONE]));
+  const { fetch, calls } = scripted(() => eventStream([START, DONE]), () => eventStream([START, DONE]),
+    () => eventStream([START, DONE]));
 
   await streamChat(collect({ fetch, content: "", attachments: [UPLOAD.attachmentId] }).options);
-  await streamChat(collect({ fetch, attachments: [] }).options);
+  await streamChat(collect({ fetch, content: "Look", attachments: [UPLOAD.attachmentId] }).options);
+  await streamChat(collect({ fetch, content: "hi", attachments: [] }).options);
 
+  // Images alone go without content (the relay takes no empty text); with text, both go.
   assert.deepEqual(calls[0].json.attachments, [UPLOAD.attachmentId]);
-  assert.equal(calls[0].json.content, "");
-  assert.equal("attachments" in calls[1].json, false);
+  assert.equal("content" in calls[0].json, false);
+  assert.deepEqual([calls[1].json.content, calls[1].json.attachments], ["Look", [UPLOAD.attachmentId]]);
+  assert.equal("attachments" in calls[2].json, false);
 });

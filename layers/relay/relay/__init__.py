@@ -2,7 +2,11 @@
 
 The modules, each one concern, from the top down (a module imports only those below it):
 
-- ``app``: the HTTP layer (routes, validation, the streamed responses); ``ai_sdk``: the AI SDK's wire format.
+- ``app``: the HTTP layer (routes, what a request means, the streamed responses); ``bodies``: request bodies read,
+  parsed and validated against the API's schema; ``encodings``: the wire formats of a turn's events (SSE, plain
+  text, the AI SDK's UI message stream).
+- ``api``: every body of the API, defined once (pydantic); ``openapi``: the OpenAPI document and the validators'
+  schemas drawn from it (never imported on the request path).
 - ``admission``: whether a chat request starts a turn, joins one, or is refused, and what it gives back.
 - ``turn``: one chat turn in named steps; ``resume``: following a stored answer from an offset.
 - ``reader``: a provider's stream under the turn's clocks; ``tally``: what a turn received, stored and reported.

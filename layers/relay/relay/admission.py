@@ -27,7 +27,10 @@ from relay.errors import (
     ANSWER_IN_PROGRESS,
     ATTACHMENT_TOO_LARGE,
     ATTACHMENTS_NOT_CONFIGURED,
+    CLIENT_MESSAGE_CONFLICT,
     IMAGES_NOT_SUPPORTED,
+    NOTHING_TO_REGENERATE,
+    PROVIDER_NOT_CONFIGURED,
     SESSION_NOT_FOUND,
     RequestRejected,
     StoreError,
@@ -101,13 +104,14 @@ class Admission:
                 return_exceptions=True)
         store_read_ms = round((time.perf_counter() - read_started) * 1000, 3)
         lease = admitted if isinstance(admitted, Lease) else None
-        claimed_here = client_message_id is not None and claimed is None
+        # A claim that failed in the store may have landed all the same (its answer lost): given back too, if so.
+        claimed_here = client_message_id is not None and (claimed is None or isinstance(claimed, StoreError))
         try:
             _raise_failure(loaded)
             if isinstance(claimed, SessionNotFound) or loaded is None:
                 raise session_not_found()
             if isinstance(claimed, ClientMessageConflict):
-                raise RequestRejected(409, "client_message_conflict", "this clientMessageId was already used for "
+                raise RequestRejected(409, CLIENT_MESSAGE_CONFLICT, "this clientMessageId was already used for "
                                       "another message in this session: make a new one for each message")
             _raise_failure(claimed)
             _raise_failure(admitted)
@@ -119,7 +123,7 @@ class Admission:
             _raise_failure(spending)
             provider = self._providers.get(loaded.session.provider)
             if provider is None:
-                raise RequestRejected(422, "provider_not_configured", "this session's provider is not configured here")
+                raise RequestRejected(422, PROVIDER_NOT_CONFIGURED, "this session's provider is not configured here")
             _raise_failure(read)
             fallbacks = [(candidate, model) for name, model in loaded.session.fallbacks
                          if (candidate := self._providers.get(name)) is not None]
@@ -187,7 +191,7 @@ def _regeneration(conversation: Conversation) -> tuple[Conversation, Regeneratio
     history = conversation.history
     last = next((index for index in range(len(history) - 1, -1, -1) if history[index].role == "user"), None)
     if last is None:
-        raise RequestRejected(409, "nothing_to_regenerate", "this session has no message to answer again")
+        raise RequestRejected(409, NOTHING_TO_REGENERATE, "this session has no message to answer again")
     answers = history[last + 1:]
     if any(answer.status in LIVE for answer in answers):
         raise RequestRejected(409, ANSWER_IN_PROGRESS, "the last answer is still being generated: stop it, or wait "

@@ -1,18 +1,23 @@
-"""The HTTP layer: routes, request validation, and the streamed response.
+"""The HTTP layer: routes, what each request means, and the streamed response.
 
-Every error before streaming starts is ``{"error": {"code", "message"}}`` with a 4xx status, and writes nothing.
+Bodies are read and checked against the API's schema by ``bodies``; what a body means beyond its shape (a provider
+configured here, a model it offers, a session of the caller's) is checked here. Every error before streaming starts
+is ``{"error": {"code", "message"}}`` with a 4xx status, and writes nothing. The API is described in relay/api.py
+and published at ``GET /openapi.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -26,24 +31,34 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from ulid import ULID
 
-from relay import ai_sdk, config, json_input, sse, tracing
+from relay import bodies, config, encodings, tracing
 from relay.admission import Admission, NewTurn, session_not_found
 from relay.attachments import AttachmentStore
 from relay.auth import Authenticator, Unauthorized, authenticator_from_environment
 from relay.config import Settings
+from relay.connections import Connections
 from relay.context import Invocation
+from relay.encodings import Encoding
 from relay.errors import (
     ATTACHMENT_NOT_FOUND,
     ATTACHMENT_TOO_LARGE,
     ATTACHMENTS_NOT_CONFIGURED,
+    HTTP_ERROR,
+    INTERNAL_ERROR,
+    MESSAGE_NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    MODEL_NOT_OFFERED,
+    NOT_FOUND,
+    NOT_STREAMING,
     STORE_UNAVAILABLE,
+    UNAUTHORIZED,
     RequestRejected,
     StoreError,
 )
-from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
+from relay.events import TurnEvent
 from relay.limits import Limits, held
 from relay.providers.registry import ProviderRegistry
-from relay.reasoning import reasoning_option
+from relay.reasoning import ReasoningOption
 from relay.records import LIVE, ChatSession, SessionSummary, is_id, now_iso
 from relay.resume import attach, follow_message
 from relay.store import ChatStore, InvalidCursor
@@ -51,9 +66,13 @@ from relay.titles import ModelTitles
 from relay.turn import Connection, TurnSettings, relay_turn
 from relay.usage import UsageLedger
 
-WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size, a page size
+if TYPE_CHECKING:
+    from relay.api import ChatRequest, Fallback, SessionChanges, SessionSettings
+
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
-CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# The API's description, generated from relay/api.py by `python -m relay.openapi` (a test keeps it equal): served as
+# it is, so that the function never imports pydantic to draw it.
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 # Where a resume starts: a token event's id (the text's offset) or a reasoning event's ("<text offset>:<reasoning
 # offset>"), as Last-Event-ID, or the same as ?offset=&reasoningOffset=.
 RESUME_POSITION = re.compile(r"([0-9]{1,9})(?::([0-9]{1,9}))?")  # ASCII digits, matched whole
@@ -80,14 +99,16 @@ def create_app(
                                attachments=attachment_store(settings))
     tracing.start()
     # One client per process, so connections are reused (and its TLS context, ~20 ms to create, is made once).
-    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.provider_read_timeout_seconds,
-                                                   connect=config.PROVIDER_CONNECT_TIMEOUT_SECONDS))
+    connections = Connections(read_timeout=settings.provider_read_timeout_seconds,
+                              warm=settings.provider_preconnect)
+    http = connections.http
     # Checked now, not at the first request: a deployment with unsafe auth settings must not become ready.
     auth = authenticator(http)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with http:
+            app.state.connections = connections
             app.state.providers = providers = ProviderRegistry(settings, http)
             app.state.auth = auth
             app.state.admission = Admission(store, app.state.limits, app.state.usage, providers,
@@ -97,6 +118,8 @@ def create_app(
                                                                  _model_titles(settings, providers))
             # Only now: its thread competing with start-up for the interpreter lock made readiness ~85 ms later.
             asyncio.get_running_loop().call_soon(store.connect)
+            # Likewise the providers' connections, which the first request's store read then overlaps.
+            asyncio.get_running_loop().call_soon(connections.warm, providers.origins)
             yield
 
     middleware = []
@@ -107,6 +130,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi_document, methods=["GET"]),
             Route("/providers", list_providers, methods=["GET"]),
             Route("/sessions", create_session, methods=["POST"]),
             Route("/sessions", list_sessions, methods=["GET"]),
@@ -164,6 +188,15 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def openapi_document(request: Request) -> Response:
+    return Response(_openapi_document(), media_type="application/json")
+
+
+@functools.cache
+def _openapi_document() -> bytes:
+    return OPENAPI_DOCUMENT.read_bytes()
+
+
 async def list_providers(request: Request) -> Response:
     await authenticate(request)
     return JSONResponse({"providers": await request.app.state.providers.configured()})
@@ -171,67 +204,52 @@ async def list_providers(request: Request) -> Response:
 
 async def create_session(request: Request) -> Response:
     user_id = await authenticate(request)
-    body = await read_json_object(request)
+    body = await bodies.session_settings(request)
     new = ChatSession(chat_session_id=str(ULID()), provider="", model="", created_at=now_iso(), owner_id=user_id)
     session = validated_session(body, request.app.state.providers, new)
     await request.app.state.store.create_session(session)
     return JSONResponse({"chatSessionId": session.chat_session_id}, status_code=201)
 
 
-def validated_session(body: dict[str, Any], providers: ProviderRegistry, current: ChatSession) -> ChatSession:
-    """``current`` with the settings ``body`` gives it, checked: the one place a session's settings are validated,
-    for a new session (``current`` has no provider or model yet: both are required) and for PATCH (any of
-    SESSION_FIELDS; absent or null leaves one as it is, an empty list of fallbacks removes them)."""
-    if current.provider and not any(body.get(name) is not None for name in SESSION_FIELDS):
-        raise RequestRejected(422, "validation_error", f"give at least one of: {', '.join(SESSION_FIELDS)}")
-    provider = optional_string(body, "provider", config.MAX_MODEL_CHARS)
-    model = optional_string(body, "model", config.MAX_MODEL_CHARS)
+def validated_session(body: SessionSettings | SessionChanges, providers: ProviderRegistry,
+                      current: ChatSession) -> ChatSession:
+    """``current`` with the settings ``body`` gives it, checked against this deployment: for a new session
+    (``current`` has no provider or model yet) and for PATCH (absent or null leaves a setting as it is; an empty
+    list of fallbacks removes them). The body's shape is the schema's to check (relay/bodies.py)."""
+    if current.provider and all(value is None for value in body.values()):
+        raise bodies.invalid(f"give at least one of: {', '.join(SESSION_FIELDS)}")
     changes: dict[str, Any] = {}
+    provider, model = body.get("provider"), body.get("model")
     if provider is not None or model is not None or not current.provider:
         provider = provider or current.provider
-        if not provider:
-            raise RequestRejected(422, "validation_error", "provider is required")
-        if providers.get(provider) is None:
-            raise RequestRejected(422, "validation_error", f"provider must be one of: {', '.join(providers.names)}")
         model = model or current.model
-        if not model:
-            raise RequestRejected(422, "validation_error", "model is required")
-        changes.update(provider=provider, model=_allowed_model(providers, provider, model))
-    for name, limit in (("title", config.MAX_TITLE_CHARS), ("system", config.MAX_SYSTEM_CHARS)):
-        if (value := optional_string(body, name, limit)) is not None:
+        changes.update(provider=provider, model=_allowed_model(providers, _known(providers, provider), model))
+    for name in ("title", "system"):
+        if (value := body.get(name)) is not None:
             changes[name] = value
-    if body.get("fallbacks") is not None or not current.provider:
-        changes["fallbacks"] = _fallbacks(body, providers)
-    if body.get("reasoning") is not None:
-        changes["reasoning"] = reasoning_option(body["reasoning"])
+    if (fallbacks := body.get("fallbacks")) is not None or not current.provider:
+        changes["fallbacks"] = _fallbacks(fallbacks or [], providers)
+    if (reasoning := body.get("reasoning")) is not None:
+        changes["reasoning"] = ReasoningOption.from_json(reasoning)
     return replace(current, **changes)
 
 
-def _fallbacks(body: dict[str, Any], providers: ProviderRegistry) -> tuple[tuple[str, str], ...]:
-    value = body.get("fallbacks")
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > config.MAX_FALLBACKS:
-        raise RequestRejected(422, "validation_error",
-                              f"fallbacks must be a list of at most {config.MAX_FALLBACKS} {{provider, model}}")
-    pairs = []
-    for entry in value:
-        if not isinstance(entry, dict):
-            raise RequestRejected(422, "validation_error", "each fallback must be an object {provider, model}")
-        provider = require_string(entry, "provider", config.MAX_MODEL_CHARS)
-        if providers.get(provider) is None:
-            raise RequestRejected(422, "validation_error", f"fallback provider must be one of: "
-                                  f"{', '.join(providers.names)}")
-        pairs.append((provider, _allowed_model(providers, provider,
-                                               require_string(entry, "model", config.MAX_MODEL_CHARS))))
-    return tuple(pairs)
+def _fallbacks(fallbacks: list[Fallback], providers: ProviderRegistry) -> tuple[tuple[str, str], ...]:
+    return tuple((_known(providers, entry["provider"], "fallback provider"),
+                  _allowed_model(providers, entry["provider"], entry["model"])) for entry in fallbacks)
+
+
+def _known(providers: ProviderRegistry, provider: str, what: str = "provider") -> str:
+    if providers.get(provider) is None:
+        raise bodies.invalid(f"{what} must be one of: {', '.join(providers.names)}")
+    return provider
 
 
 def _allowed_model(providers: ProviderRegistry, provider: str, model: str) -> str:
     """Only the models this deployment offers (GET /providers): a client must not pick what the operator did not."""
     if not providers.allows(provider, model):
         offered = ", ".join(providers.offered(provider))
-        raise RequestRejected(422, "model_not_offered", f"{provider} offers these models here: {offered}")
+        raise RequestRejected(422, MODEL_NOT_OFFERED, f"{provider} offers these models here: {offered}")
     return model
 
 
@@ -240,30 +258,17 @@ async def create_attachment(request: Request) -> Response:
     names its ``attachmentId`` in ``POST /chat/stream``."""
     user_id = await authenticate(request)
     chat_session_id = request.path_params["chatSessionId"]
-    media_type, size = attachment_request(await read_json_object(request))
+    body = await bodies.attachment_request(request)
+    if body["size"] > config.MAX_IMAGE_BYTES:
+        raise RequestRejected(422, ATTACHMENT_TOO_LARGE, f"an image may be at most {config.MAX_IMAGE_BYTES} bytes")
     attachments = request.app.state.store.attachments
     if attachments is None:
         raise RequestRejected(422, ATTACHMENTS_NOT_CONFIGURED, "this relay has no attachments bucket "
                                                                "(ATTACHMENTS_BUCKET): it takes no images")
     if not (is_id(chat_session_id) and await request.app.state.store.get_session(chat_session_id, user_id)):
         raise session_not_found()
-    upload = await attachments.upload(chat_session_id, media_type, size)
+    upload = await attachments.upload(chat_session_id, body["mediaType"], body["size"])
     return JSONResponse(upload.to_json(), status_code=201)
-
-
-def attachment_request(body: dict[str, Any]) -> tuple[str, int]:
-    """``{"mediaType", "size"}`` of an image to upload, checked: one of the four image types, at most
-    config.MAX_IMAGE_BYTES."""
-    media_type = require_string(body, "mediaType", config.MAX_MODEL_CHARS).strip().lower()
-    if media_type not in config.IMAGE_MEDIA_TYPES:
-        raise RequestRejected(422, "validation_error", f"mediaType must be one of: "
-                                                       f"{', '.join(config.IMAGE_MEDIA_TYPES)}")
-    size = body.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise RequestRejected(422, "validation_error", "size must be the image's length in bytes, a whole number")
-    if size > config.MAX_IMAGE_BYTES:
-        raise RequestRejected(422, ATTACHMENT_TOO_LARGE, f"an image may be at most {config.MAX_IMAGE_BYTES} bytes")
-    return media_type, size
 
 
 async def list_messages(request: Request) -> Response:
@@ -272,7 +277,7 @@ async def list_messages(request: Request) -> Response:
     store = request.app.state.store
     messages = await store.list_messages(chat_session_id, user_id) if is_id(chat_session_id) else None
     if messages is None:
-        raise RequestRejected(404, "session_not_found", "no chat session with this id")
+        raise session_not_found()
     listed = [message.to_json() for message in messages]
     images = [attachment for message in messages for attachment in message.attachments]
     if images and store.attachments is not None:  # each image with a short-lived URL to show it by
@@ -291,7 +296,7 @@ async def list_sessions(request: Request) -> Response:
     try:
         page = await request.app.state.store.list_sessions(user_id, limit, request.query_params.get("cursor"))
     except InvalidCursor as exc:
-        raise RequestRejected(422, "validation_error", str(exc)) from None
+        raise bodies.invalid(str(exc)) from None
     listed: dict[str, Any] = {"sessions": [session.to_json() for session in page.sessions]}
     if page.next_cursor is not None:
         listed["nextCursor"] = page.next_cursor
@@ -301,7 +306,7 @@ async def list_sessions(request: Request) -> Response:
 async def update_session(request: Request) -> Response:
     user_id = await authenticate(request)
     chat_session_id = request.path_params["chatSessionId"]
-    body = await read_json_object(request)
+    body = await bodies.session_changes(request)
     store = request.app.state.store
     current = await store.get_session(chat_session_id, user_id) if is_id(chat_session_id) else None
     if current is None:
@@ -358,9 +363,9 @@ async def cancel_message(request: Request) -> Response:
     store = request.app.state.store
     session = await store.load_conversation(chat_session_id, 0, user_id) if is_id(chat_session_id) else None
     if session is None or not is_id(message_id):
-        raise RequestRejected(404, "message_not_found", "no such message in a session of yours")
+        raise RequestRejected(404, MESSAGE_NOT_FOUND, "no such message in a session of yours")
     if not await store.request_cancel(chat_session_id, message_id):
-        raise RequestRejected(409, "not_streaming", "this message is not being generated (it has ended, or never was)")
+        raise RequestRejected(409, NOT_STREAMING, "this message is not being generated (it has ended, or never was)")
     return JSONResponse({"messageId": message_id, "status": "cancelling"}, status_code=202)
 
 
@@ -376,17 +381,16 @@ async def resume_message(request: Request) -> Response:
     owned = await store.load_conversation(chat_session_id, 0, user_id) if is_id(chat_session_id) else None
     message = await store.get_message(chat_session_id, message_id) if owned and is_id(message_id) else None
     if message is None or message.role != "ai":
-        raise RequestRejected(404, "message_not_found", "no such answer in a session of yours")
+        raise RequestRejected(404, MESSAGE_NOT_FOUND, "no such answer in a session of yours")
     if message.status not in LIVE:  # live: the client may be ahead of a checkpoint
         for name, at, stored in (("offset", offset, message.content),
                                  ("reasoning offset", reasoning_offset or 0, message.reasoning)):
             if at > len(stored):
-                raise RequestRejected(422, "validation_error", f"{name} {at} is beyond the {len(stored)} characters "
-                                                               "stored")
+                raise bodies.invalid(f"{name} {at} is beyond the {len(stored)} characters stored")
     lease = await request.app.state.admission.stream(user_id, invocation.deadline_ms)
     events = held(follow_message(store, chat_session_id, message, offset, reasoning_offset=reasoning_offset), lease)
-    return EventStreamResponse(_as_sse(events, offset, reasoning_offset or 0), "text/event-stream; charset=utf-8",
-                               Connection(), config.ON_DISCONNECT_CANCEL)
+    return _streamed(encodings.SseEvents(offset, reasoning_offset or 0), events, Connection(),
+                     config.ON_DISCONNECT_CANCEL)
 
 
 def _resume_position(request: Request) -> tuple[int, int | None]:
@@ -401,8 +405,7 @@ def _resume_position(request: Request) -> tuple[int, int | None]:
         raw = request.headers.get("last-event-id") or "0"
     position = RESUME_POSITION.fullmatch(raw)
     if position is None:
-        raise RequestRejected(422, "validation_error", "offset (or Last-Event-ID) must be a whole number, or a "
-                                                       "reasoning event's id")
+        raise bodies.invalid("offset (or Last-Event-ID) must be a whole number, or a reasoning event's id")
     text_at = int(position[1])
     if position[2] is not None:
         return text_at, int(position[2])
@@ -413,26 +416,24 @@ async def chat_stream(request: Request) -> Response:
     invocation = Invocation.from_headers(request.headers, received_at=time.perf_counter())
     tracing.bind_invocation(invocation.trace_id)
     user_id = await authenticate(request)
-    encoding = _stream_encoding(request)
-    body = await read_json_object(request)
-    if encoding.encode is ai_sdk.ui_message_stream:
-        body = dict(zip(("chatSessionId", "content", "clientMessageId", "attachments"), ai_sdk.new_message(body),
-                        strict=True))
-    chat_session_id = require_string(body, "chatSessionId", 64)
-    attachment_ids = message_attachments(body)
-    content = _message_content(body, bool(attachment_ids))
-    client_message_id = optional_string(body, "clientMessageId", 64)
-    if client_message_id is not None and not CLIENT_ID_PATTERN.fullmatch(client_message_id):
-        raise RequestRejected(422, "validation_error", "clientMessageId may hold letters, digits, '-', '_', '.', ':'")
+    protocol = request.query_params.get("protocol")
+    encoding = encodings.for_request(protocol, request.headers.get("accept", ""))
+    chat = await (bodies.ai_sdk_chat_request(request) if protocol == encodings.AI_SDK
+                  else bodies.chat_request(request))
+    chat_session_id, client_message_id = chat["chatSessionId"], chat.get("clientMessageId")
+    attachment_ids = message_attachments(chat)
+    # None: answer the last message again; "": images alone
+    content = None if chat.get("regenerate") else chat.get("content") or ""
     if not is_id(chat_session_id):
         raise session_not_found()
     state = request.app.state
+    state.connections.keep_warm()  # a provider connection gone while the process was frozen reopens during the read
     admitted = await state.admission.turn(user_id, chat_session_id, content, client_message_id,
                                           invocation.deadline_ms, attachment_ids)
     if not isinstance(admitted, NewTurn):
         # A retry of a request already under way or done: join its turn, no second message, no second call.
         events = held(attach(state.store, chat_session_id, admitted.message_ids), admitted.lease)
-        return encoding.response(events, Connection(), config.ON_DISCONNECT_CANCEL)
+        return _streamed(encoding, events, Connection(), config.ON_DISCONNECT_CANCEL)
     connection = Connection()
     regeneration = admitted.regeneration
     turn = relay_turn(admitted.conversation, regeneration.user_message.content if regeneration else content or "",
@@ -442,69 +443,23 @@ async def chat_stream(request: Request) -> Response:
                       store_read_ms=admitted.store_read_ms, regeneration=regeneration,
                       attachments=admitted.attachments, images=admitted.images,
                       images_read_ms=admitted.images_read_ms)
-    return encoding.response(held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
+    return _streamed(encoding, held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
 
 
-def _message_content(body: dict[str, Any], has_images: bool) -> str | None:
-    """The new message (it may be empty when it carries images); None for ``"regenerate": true``, which answers the
-    last one again and takes none."""
-    regenerate = body.get("regenerate", False)
-    if not isinstance(regenerate, bool):
-        raise RequestRejected(422, "validation_error", "regenerate must be true or false")
-    if not regenerate:
-        if has_images and body.get("content") in (None, ""):
-            return ""  # images alone
-        return require_string(body, "content", config.MAX_CONTENT_CHARS)
-    if body.get("content") is not None or has_images:
-        raise RequestRejected(422, "validation_error", "a regenerate answers the last message again, with its "
-                                                       "images: it takes no content or attachments")
-    return None
-
-
-def message_attachments(body: dict[str, Any]) -> tuple[str, ...]:
-    """``"attachments"`` of a chat request: the ids of images uploaded to this session (POST
-    /sessions/{chatSessionId}/attachments), at most config.MAX_IMAGES_PER_MESSAGE, each once. An id that cannot be
-    one is simply not found (404), as a session's."""
-    value = body.get("attachments")
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise RequestRejected(422, "validation_error", "attachments must be a list of attachmentId strings")
-    if len(value) > config.MAX_IMAGES_PER_MESSAGE:
-        raise RequestRejected(422, "validation_error", f"a message may carry at most {config.MAX_IMAGES_PER_MESSAGE} "
-                                                       "images")
-    if len(set(value)) != len(value):
-        raise RequestRejected(422, "validation_error", "each attachment may be named once")
-    unknown = next((item for item in value if not is_id(item)), None)
-    if unknown is not None:
+def message_attachments(chat: ChatRequest) -> tuple[str, ...]:
+    """The images a chat request names (``attachments``, its shape checked by relay/bodies.py): ids of uploads to
+    this session (POST /sessions/{chatSessionId}/attachments). An id that cannot be one is simply not found (404),
+    as a session's."""
+    attachment_ids = tuple(chat.get("attachments") or ())
+    if not all(is_id(attachment_id) for attachment_id in attachment_ids):
         raise RequestRejected(404, ATTACHMENT_NOT_FOUND, "no attachment with this id in this session")
-    return tuple(value)
+    return attachment_ids
 
 
-@dataclass(frozen=True, slots=True)
-class Encoding:
-    """How a turn's events go on the wire."""
-
-    encode: Callable[[AsyncGenerator[TurnEvent, None]], AsyncGenerator[bytes, None]]
-    media_type: str = "text/event-stream; charset=utf-8"
-    headers: dict[str, str] | None = None
-
-    def response(self, events: AsyncGenerator[TurnEvent, None], connection: Connection,
-                 on_disconnect: str) -> EventStreamResponse:
-        return EventStreamResponse(self.encode(events), self.media_type, connection, on_disconnect, self.headers)
-
-
-def _stream_encoding(request: Request) -> Encoding:
-    """Our SSE events by default, plain text for ``Accept: text/plain``, the AI SDK's UI message stream for
-    ``?protocol=ai-sdk``."""
-    protocol = request.query_params.get("protocol")
-    if protocol == ai_sdk.PROTOCOL:
-        return Encoding(ai_sdk.ui_message_stream, headers=ai_sdk.HEADERS)
-    if protocol is not None:
-        raise RequestRejected(422, "validation_error", f"protocol must be {ai_sdk.PROTOCOL!r} or absent")
-    if _wants_plain_text(request):
-        return Encoding(_as_plain_text, "text/plain; charset=utf-8")
-    return Encoding(_as_sse)
+def _streamed(encoding: Encoding, events: AsyncGenerator[TurnEvent, None], connection: Connection,
+              on_disconnect: str) -> EventStreamResponse:
+    return EventStreamResponse(encoding.encode(events), encoding.media_type, connection, on_disconnect,
+                               encoding.headers)
 
 
 class EventStreamResponse(StreamingResponse):
@@ -520,7 +475,7 @@ class EventStreamResponse(StreamingResponse):
     body_iterator: AsyncGenerator[bytes, None]
 
     def __init__(self, content: AsyncGenerator[bytes, None], media_type: str, connection: Connection,
-                 on_disconnect: str = config.ON_DISCONNECT_FINISH, headers: dict[str, str] | None = None) -> None:
+                 on_disconnect: str = config.ON_DISCONNECT_FINISH, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(content, media_type=media_type, headers={**STREAM_HEADERS, **(headers or {})})
         self.connection = connection
         self.on_disconnect = on_disconnect
@@ -557,124 +512,14 @@ class EventStreamResponse(StreamingResponse):
             stream.cancel()
 
 
-async def _as_sse(events: AsyncGenerator[TurnEvent, None], offset: int = 0,
-                  reasoning_offset: int = 0) -> AsyncGenerator[bytes, None]:
-    """Our SSE events. A token's id is the text's offset after it (as it always was); a reasoning event's is
-    ``<text offset>:<reasoning offset>``, so the id a client last saw, either kind, resumes both."""
-    try:
-        async for event in events:
-            match event:
-                case Tokens(texts):
-                    frames = []
-                    for text in texts:
-                        offset += len(text)
-                        frames.append(sse.token_event(text, offset))
-                    yield b"".join(frames)
-                case Reasoning(texts):
-                    frames = []
-                    for text in texts:
-                        reasoning_offset += len(text)
-                        frames.append(sse.reasoning_event(text, offset, reasoning_offset))
-                    yield b"".join(frames)
-                case Started():
-                    yield sse.format_event("start", {"userMessageId": event.user_message_id,
-                                                     "messageId": event.message_id})
-                case Done():
-                    done = {"messageId": event.message_id, "finishReason": event.finish_reason,
-                            "usage": event.usage(), "ttftMs": event.ttft_ms, "tokensPerSecond": event.tokens_per_second}
-                    if event.time_to_first_reasoning_ms is not None:
-                        done["timeToFirstReasoningMs"] = event.time_to_first_reasoning_ms
-                    yield sse.format_event("done", done)
-                case Failed(code, message):
-                    yield sse.format_event("error", {"code": code, "message": message})
-    finally:
-        await events.aclose()
-
-
-async def _as_plain_text(events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
-    try:
-        async for event in events:
-            if isinstance(event, Tokens):
-                yield "".join(event.texts).encode()
-            elif isinstance(event, Failed):
-                # Plain text has no event channel: the failure is appended where a reader will see it.
-                yield f"\n\n[error {event.code}: {event.message}]\n".encode()
-    finally:
-        await events.aclose()
-
-
-def _wants_plain_text(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/plain" in accept and "text/event-stream" not in accept
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise RequestRejected(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
-    declared = _whole_number(request.headers.get("content-length", ""))
-    if declared is not None and declared > config.MAX_BODY_BYTES:
-        raise _too_large()  # any other length, odd or longer, is caught by counting the bytes as they come
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > config.MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    try:
-        body = json_input.loads(b"".join(chunks))
-    except json_input.TooDeep as exc:
-        raise RequestRejected(400, "json_too_deep", f"the body must not nest deeper than {exc.max_depth} levels") \
-            from None
-    except ValueError:  # not JSON, not UTF-8, or an integer over Python's 4,300 digits
-        raise RequestRejected(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise RequestRejected(422, "validation_error", "the body must be a JSON object")
-    return body
-
-
-def require_string(body: dict[str, Any], name: str, max_chars: int) -> str:
-    value = optional_string(body, name, max_chars)
-    if value is None:
-        raise RequestRejected(422, "validation_error", f"{name} is required")
-    return value
-
-
-def optional_string(body: dict[str, Any], name: str, max_chars: int) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RequestRejected(422, "validation_error", f"{name} must be a string")
-    if not value.strip():
-        raise RequestRejected(422, "validation_error", f"{name} must not be empty")
-    if len(value) > max_chars:
-        raise RequestRejected(422, "validation_error", f"{name} must be at most {max_chars} characters")
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); UTF-8 and DynamoDB do not
-        raise RequestRejected(422, "validation_error", f"{name} must be valid Unicode text") from None
-    return value
-
-
-def _whole_number(raw: str) -> int | None:
-    """ASCII digits only: ``str.isdigit`` also takes "²", which int() refuses, and "١٢", which int() reads."""
-    return int(raw) if WHOLE_NUMBER_PATTERN.fullmatch(raw) else None
-
-
 def _number_in(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     """A query parameter's whole number within bounds, ``default`` when absent; a 422 otherwise."""
     if raw is None:
         return default
-    number = _whole_number(raw)
+    number = bodies.whole_number(raw)
     if number is None or not low <= number <= high:
-        raise RequestRejected(422, "validation_error", f"{name} must be a whole number from {low} to {high}")
+        raise bodies.invalid(f"{name} must be a whole number from {low} to {high}")
     return number
-
-
-def _too_large() -> RequestRejected:
-    return RequestRejected(413, "payload_too_large", f"the body must be at most {config.MAX_BODY_BYTES} bytes")
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -688,12 +533,12 @@ async def _rejected(request: Request, exc: Exception) -> Response:
 
 async def _unauthorized(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Unauthorized)
-    return _error(401, "unauthorized", exc.message, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return _error(401, UNAUTHORIZED, exc.message, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, HTTP_ERROR)
     return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 
@@ -709,4 +554,4 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     from relay.telemetry import logger
 
     logger.exception("unhandled error")
-    return _error(500, "internal_error", "the relay failed; the error is logged")
+    return _error(500, INTERNAL_ERROR, "the relay failed; the error is logged")

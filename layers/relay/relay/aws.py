@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from relay import config
+from relay import config, telemetry
 from relay.errors import StoreError
 
 __all__ = ["BoundedClient", "create_client", "error_code", "error_response"]
@@ -44,14 +44,29 @@ class BoundedClient:
                  call_timeout: float = config.STORE_CALL_TIMEOUT_SECONDS) -> None:
         self._client_factory = client_factory
         self._client_future: Future[Any] | None = None
+        self._calls = 0  # started so far: the first connection is opened ahead only while none is
         self.call_timeout = call_timeout
 
-    def connect(self) -> None:
-        """Starts creating the client in a thread of its own: it takes over 100 ms, so the app starts it once it is
-        serving, where the thread does not compete with start-up for the interpreter lock. The first call waits
-        for it; a call before ``connect()`` starts it."""
+    def connect(self, warm_up: Callable[[Any], object] | None = None) -> None:
+        """Starts creating the client in a thread of its own (it takes over 100 ms): the app starts it once it is
+        serving, where the thread does not compete with start-up for the interpreter lock. Then, unless a call has
+        started meanwhile, makes ``warm_up``'s call with it: the first connection (TCP and TLS) and the first call's
+        lazy imports are then done before the first request's call needs them. The first call waits for the
+        client; a call before ``connect()`` starts it."""
         if self._client_future is None:
-            self._client_future = ThreadPoolExecutor(max_workers=1).submit(self._client_factory)
+            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.service.lower())
+            self._client_future = worker.submit(self._client_factory)
+            if warm_up is not None:
+                worker.submit(self._warm_up, warm_up)
+            worker.shutdown(wait=False)
+
+    def _warm_up(self, call: Callable[[Any], object]) -> None:
+        if self._calls or self._client_future is None or self._client_future.exception() is not None:
+            return  # a real call opens the connection itself: a second one in parallel would only cost CPU
+        try:
+            call(self._client_future.result())
+        except Exception as exc:  # the real calls meet and report whatever is wrong
+            telemetry.logger.debug(f"the {self.service} warm-up call failed", extra={"error": type(exc).__name__})
 
     async def call(self, operation: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """``operation`` on the client, within ``timeout`` seconds (the call's budget by default). A call cut off
@@ -62,6 +77,7 @@ class BoundedClient:
     async def run(self, work: Callable[[Any], T], name: str, *, timeout: float | None = None) -> T:
         """``work(client)`` in a worker thread within the budget: a call and what reads its answer (an object's
         body) bounded as one."""
+        self._calls += 1
         self.connect()
         assert self._client_future is not None
         try:

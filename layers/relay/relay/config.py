@@ -45,6 +45,8 @@ TOKEN_BUDGET_PER_MONTH_ENV = "TOKEN_BUDGET_PER_MONTH"
 # "<provider>/<model>" (split at the first "/": a Bedrock ARN keeps its own) that names a session after its first
 # answer; unset, a session keeps the title its first message gave it.
 TITLE_MODEL_ENV = "TITLE_MODEL"
+# "on": connections to the providers are opened ahead, while the store read is in flight (relay/connections.py).
+PROVIDER_PRECONNECT_ENV = "PROVIDER_PRECONNECT"
 ON_DISCONNECT_FINISH = "finish"  # read the provider to the end and store the whole answer (the default)
 ON_DISCONNECT_CANCEL = "cancel"  # close the upstream request and store what arrived as interrupted
 ANTHROPIC_MAX_TOKENS_ENV = "ANTHROPIC_MAX_TOKENS"
@@ -97,6 +99,10 @@ STORE_RETRY_AFTER_SECONDS = 5  # Retry-After of a 503 store_unavailable
 DEFAULT_MESSAGE_TTL_DAYS = 30
 DEFAULT_PROVIDER_READ_TIMEOUT_SECONDS = 60.0
 PROVIDER_CONNECT_TIMEOUT_SECONDS = 10.0
+# An idle provider connection is dropped after this, before the other side drops it unseen: under the 60 s idle
+# timeout of AWS's and most load balancers (nginx 75 s; Cloudflare, in front of OpenAI and Anthropic, 400 s; Google's
+# front ends 610 s; an AWS NAT ~350 s). A server that closes sooner (uvicorn: 5 s) says so, and the pool sees it.
+PROVIDER_KEEPALIVE_SECONDS = 55.0
 DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS = 30.0  # the provider's first token, or the turn fails with provider_timeout
 DEFAULT_IDLE_TIMEOUT_SECONDS = 30.0  # silence between two batches
 DEFAULT_DEADLINE_MARGIN_SECONDS = 5.0  # stop this long before Lambda's deadline, to store the answer and say so
@@ -174,6 +180,7 @@ class Settings:
     on_client_disconnect: str = ON_DISCONNECT_FINISH
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
     provider_max_retries: int = DEFAULT_PROVIDER_MAX_RETRIES
+    provider_preconnect: bool = True
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
     metrics_any_model: bool = False
     token_budget_per_day: int = 0  # 0: no budget
@@ -221,6 +228,7 @@ class Settings:
             checkpoint_seconds=_positive_float(env, CHECKPOINT_SECONDS_ENV, DEFAULT_CHECKPOINT_SECONDS),
             provider_max_retries=_count(env, PROVIDER_MAX_RETRIES_ENV, DEFAULT_PROVIDER_MAX_RETRIES),
             on_client_disconnect=_choice(env, ON_CLIENT_DISCONNECT_ENV, (ON_DISCONNECT_FINISH, ON_DISCONNECT_CANCEL)),
+            provider_preconnect=_choice(env, PROVIDER_PRECONNECT_ENV, ("on", "off")) == "on",
             models={name: _models(env, name, default) for name, default in DEFAULT_MODELS.items()},
             metrics_any_model=_choice(env, METRICS_MODEL_DIMENSION_ENV, ("listed", "any")) == "any",
             token_budget_per_day=_count(env, TOKEN_BUDGET_PER_DAY_ENV, 0),

@@ -8,8 +8,10 @@ and NULL values (and reads SS).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from relay import config
 from relay.aws import BoundedClient, create_client, error_code, error_response
 from relay.errors import StoreError
 
@@ -28,6 +30,10 @@ class DynamoDB(BoundedClient):
     """The chat table's and the limits table's client: one per process, created once the app serves."""
 
     service = "DynamoDB"
+
+    def __init__(self, client_factory: Callable[[], Any] = create_dynamodb_client,
+                 call_timeout: float = config.STORE_CALL_TIMEOUT_SECONDS) -> None:
+        super().__init__(client_factory, call_timeout)
 
 
 def condition_failed(exc: StoreError) -> bool:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Done", "Failed", "Finish", "ProviderEvent", "Reasoning", "ReasoningDelta", "ReasoningRedacted",
-           "ReasoningSignature", "Started", "TextDelta", "Tokens", "TurnEvent", "Usage"]
+__all__ = ["MAX_TOKEN_COUNT", "Done", "Failed", "Finish", "ProviderEvent", "Reasoning", "ReasoningDelta",
+           "ReasoningRedacted", "ReasoningSignature", "Started", "TextDelta", "Tokens", "TurnEvent", "Usage",
+           "well_formed"]
+
+# No answer comes near this many tokens (the longest a current model writes is ~128,000). A usage count past it, or
+# below zero, is no count: 10**400 is valid JSON, yet no float holds it (the tokens per second divide by it), and
+# DynamoDB stores numbers of 38 digits at most.
+MAX_TOKEN_COUNT = 10**9
 
 
 # What providers yield.
@@ -52,6 +58,21 @@ class Finish:
 
 
 ProviderEvent = TextDelta | ReasoningDelta | Usage | Finish | ReasoningSignature | ReasoningRedacted
+
+
+def well_formed(event: ProviderEvent) -> bool:
+    """Whether an event holds what its type says: parsers read JSON, where any field can be any type or size."""
+    if isinstance(event, TextDelta | ReasoningDelta):
+        return isinstance(event.text, str)
+    if isinstance(event, ReasoningSignature):
+        return isinstance(event.signature, str)
+    if isinstance(event, Finish):
+        return isinstance(event.reason, str)
+    if isinstance(event, Usage):
+        counts = (event.input_tokens, event.output_tokens) + (
+            () if event.reasoning_tokens is None else (event.reasoning_tokens,))
+        return all(isinstance(count, int) and 0 <= count <= MAX_TOKEN_COUNT for count in counts)
+    return True
 
 
 # What a turn (or a client following an answer) yields.

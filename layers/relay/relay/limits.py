@@ -23,7 +23,7 @@ from ulid import ULID
 from relay import telemetry
 from relay.config import STREAM_LEASE_DEADLINE_MARGIN_SECONDS, STREAM_LEASE_SECONDS, Settings
 from relay.dynamodb import TTL_ATTRIBUTE, DynamoDB, condition_failed, old_item
-from relay.errors import RequestRejected, StoreError
+from relay.errors import RATE_LIMITED, RequestRejected, StoreError
 
 __all__ = ["Lease", "Limits", "TooManyRequests", "held"]
 
@@ -38,7 +38,7 @@ class TooManyRequests(RequestRejected):
     """When a user is over a limit (429, with Retry-After)."""
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
+        super().__init__(429, RATE_LIMITED, message, headers={"Retry-After": str(retry_after)})
 
 
 @dataclass

@@ -1,21 +1,24 @@
 """Reading one provider's stream under the turn's clocks: the first-token and idle timeouts, the function's
-deadline, and the checkpoints that fall due while it waits."""
+deadline, and the checkpoints that fall due while it waits. What the turn gets from it is well formed, whatever the
+provider module yields or raises: events of the types they name, text UTF-8 can encode, and ``ProviderError``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from relay import config, telemetry
-from relay.errors import DEADLINE, PROVIDER_TIMEOUT, ProviderError
-from relay.events import ProviderEvent
+from relay.errors import DEADLINE, PROVIDER_ERROR, PROVIDER_TIMEOUT, ProviderError
+from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, well_formed
 
 __all__ = ["ProviderReader", "Timeouts"]
 
 _CHECKPOINTED = object()  # put in the reader's queue when a checkpoint has finished, to wake the reader up
+_REPLACEMENT = "\ufffd"  # what stands for half a character, as a UTF-8 decoder's errors="replace" puts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +58,31 @@ class ProviderReader:
         self._next_checkpoint = clock() + timeouts.checkpoint
 
     async def _read(self) -> None:
+        """Hands the turn, in order, each batch and then the end of the stream or a ``ProviderError``: whatever a
+        provider module yields or raises (a malformed event, a bug of its own), the turn gets text and then an
+        error it handles, and the client a terminal event, never a cut stream."""
+        characters = _WholeCharacters()
+        end: ProviderError | None = None
         try:
             async for batch in self._stream:
+                if characters.holding or not _plain_text(batch):  # the usual batch is checked at a glance
+                    readable = list(itertools.takewhile(well_formed, batch))
+                    if len(readable) < len(batch):
+                        if readable:
+                            self._queue.put_nowait(characters.feed(readable))
+                        raise ProviderError(PROVIDER_ERROR, f"{self._provider} sent an event the relay cannot read")
+                    batch = characters.feed(batch)
                 self._queue.put_nowait(batch)
-            self._queue.put_nowait(None)
-        except Exception as exc:  # handed to the turn, in order, after the batches before it
-            self._queue.put_nowait(exc)
+        except ProviderError as exc:
+            end = exc
+            end.message = _encodable(exc.message)  # a provider's own words may be in it
+        except Exception as exc:
+            end = ProviderError(PROVIDER_ERROR, f"{self._provider} failed in a way the relay cannot read "
+                                                f"({type(exc).__name__})")
+            end.__cause__ = exc
+        if rest := characters.finish():
+            self._queue.put_nowait(rest)
+        self._queue.put_nowait(end)
 
     def start(self) -> None:
         """Sends the request: the provider is read from now on, whether or not anyone waits for it yet."""
@@ -120,6 +142,68 @@ class ProviderReader:
         if self._checkpointing is not None:  # left to land (or not): a checkpoint after the final write is a no-op
             self._checkpointing.add_done_callback(_retrieve)
         await self._stream.aclose()  # type: ignore[attr-defined]
+
+
+class _WholeCharacters:
+    """What a provider says, as text UTF-8 can encode: the client's stream and DynamoDB both need it, and JSON can
+    spell half a character, a UTF-16 surrogate ("\\ud83d"). A server that cuts its text in UTF-16 units sends an
+    emoji's two halves in two deltas: a high half that ends a delta waits for the next one. A half without its
+    other half becomes U+FFFD, as a decoder puts for bytes it cannot read; in a finish reason or an error message
+    too. No I/O."""
+
+    def __init__(self) -> None:
+        # The high surrogate that ended the last delta, of the answer and of the reasoning apart: the two streams
+        # interleave, and one's half never belongs to the other.
+        self._half: dict[type[TextDelta] | type[ReasoningDelta], str] = {TextDelta: "", ReasoningDelta: ""}
+
+    @property
+    def holding(self) -> bool:
+        return any(self._half.values())
+
+    def feed(self, batch: list[ProviderEvent]) -> list[ProviderEvent]:
+        return [whole for event in batch if (whole := self._whole(event)) is not None]
+
+    def finish(self) -> list[ProviderEvent]:
+        halves, self._half = self._half, {TextDelta: "", ReasoningDelta: ""}
+        return [kind(_REPLACEMENT) for kind, half in halves.items() if half]
+
+    def _whole(self, event: ProviderEvent) -> ProviderEvent | None:
+        if isinstance(event, Finish):
+            return Finish(_encodable(event.reason))
+        if not isinstance(event, TextDelta | ReasoningDelta):
+            return event
+        kind = type(event)
+        if not self._half[kind] and _encodes(event.text):
+            return event  # text that UTF-8 encodes as it is
+        text, self._half[kind] = self._half[kind] + event.text, ""
+        if "\ud800" <= text[-1:] <= "\udbff":
+            text, self._half[kind] = text[:-1], text[-1]
+        text = _encodable(text)
+        return kind(text) if text else None
+
+
+def _plain_text(batch: list[ProviderEvent]) -> bool:
+    """Only text deltas of ASCII text: well formed and whole as they are (~0.3 µs a batch, where checking each
+    event's fields and characters costs ~1.3 µs: make bench's throughput is ~12 µs a token)."""
+    for event in batch:
+        if event.__class__ is not TextDelta or event.text.__class__ is not str or not event.text.isascii():
+            return False
+    return True
+
+
+def _encodable(text: str) -> str:
+    """``text`` with its surrogate pairs joined and any other surrogate replaced by U+FFFD."""
+    if _encodes(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

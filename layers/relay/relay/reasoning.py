@@ -1,5 +1,5 @@
 """A session's reasoning option, as a client asks for it: ``{"effort": "low" | "medium" | "high"}`` or
-``{"budgetTokens": N}``. Checked in one function (``reasoning_option``, for creation and for any later update), and
+``{"budgetTokens": N}``, checked against the API's schema (relay/api.py) when a session is created or changed, and
 told in both units, since providers take one or the other: OpenAI an effort, Anthropic, Gemini and Claude on Bedrock
 a token budget.
 """
@@ -7,14 +7,12 @@ a token budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from relay.errors import RequestRejected
+__all__ = ["EFFORTS", "EFFORT_BUDGET_TOKENS", "MAX_BUDGET_TOKENS", "MIN_BUDGET_TOKENS", "Effort", "ReasoningOption"]
 
-__all__ = ["EFFORTS", "EFFORT_BUDGET_TOKENS", "MAX_BUDGET_TOKENS", "MIN_BUDGET_TOKENS", "ReasoningOption",
-           "reasoning_option"]
-
-EFFORTS = ("low", "medium", "high")
+Effort = Literal["low", "medium", "high"]
+EFFORTS: tuple[str, ...] = get_args(Effort)
 # Google's own translation of OpenAI's efforts into Gemini thinking budgets (the Gemini API's OpenAI compatibility:
 # low 1K, medium 8K, high 24K tokens). The one published mapping between the two units, used both ways here.
 EFFORT_BUDGET_TOKENS = {"low": 1024, "medium": 8192, "high": 24_576}
@@ -47,30 +45,11 @@ class ReasoningOption:
 
     @classmethod
     def from_json(cls, value: Any) -> ReasoningOption | None:
-        """An option stored by ``to_json`` (checked when it was given); None for anything else."""
+        """An option as a client gives it and ``to_json`` stores it (checked when it was given); None for anything
+        else."""
         if isinstance(value, dict) and value.get("effort") in EFFORTS:
             return cls(effort=value["effort"])
         if isinstance(value, dict) and isinstance(value.get("budgetTokens"), int):
             return cls(budget_tokens=value["budgetTokens"])
         return None
 
-
-def reasoning_option(value: Any) -> ReasoningOption | None:
-    """The ``reasoning`` of a request body (None when absent or null); anything else is refused with a 422."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or len(value) != 1 or not value.keys() <= {"effort", "budgetTokens"}:
-        raise _invalid('reasoning must be {"effort": "low" | "medium" | "high"} or {"budgetTokens": N}')
-    if "effort" in value:
-        if value["effort"] not in EFFORTS:
-            raise _invalid(f"reasoning.effort must be one of: {', '.join(EFFORTS)}")
-        return ReasoningOption(effort=value["effort"])
-    budget = value["budgetTokens"]
-    if isinstance(budget, bool) or not isinstance(budget, int) or not MIN_BUDGET_TOKENS <= budget <= MAX_BUDGET_TOKENS:
-        raise _invalid(f"reasoning.budgetTokens must be a whole number from {MIN_BUDGET_TOKENS} to "
-                       f"{MAX_BUDGET_TOKENS}")
-    return ReasoningOption(budget_tokens=budget)
-
-
-def _invalid(message: str) -> RequestRejected:
-    return RequestRejected(422, "validation_error", message)

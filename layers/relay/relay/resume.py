@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from relay.errors import STORE_UNAVAILABLE, StoreError
+from relay.errors import NOT_FOUND, STORE_UNAVAILABLE, StoreError
 from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
 from relay.records import COMPLETE, LIVE, StoredMessage
 from relay.store import CLAIM_STALE_SECONDS, ChatStore
@@ -52,7 +52,7 @@ async def follow_message(
             continue
         failing_since = None
         if latest is None:
-            yield Failed("not_found", "the answer is gone (its session was deleted)")
+            yield Failed(NOT_FOUND, "the answer is gone (its session was deleted)")
             return
         message = latest
 
@@ -74,8 +74,8 @@ async def attach(
 ) -> AsyncIterator[TurnEvent]:
     """A retried request joins the turn its first attempt started: same ids, the whole answer from the start. The
     first attempt stores its message within seconds of its claim, or never (then its claim goes stale and the next
-    retry is a turn of its own)."""
-    yield Started(*ids)
+    retry is a turn of its own). ``Started`` waits for the message, as a turn's does: a client told of a message
+    must find it stored."""
     give_up_at = time.monotonic() + wait_seconds
     message = None
     while message is None:
@@ -85,8 +85,9 @@ async def attach(
             message = None
         if message is None:
             if time.monotonic() > give_up_at:
-                yield Failed("not_found", "the first attempt of this request was lost: send it again")
+                yield Failed(NOT_FOUND, "the first attempt of this request was lost: send it again")
                 return
             await asyncio.sleep(poll_seconds)
+    yield Started(*ids)
     async for event in follow_message(store, chat_session_id, message, 0, poll_seconds):
         yield event

@@ -6,6 +6,8 @@
                                    SK = MSG#<messageId>#<n>  part n of a text too long for one item (an answer's
                                                              content, then its reasoning, cut into equal shares)
                                    SK = CLIENT#<id>      a client's message id, claimed once (idempotency)
+    PK = WARM-UP                   SK = WARM-UP          never written: read once per process, to open the first
+                                                         connection before a request needs it
 
     index sessions-by-owner        ownerId = <userId>    updatedAt = <last activity>   (session items only: sparse)
 
@@ -94,6 +96,7 @@ SESSION_INDEX_ATTRIBUTES = ("chatSessionId", "title", "provider", "model", "crea
 TRANSACT_MAX_MESSAGE_ITEMS = 10
 MAX_CURSOR_CHARS = 1_000
 ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+WARM_UP_KEY = "WARM-UP"  # never a session's key (those are SESSION#<id>): read once per process, found by no one
 
 
 class SessionNotFound(RelayError):
@@ -138,7 +141,12 @@ class ChatStore:
         self.attachments = attachments
 
     def connect(self) -> None:
-        self.dynamodb.connect()
+        self.dynamodb.connect(warm_up=self._warm_up)
+
+    def _warm_up(self, client: Any) -> None:
+        """The cheapest call on the table (a key no item has: half a read unit), for the connection it opens."""
+        client.get_item(TableName=self.table_name, Key={"PK": {"S": WARM_UP_KEY}, "SK": {"S": WARM_UP_KEY}},
+                        ProjectionExpression="PK")
 
     def _expires_at(self) -> int:
         return int(time.time()) + self.ttl_seconds

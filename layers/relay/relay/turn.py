@@ -196,6 +196,7 @@ class Turn:
                 logged = False
                 while batch is not None:
                     deltas, first = self._count(batch)
+                    tally.read_ended()
                     for delta in deltas:
                         yield delta
                     if not logged:  # logged once the first batch is on its way, not before
@@ -242,11 +243,24 @@ class Turn:
 
     async def _accept(self) -> None:
         """Store the user message and the pending answer (while the provider thinks): only a stored message is
-        announced with ``Started``."""
+        announced with ``Started``. A write cut off by its time budget may still have landed (DynamoDB's answer
+        lost on the way back, or botocore's own retry landing): then the message is stored, and is answered."""
         replaces = self.regeneration.replaces if self.regeneration else None
-        await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id,
-                                    title=self.first_title, supersedes=replaces)
+        try:
+            await self.store.begin_turn(self.session, self.user_message, self.answer, self.client_message_id,
+                                        title=self.first_title, supersedes=replaces)
+        except SessionNotFound:
+            raise
+        except StoreError:
+            if not await self._stored_after_all():
+                raise
         self.accepted = True
+
+    async def _stored_after_all(self) -> bool:
+        try:
+            return await self.store.get_message(self.session.chat_session_id, self.answer.message_id) is not None
+        except StoreError:
+            return False
 
     async def _open(self, first: ProviderReader) -> tuple[ProviderReader, list[ProviderEvent] | None]:
         """The first batch of an answer: retried on connection errors, 429 and 5xx, then the session's fallbacks,
@@ -328,7 +342,8 @@ class Turn:
             "relay_overhead_ms": report.relay_overhead_ms, "store_read_ms": store_read_ms,
             "time_to_first_reasoning_ms": report.time_to_first_reasoning_ms,
             "reasoning_tokens": report.reasoning_tokens, "reasoning_chars": sum(map(len, tally.reasoning_parts)),
-            "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms})
+            "provider_connect_ms": tally.connect_ms, "provider_first_byte_ms": tally.first_byte_ms,
+            "provider_connection": tally.exchange.connection if tally.exchange else None})
 
     async def _store_answer(self) -> None:
         """The final write, within the time the function has left, with the turn's usage: when it cannot land, the
@@ -405,9 +420,10 @@ def _backoff(attempt: int) -> float:
 
 
 def new_message_ids() -> tuple[str, str]:
-    """A turn's user message id and answer id: the answer's is the user's plus one, so it always sorts right after."""
-    user_id = ULID()
-    return str(user_id), str(ULID.from_int(int(user_id) + 1))
+    """A turn's user message id and answer id, both from the process's ULID generator, so the answer sorts after.
+    Not the user's id plus one: within a millisecond python-ulid makes each ULID the last plus one, so the next
+    turn's user message would take that id and overwrite this turn's answer."""
+    return str(ULID()), str(ULID())
 
 
 def _new_turn_messages(content: str, attachments: tuple[Attachment, ...], deadline_ms: int,

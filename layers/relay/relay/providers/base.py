@@ -50,11 +50,13 @@ class ChatMessage:
 @dataclass(slots=True)
 class Exchange:
     """How a request's HTTP exchange with the provider went, for the breakdown of the time to first token: the
-    seconds spent opening a connection (0 when a pooled one was reused), and until the response's status and
-    headers arrived (connecting included). Filled in by the provider, where its transport tells; None where not."""
+    seconds spent opening a connection (0 when a pooled one was reused; what was left of it for one opened ahead),
+    until the response's status and headers arrived (connecting included), and which connection it went on
+    ("pooled", "opened ahead" or "new"). Filled in by the provider, where its transport tells; None where not."""
 
     connect_seconds: float | None = None
     first_byte_seconds: float | None = None
+    connection: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

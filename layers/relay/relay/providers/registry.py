@@ -43,6 +43,8 @@ class ProviderRegistry:
         }
         keys: dict[str, KeySource | None] = {"openai": openai_key, "openai-responses": openai_key,
                                              "anthropic": anthropic_key, "gemini": gemini_key}
+        urls = {"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url,
+                "gemini": settings.gemini_base_url}
         if settings.azure_openai_endpoint:
             endpoint = settings.azure_openai_endpoint.rstrip("/")
             self._providers["azure-openai"] = OpenAIChatCompletions(
@@ -51,6 +53,7 @@ class ProviderRegistry:
                 azure_api_version=settings.openai_api_version,
             )
             keys["azure-openai"] = azure_key
+            urls["azure-openai"] = endpoint
         else:
             self._providers["azure-openai"] = Unconfigured("azure-openai", "AZURE_OPENAI_ENDPOINT")
         if settings.models.get("bedrock"):
@@ -61,7 +64,12 @@ class ProviderRegistry:
                 http, name="simulated", base_url=settings.simulated_provider_url, key=StaticKey("none", "simulated")
             )
             keys["simulated"] = None
+            urls["simulated"] = settings.simulated_provider_url
         self._keys = keys
+        # The HTTP providers that may serve, for connections opened ahead (relay/connections.py): those needing no
+        # key, or with one set, or one that may be in the secret (reading it to know would be a network call).
+        self.origins = sorted({url for name, url in urls.items()
+                               if not isinstance(key := keys[name], StaticKey) or key.value is not None})
 
     @property
     def names(self) -> list[str]:

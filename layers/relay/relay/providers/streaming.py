@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from relay.connections import OpenedAhead
 from relay.errors import (
     PROVIDER_AUTH,
     PROVIDER_ERROR,
@@ -20,7 +21,7 @@ from relay.errors import (
     ProviderError,
     provider_error_for_status,
 )
-from relay.events import Finish, ProviderEvent, ReasoningDelta, ReasoningSignature, TextDelta
+from relay.events import ProviderEvent, well_formed
 from relay.providers.base import Exchange
 from relay.providers.keys import KeySource
 from relay.sse import ServerSentEvent, SSEDecoder
@@ -28,6 +29,7 @@ from relay.sse import ServerSentEvent, SSEDecoder
 __all__ = ["StreamParser", "api_key", "error_detail", "parse_json", "parsed", "post_sse", "retry_after", "sse_stream"]
 
 MAX_ERROR_DETAIL_CHARS = 200
+POOLED, OPENED_AHEAD, NEW = "pooled", "opened ahead", "new"  # which connection a request went on (Exchange)
 
 
 class StreamParser(Protocol):
@@ -86,7 +88,7 @@ async def parsed(
                 try:
                     for sse in batch:
                         for event in parser.feed(sse.data, sse.event):
-                            if not _well_typed(event):  # text or a finish reason of another JSON type
+                            if not well_formed(event):  # a field of another JSON type, or a count none can be
                                 raise TypeError(f"{type(event).__name__} of another type than documented")
                             events.append(event)
                 except Exception as exc:
@@ -103,16 +105,6 @@ async def parsed(
             return
         raise
     parser.finish()
-
-
-def _well_typed(event: ProviderEvent) -> bool:
-    if isinstance(event, TextDelta | ReasoningDelta):
-        return isinstance(event.text, str)
-    if isinstance(event, ReasoningSignature):
-        return isinstance(event.signature, str)
-    if isinstance(event, Finish):
-        return isinstance(event.reason, str)
-    return True
 
 
 async def post_sse(
@@ -133,7 +125,7 @@ async def post_sse(
     started = time.perf_counter()
     extensions = None
     if exchange is not None:
-        exchange.connect_seconds = 0.0  # unless the trace hook sees a connection opened
+        exchange.connect_seconds, exchange.connection = 0.0, POOLED  # unless the trace hook sees one opened
         extensions = {"trace": _connect_timer(exchange)}
     try:
         request_headers = {**headers, "Accept": "text/event-stream"}
@@ -169,8 +161,9 @@ async def post_sse(
 
 
 def _connect_timer(exchange: Exchange) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpcore trace hook that times opening a connection: TCP, then TLS when there is any. A request on a
-    pooled connection makes no connection events, and its time stays 0."""
+    """An httpcore trace hook that times opening a connection: TCP, then TLS when there is any (for a connection
+    opened ahead, the wait for what was left of it). A request on a pooled connection makes no connection events,
+    and its time stays 0."""
     started = 0.0
 
     async def trace(event: str, info: dict[str, Any]) -> None:
@@ -179,6 +172,8 @@ def _connect_timer(exchange: Exchange) -> Callable[[str, dict[str, Any]], Awaita
             started = time.perf_counter()
         elif event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
             exchange.connect_seconds = time.perf_counter() - started
+            if event == "connection.connect_tcp.complete":
+                exchange.connection = OPENED_AHEAD if isinstance(info.get("return_value"), OpenedAhead) else NEW
 
     return trace
 
