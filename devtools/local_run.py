@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from devtools.page_headers import page_headers
+from devtools.page_headers import page_headers, with_sources
 from devtools.servers import (
     HOST,
     DynamoDBThread,
@@ -117,7 +117,7 @@ class LocalRun:
         from relay.app import create_app
 
         app = create_app()
-        app.router.routes.extend(web_routes())
+        app.router.routes.extend(web_routes(bucket_origin=self.dynamodb.url))
         return app
 
     def start(self) -> LocalRun:
@@ -146,20 +146,31 @@ class LocalRun:
                 server.stop()
 
 
-def web_routes(directory: Path = WEB_DIRECTORY) -> list[Any]:
+def web_routes(directory: Path = WEB_DIRECTORY, bucket_origin: str | None = None) -> list[Any]:
     """The chat page, one route per file or folder of ``directory``, each with the page's security headers
-    (devtools/page_headers.py). A catch-all mount at "/" would answer for the API's paths too (a GET of
-    /chat/stream would be the page's 404 instead of the API's 405)."""
+    (devtools/page_headers.py), its policy widened by the attachments bucket's origin (the page uploads images
+    there and shows them from there) when there is one. A catch-all mount at "/" would answer for the API's paths
+    too (a GET of /chat/stream would be the page's 404 instead of the API's 405)."""
+    bucket = [bucket_origin] if bucket_origin else []
 
-    def headers() -> dict[str, str]:  # read at each request, so an edit of index.html shows at the next reload
-        return page_headers((directory / "index.html").read_text(encoding="utf-8"))
+    def index_html() -> str:  # read at each request, so an edit of index.html shows at the next reload
+        return with_sources((directory / "index.html").read_text(encoding="utf-8"), connect=bucket, images=bucket)
+
+    def headers() -> dict[str, str]:
+        return page_headers(index_html())
 
     def serve(path: Path) -> Callable[[Request], Response]:
         return lambda request: FileResponse(path, headers=headers())
 
-    routes: list[Any] = [Route("/", serve(directory / "index.html"), methods=["GET"])]
+    def serve_index(request: Request) -> Response:
+        html = index_html()
+        return HTMLResponse(html, headers=page_headers(html))
+
+    routes: list[Any] = [Route("/", serve_index, methods=["GET"])]
     for path in sorted(directory.iterdir()):
-        if path.is_dir():
+        if path.name == "index.html":
+            routes.append(Route("/index.html", serve_index, methods=["GET"]))
+        elif path.is_dir():
             routes.append(Mount(f"/{path.name}", app=StaticFilesWithHeaders(directory=path, headers=headers)))
         else:
             routes.append(Route(f"/{path.name}", serve(path), methods=["GET"]))

@@ -98,8 +98,10 @@ def test_a_taken_dynamodb_port_is_a_clear_error_instead_of_a_wait_forever():
             DynamoDBThread(port).start()
 
 
-def test_every_file_of_the_page_is_served_with_its_security_headers(client):
+def test_every_file_of_the_page_is_served_with_its_security_headers(client, stack):
     from devtools.local_run import WEB_DIRECTORY
+
+    bucket = stack.dynamodb.url  # the local S3, which the page uploads images to and shows them from
 
     files = ["/"] + [f"/{path.relative_to(WEB_DIRECTORY).as_posix()}" for path in sorted(WEB_DIRECTORY.rglob("*"))
                      if path.is_file()]
@@ -108,8 +110,9 @@ def test_every_file_of_the_page_is_served_with_its_security_headers(client):
         response = client.get(path)
         assert response.status_code == 200, path
         policy = response.headers["content-security-policy"]
-        for directive in ("default-src 'self'", "script-src 'self'", "img-src 'self' data:", "connect-src 'self'",
-                          "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'", "object-src 'none'"):
+        for directive in ("default-src 'self'", "script-src 'self'", f"img-src 'self' data: {bucket}",
+                          f"connect-src 'self' {bucket}", "frame-ancestors 'none'", "base-uri 'none'",
+                          "form-action 'none'", "object-src 'none'"):
             assert f"{directive};" in f"{policy};", (path, directive)
         assert response.headers["x-content-type-options"] == "nosniff", path
         assert response.headers["referrer-policy"] == "no-referrer", path

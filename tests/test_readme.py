@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from devtools.local_run import WEB_DIRECTORY
-from devtools.page_headers import page_headers
+from devtools.page_headers import page_headers, with_sources
 from relay.app import create_app
 from relay.errors import REQUEST_ERROR_CODES, STREAM_ERROR_CODES
 from tests.cloudformation import load_template
@@ -41,12 +41,12 @@ def test_the_streaming_settings_the_readme_names_are_the_templates():
 
 
 def test_the_headers_the_readme_gives_a_deployer_are_the_ones_the_page_is_served_with():
-    served = page_headers((WEB_DIRECTORY / "index.html").read_text())
+    function_url = "https://<url-id>.lambda-url.<region>.on.aws"
+    bucket = "https://<AttachmentsBucketName>.s3.<region>.amazonaws.com"
+    index = with_sources((WEB_DIRECTORY / "index.html").read_text(), connect=[function_url, bucket], images=[bucket])
     documented = dict(re.findall(r"^(Content-Security-Policy|X-Content-Type-Options|Referrer-Policy): (.+)$", README,
                                  flags=re.MULTILINE))
-    function_url = "https://<url-id>.lambda-url.<region>.on.aws"
-    policy = served["Content-Security-Policy"].replace("connect-src 'self'", f"connect-src 'self' {function_url}")
-    assert documented == {**served, "Content-Security-Policy": policy}
+    assert documented == page_headers(index)
 
 
 def test_the_error_codes_the_readme_lists_are_the_ones_the_api_answers():
