@@ -1,16 +1,18 @@
 // The chat page: the conversation list at the side, the thread, the composer. It keeps one chat session in the
 // address (#session=...), sends messages with relay-client.js and shows each answer as it grows, rendered as
 // sanitised markdown. Which relay it talks to, where the token is kept and what an answer may render are decided in
-// safety.js; following the thread as it grows in follow.js; code blocks in code-blocks.js.
+// safety.js; following the thread as it grows in follow.js; code blocks in code-blocks.js; the composer's images in
+// attachments.js.
 import { marked } from "./vendor/marked.esm.js";
 import {
-  cancelMessage, createSession, followAnswer, listMessages, listProviders, streamChat,
+  cancelMessage, createSession, followAnswer, listMessages, listProviders, streamChat, uploadAttachment,
 } from "./relay-client.js";
 import { chooseRelay, keepToken, pageSettings, recallToken, sanitizeAnswer } from "./safety.js";
 import { appendReasoning, collapseReasoning, showReasoning } from "./thinking.js";
 import { decorateCodeBlocks } from "./code-blocks.js";
 import { copyButton } from "./copy-button.js";
 import { ThreadFollower } from "./follow.js";
+import { ImageTray, showImages } from "./attachments.js";
 
 // About ten renders a second: smooth to the eye, and a long answer is not re-parsed on every token.
 const RENDER_INTERVAL_MS = 100;
@@ -57,8 +59,12 @@ const sessionInAddress = () => new URLSearchParams(location.hash.slice(1)).get("
 let chatSessionId = sessionInAddress();
 let providers = [];
 let turn = null; // the answer being streamed: {view, controller, messageId, stopRequested}
-const queued = []; // messages sent while an answer was under way, oldest first: {content, view}
+const queued = []; // messages sent while an answer was under way, oldest first: {content, images, view}
 const follower = new ThreadFollower(element("thread"), element("messages"), element("jump"));
+const tray = new ImageTray({
+  list: element("tray"), error: element("tray-error"), button: element("attach"), input: element("attach-input"),
+  pasteTarget: element("content"), dropZone: element("chat"),
+});
 
 function connection() {
   const token = element("token").value.trim();
@@ -217,26 +223,33 @@ function answerCallbacks(current, retry) {
   };
 }
 
-/** A message from the composer (or an example, or Retry): sent now, or queued behind the answer under way. */
-function submit(content) {
+/**
+ * A message from the composer (or an example, or Retry), with the images it carries: sent now, or queued behind
+ * the answer under way.
+ *
+ * @param {string} content
+ * @param {import("./attachments.js").PendingImage[]} [images]
+ */
+function submit(content, images = []) {
   const view = new MessageView("user");
   view.showPlain(content);
+  showImages(view.element, images.map(({ preview, name }) => ({ src: preview, alt: name })));
   follower.toLatest();
   if (turn) {
     view.status = "queued";
     view.note("Queued: sent when the answer above ends.");
-    queued.push({ content, view });
+    queued.push({ content, images, view });
     return;
   }
-  send(content, view);
+  send(content, view, images);
 }
 
-async function send(content, userView) {
+async function send(content, userView, images = []) {
   userView.status = "complete";
   userView.note("");
   const view = new MessageView("ai", "pending", { after: userView });
   if (element("provider").value === "simulated") view.markSimulated();
-  const retry = () => submit(content);
+  const retry = () => submit(content, images);
   await run(view, async (current) => {
     if (!chatSessionId) {
       const { provider, model } = Object.fromEntries(new FormData(element("setup")));
@@ -245,8 +258,13 @@ async function send(content, userView) {
       chatSessionId = created;
       history.replaceState(null, "", `#session=${chatSessionId}`);
     }
+    // Each image straight to the relay's bucket, then the message names them (a refusal ends here, as an error).
+    const attachments = await Promise.all(images.map(async ({ file }) => (await uploadAttachment({
+      ...connection(), chatSessionId, file, signal: current.controller.signal,
+    })).attachmentId));
     return streamChat({
-      ...connection(), chatSessionId, content, signal: current.controller.signal, ...answerCallbacks(current, retry),
+      ...connection(), chatSessionId, content, attachments, signal: current.controller.signal,
+      ...answerCallbacks(current, retry),
     });
   }, retry);
 }
@@ -267,7 +285,7 @@ async function run(view, stream, retry) {
       setBusy(false);
       refreshConversations();
       const next = queued.shift();
-      if (next) send(next.content, next.view);
+      if (next) send(next.content, next.view, next.images);
     }
   }
 }
@@ -309,8 +327,12 @@ async function loadHistory() {
   let asked = null;
   for (const message of messages) {
     if (message.role === "user") {
-      asked = message.content;
-      new MessageView("user").showPlain(message.content);
+      // Retry sends the text again; a message's images stay with it in the store, and go again with a regenerate.
+      asked = message.attachments?.length ? null : message.content;
+      const view = new MessageView("user");
+      view.showPlain(message.content);
+      const shown = (message.attachments ?? []).filter(({ url }) => url); // a relay without a bucket gives none
+      showImages(view.element, shown.map(({ url }, index) => ({ src: url, alt: `Image ${index + 1}` })));
       continue;
     }
     const content = asked;
@@ -469,12 +491,12 @@ async function attempt(action) {
   }
 }
 
-element("composer").addEventListener("submit", (event) => {
+element("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   const content = element("content").value;
-  if (!content.trim()) return;
+  if (!content.trim() && !tray.images.length) return;
   element("content").value = "";
-  submit(content);
+  submit(content.trim() ? content : "", await tray.take());
 });
 element("content").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
