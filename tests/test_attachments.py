@@ -185,6 +185,16 @@ def test_a_message_of_images_alone_is_answered_and_stored_without_text(client, s
     assert user["content"] == "" and user["attachments"][0]["attachmentId"] == attachment
 
 
+def test_images_alone_leave_content_out_an_empty_one_is_refused_as_ever(client, dynamodb, stack):
+    chat_session_id = session(client)
+    attachment = upload_image(client, chat_session_id, png())
+    before, calls = count_items(dynamodb), len(stack.provider.records)
+    response = chat(client, chat_session_id, [attachment], content="")
+    assert refusal(response) == (422, "validation_error")
+    assert isinstance(response, httpx.Response) and response.json()["error"]["message"] == "content must not be empty"
+    assert (count_items(dynamodb), len(stack.provider.records)) == (before, calls)
+
+
 def test_an_image_declared_as_another_image_type_is_sent_as_what_its_bytes_are(client, stack):
     model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at=72"
     chat_session_id = session(client, "gemini", model)
