@@ -136,7 +136,8 @@ def test_a_connection_cut_mid_answer_resumes_to_the_full_text(page, stack, clien
     resumed: list[str] = []
     page.on("request", lambda request: resumed.append(request.url) if request.url.endswith("/stream") else None)
     try:
-        open_chat(page, proxy.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=60")
+        # non-ASCII (🙂 is two UTF-16 units, one code point) before the cut: the resume's offset counts code points
+        open_chat(page, proxy.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=60,words=tricky")
         send(page, "keep going")
         before = watch_until(page, lambda state: len(state["text"]) > 30)[-1]
         proxy.cut()
@@ -147,7 +148,7 @@ def test_a_connection_cut_mid_answer_resumes_to_the_full_text(page, stack, clien
     assert resumed, "the page should have asked to resume the answer"
     assert final["status"] == "complete"
     _, ai = messages_of(client, session_of(page))
-    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(60)))
+    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(60, "tricky")))
     assert len(final["text"]) > len(before["text"])
 
 
