@@ -1,6 +1,7 @@
 """Every file in events/ runs through the app the way the Lambda Web Adapter would deliver it."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -45,8 +46,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_invoke(*variables: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", "invoke", *variables], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    """`make invoke` as a user runs it from a shell: not as a sub-make of `make test` (MAKELEVEL would make its own
+    error line "make[1]: ***")."""
+    sub_make = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    environment = {name: value for name, value in os.environ.items() if name not in sub_make}
+    return subprocess.run(["make", "--no-print-directory", "invoke", *variables], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_make_invoke_writes_the_response_to_stdout_and_the_local_stacks_logs_to_stderr():
