@@ -30,8 +30,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# One line per turn in the terminal; the JSON logs and EMF in .local/dev.log (VERBOSE=1: in the terminal too).
 dev: $(VENV)/.installed
-	$(PY) -m devtools.local_run
+	@$(PY) -m devtools.local_run $(if $(filter-out 0,$(VERBOSE)),--verbose)
 
 test: lint unit
 
@@ -43,9 +44,10 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The response on stdout, the local stack's logs on stderr (so no echo of the command either).
 EVENT ?= events/chat-stream.json
 invoke: $(VENV)/.installed
-	$(PY) -m devtools.invoke $(EVENT) $(if $(URL),--url $(URL))
+	@$(PY) -m devtools.invoke $(EVENT) $(if $(URL),--url $(URL))
 
 # A relay checked end to end as a user meets it: make smoke URL=https://<id>.lambda-url.<region>.on.aws [TOKEN=...]
 # (TOKEN reaches the script through the environment, so it is not echoed with the command).

@@ -5,7 +5,8 @@
 
 The relay runs as Lambda runs it: its own process, uvicorn serving functions/chat/app.py. DynamoDB (moto) and the
 simulated provider run in a process of their own, so their work does not take the interpreter lock from the
-benchmark's client while it times the relay. Results go to .local/bench/results.{md,json,png}.
+benchmark's client while it times the relay. Results go to .local/bench/results.{md,json,png}; a smoke run's to
+.local/bench/smoke/, headed as such, so that it never overwrites a real run's numbers with ones too small to judge.
 
 1. Relay-added TTFT: time to the first token through the relay minus straight from the simulated provider.
 2. Throughput: a 20,000-token answer as fast as the provider can send it, through the relay, directly, and through
@@ -42,7 +43,10 @@ from devtools.report import percentile
 from devtools.simulated_provider import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / ".local" / "bench"
+OUT = ROOT / ".local" / "bench"  # the results, and what the runs build and log
+SMOKE_OUT = OUT / "smoke"  # a smoke run's results: their own, beside a real run's
+SMOKE_HEADING = ("Smoke run: its sizes are too small to judge any target (a check that the benchmark still runs). "
+                 "`make bench` measures.")
 
 
 @dataclass
@@ -619,12 +623,15 @@ def measure_dynamodb_requests(results: Results, backends: Backends, sizes: Sizes
                 "target ≤ 3 writes + 1 checkpoint write a second")
 
 
-def write_outputs(results: Results) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    lines = [f"Measured on {results.machine}.", "", "| Measurement | Result | Reference |", "|---|---|---|"]
+def write_outputs(results: Results, out: Path = OUT, *, smoke: bool = False) -> None:
+    """results.md, results.json and results.png in ``out``; a smoke run's say so first."""
+    out.mkdir(parents=True, exist_ok=True)
+    heading = [f"**{SMOKE_HEADING}**", ""] if smoke else []
+    lines = [*heading, f"Measured on {results.machine}.", "", "| Measurement | Result | Reference |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {reference} |" for name, value, reference in results.rows]
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
-    (OUT / "results.json").write_text(json.dumps({"machine": results.machine, "sizes": results.sizes,
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps({**({"smoke": SMOKE_HEADING} if smoke else {}),
+                                                  "machine": results.machine, "sizes": results.sizes,
                                                   "rows": results.rows, "data": results.data}, indent=1))
     import matplotlib
 
@@ -632,6 +639,8 @@ def write_outputs(results: Results) -> None:
     import matplotlib.pyplot as plt
 
     figure, (ttft, rates) = plt.subplots(1, 2, figsize=(11, 4))
+    if smoke:
+        figure.suptitle("Smoke run: sizes too small to judge any target", color="#b3261e")
     ttft.boxplot([results.data["ttft"]["relay"], results.data["ttft"]["direct"]], tick_labels=["relay", "direct"])
     ttft.set_title("Time to first token (ms)")
     throughput = results.data["throughput"]
@@ -639,7 +648,7 @@ def write_outputs(results: Results) -> None:
     rates.bar(names, [throughput[name] for name in names])
     rates.set_title("Tokens per second")
     figure.tight_layout()
-    figure.savefig(OUT / "results.png", dpi=100)
+    figure.savefig(out / "results.png", dpi=100)
     plt.close(figure)
 
 
@@ -677,8 +686,10 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(run_all(sizes, backends))
     finally:
         backends.stop()
-    write_outputs(results)
-    print(f"\nWrote {OUT / 'results.md'}, results.json and results.png")
+    out = SMOKE_OUT if args.smoke else OUT
+    write_outputs(results, out, smoke=args.smoke)
+    print(f"\n{SMOKE_HEADING}" if args.smoke else "")
+    print(f"Wrote {out / 'results.md'}, results.json and results.png")
     return 0
 
 

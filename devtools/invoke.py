@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import secrets
 import sys
@@ -89,22 +90,45 @@ def print_invocation(event: dict[str, Any], base_url: str, out: TextIO = sys.std
     return status
 
 
+def read_event(path: Path) -> dict[str, Any]:
+    """The event in ``path``; a missing or unreadable file is a ValueError that says so in one line."""
+    if not path.is_file():
+        raise ValueError(f"no event file {path} — try `make invoke EVENT=events/chat-stream.json` (the others are "
+                         f"in {EVENTS_DIRECTORY.name}/ too)")
+    try:
+        event = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path} is not a JSON event file: {exc}") from exc
+    if not isinstance(event, dict):
+        raise ValueError(f"{path} is not a function URL event: a JSON object is")
+    return event
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("event", type=Path, help="a function URL event file, e.g. events/chat-stream.json")
     parser.add_argument("--url", help="a running relay (e.g. `make dev`); default: start a local stack for this run")
     args = parser.parse_args(argv)
-    event = json.loads(args.event.read_text())
+    try:
+        event = read_event(args.event)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if args.url:
         status = print_invocation(event, args.url)
     else:
         from devtools.local_run import LocalRun
+        from devtools.terminal import send_relay_logs_to
 
-        run = LocalRun(port=0).start()
-        try:
-            status = print_invocation(event, run.url)
-        finally:
-            run.stop()
+        # The response is the output; the app's logs and EMF (its stdout on Lambda) go to stderr beside it.
+        response = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            send_relay_logs_to(sys.stderr)
+            run = LocalRun(port=0).start()
+            try:
+                status = print_invocation(event, run.url, response)
+            finally:
+                run.stop()
     return 0 if status < 400 else 1
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
@@ -33,9 +32,12 @@ from devtools.servers import (
     create_bucket,
     create_table,
     dynamodb_client,
+    first_taken,
+    free_port_after,
     s3_client,
 )
 from devtools.simulated_provider import Scenario, SimulatedProvider
+from devtools.terminal import DevOutput, send_relay_logs_to
 from relay.config import ANY_MODEL, DEFAULT_MODELS, models_variable
 
 DEFAULT_PORT = 3000
@@ -227,24 +229,20 @@ def _seed_demo_session(client: Any) -> None:
     asyncio.run(store.create_session(session))
 
 
-class Tee(io.TextIOBase):
-    """Standard output copied to a log file, as Lambda copies it to CloudWatch Logs."""
-
-    def __init__(self, stream: TextIO, log: TextIO) -> None:
-        self._stream = stream
-        self._log = log
-
-    def write(self, text: str) -> int:
-        self._log.write(text)
-        self._log.flush()
-        return self._stream.write(text)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-
 def _port(variable: str, default: int) -> int:
     return int(os.environ.get(variable) or default)
+
+
+def port_in_use(ports: dict[str, tuple[str, int]]) -> str | None:
+    """What to tell the developer when one of the stack's ports (by the variable that moves it) cannot be had: in
+    use, or the same as another's. The port suggested is free now and none of the others."""
+    taken = first_taken(list(ports.values()))
+    if taken is None:
+        return None
+    variable = list(ports)[taken]
+    host, port = ports[variable]
+    others = {other_port for name, (_, other_port) in ports.items() if name != variable}
+    return f"port {port} is in use — try `{variable}={free_port_after(host, port, others)} make dev`"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,10 +258,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-token-ms", type=float, default=defaults.first_token_ms)
     parser.add_argument("--tokens-per-second", type=float, default=defaults.tokens_per_second)
     parser.add_argument("--tokens", type=int, default=defaults.tokens)
-    parser.add_argument("--log", type=Path, default=Path(DEFAULT_LOG), help="copy of the output, EMF included")
+    parser.add_argument("--log", type=Path, default=Path(DEFAULT_LOG), help="where the JSON logs and EMF go")
+    parser.add_argument("--verbose", action="store_true", help="the JSON logs and EMF in the terminal too "
+                        "(`make dev VERBOSE=1`); else one line per turn")
     args = parser.parse_args(argv)
+    # In the order they start: a PORT set to a backend's port is the one told to move.
+    refusal = port_in_use({DYNAMODB_PORT_ENV: (args.backend_host, args.dynamodb_port),
+                           PROVIDER_PORT_ENV: (args.backend_host, args.provider_port), PORT_ENV: (HOST, args.port)})
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 1
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout = Tee(sys.stdout, args.log.open("a", encoding="utf-8"))
+    sys.stdout = DevOutput(sys.stdout, args.log.open("a", encoding="utf-8"), verbose=args.verbose)
+    send_relay_logs_to(sys.stdout)
 
     run = LocalRun(args.port, Scenario(args.first_token_ms, args.tokens_per_second, args.tokens),
                    dynamodb_port=args.dynamodb_port, provider_port=args.provider_port,
@@ -271,22 +278,24 @@ def main(argv: list[str] | None = None) -> int:
     auth = ("none: local only, every request is one user (AUTH_MODE=jwt with JWT_ISSUER to try tokens)"
             if os.environ["AUTH_MODE"] == "none" else os.environ["AUTH_MODE"])
     real = sorted((set(SIMULATED_PROVIDERS) | {"openai-responses"}) - set(run.simulated))
+    shown = "shown here too" if args.verbose else "`make dev VERBOSE=1` shows them here too"
     print(
         f"""
 Chat relay running at {run.url}   (Ctrl-C stops it)
   chat page           {run.url}/   (open it in a browser)
-  embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}
-  embedded S3         {run.dynamodb.url}  bucket {ATTACHMENTS_BUCKET} (images, uploaded from the page)
+  embedded DynamoDB   {run.dynamodb.url}  table {TABLE_NAME}, in memory: the history is gone when this stops
+  embedded S3         {run.dynamodb.url}  bucket {ATTACHMENTS_BUCKET} (images, uploaded from the page), in memory too
   simulated provider  {os.environ['SIMULATED_PROVIDER_URL']}
   simulated in their own wire format: {", ".join(run.simulated) or "none"}
   real (their keys are set): {", ".join(real) or "none"}
   authentication      {auth}
 
+Each turn shows here as one line: provider, model, status, time to first token, tokens/s.
+The JSON logs and EMF go to {args.log} ({shown}); `make report` summarises them.
+
 Stream an answer into the demo session:
   curl -N {run.url}/chat/stream -H 'Content-Type: application/json' \\
     -d '{{"chatSessionId": "{DEMO_SESSION_ID}", "content": "Hello!"}}'
-
-Metrics and logs go to {args.log}: `make report` summarises them.
 
 Or open a session of your own:
   curl -s {run.url}/sessions -H 'Content-Type: application/json' -d '{{"provider": "simulated", "model": "sim"}}'

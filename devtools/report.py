@@ -13,17 +13,32 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 DEFAULT_LOG = Path(".local/dev.log")
 EMF_MARKER = '{"_aws"'
 PERCENTILES = (50, 90, 99)
 SERIES = {"TimeToFirstToken": "TTFT ms", "TokensPerSecond": "tokens/s", "StreamDuration": "duration ms"}
+# The chart's sizes. 8-point labels read at 100 dpi; a model's row is as tall as its label (a line is ~0.15 in at
+# 8 points), so a dozen models make a taller chart rather than labels on top of each other.
+LABEL_POINTS = 8
+LABEL_CHARACTERS = 28  # a line of a model's label: the left panel keeps most of its width for the bars
+LABEL_LINES = 3
+LINE_INCHES = 0.16
+ROW_INCHES = 0.45
+ROW_GAP_INCHES = 0.12
+FRAME_INCHES = 1.2  # titles and the x axis
+MIN_HEIGHT_INCHES = 3.5
 
 
 def emf_blobs(text: str) -> Iterator[dict[str, Any]]:
@@ -99,26 +114,78 @@ class Report:
         out.write("\n")
 
     def write_chart(self, path: Path) -> None:
+        import matplotlib.pyplot as plt
+
+        figure = self.chart()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=100)
+        plt.close(figure)
+
+    def chart(self) -> Figure:
+        """A panel per series, each model a row of horizontal bars (p50, p90, p99), its name written once at the
+        left on as many lines as it needs, so a dozen long scenario names stay apart; then the errors by code."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
-        names = [f"{provider}\n{model[:32]}" for provider, model in sorted(self.groups)]
-        groups = [self.groups[key] for key in sorted(self.groups)]
-        figure, axes = plt.subplots(1, len(SERIES), figsize=(6 * len(SERIES), 4.5), squeeze=False)
+        keys = sorted(self.groups)
+        labels = [_label(provider, model) for provider, model in keys]
+        lines = max((label.count("\n") + 1 for label in labels), default=1)
+        row = max(ROW_INCHES, LINE_INCHES * lines + ROW_GAP_INCHES)  # a row holds its label, and the 3 bars
+        height = max(MIN_HEIGHT_INCHES, row * len(keys) + FRAME_INCHES)
+        figure, axes = plt.subplots(1, len(SERIES) + 1, figsize=(4.2 * (len(SERIES) + 1) + 2, height),
+                                    width_ratios=[1] * len(SERIES) + [0.8], layout="constrained")
+        figure.get_layout_engine().set(wspace=0.04)  # room between panels: one's last tick is not the next's first
+        rows = range(len(keys))
         width = 0.8 / len(PERCENTILES)
-        for axis, (metric, label) in zip(axes[0], SERIES.items(), strict=True):
+        for index, (axis, (metric, label)) in enumerate(zip(axes[:-1], SERIES.items(), strict=True)):
+            if index:
+                axis.sharey(axes[0])
+                axis.tick_params(labelleft=False)
             for offset, p in enumerate(PERCENTILES):
-                heights = [percentile(g.values[metric], p) if g.values[metric] else 0.0 for g in groups]
-                axis.bar([i + offset * width for i in range(len(groups))], heights, width, label=f"p{p}")
+                values = [self.groups[key].values[metric] for key in keys]
+                axis.barh([i + (offset - 1) * width for i in rows],
+                          [percentile(v, p) if v else 0.0 for v in values], width, label=f"p{p}")
             axis.set_title(label)
-            axis.set_xticks([i + width for i in range(len(groups))], names, fontsize=7)
-            axis.legend()
-        figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format="png", dpi=100)
-        plt.close(figure)
+            axis.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            axis.grid(axis="x", alpha=0.3)
+        axes[0].set_yticks(list(rows), labels, fontsize=LABEL_POINTS)
+        axes[0].invert_yaxis()  # the first model at the top, as in the table
+        handles, names = axes[0].get_legend_handles_labels()
+        figure.legend(handles, names, loc="outside upper center", ncols=len(PERCENTILES), fontsize=LABEL_POINTS)
+        self._errors_panel(axes[-1])
+        return figure
+
+    def _errors_panel(self, axis: Axes) -> None:
+        axis.set_title("Errors by code")
+        if not self.errors:
+            axis.text(0.5, 0.5, "no errors", ha="center", va="center", transform=axis.transAxes)
+            axis.set_axis_off()
+            return
+        codes = sorted(self.errors, key=lambda code: (-self.errors[code], code))
+        axis.barh(range(len(codes)), [self.errors[code] for code in codes], 0.5, color="#b3261e")
+        axis.set_yticks(range(len(codes)), codes, fontsize=LABEL_POINTS)
+        axis.invert_yaxis()
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(axis="x", alpha=0.3)
+
+
+def _label(provider: str, model: str) -> str:
+    """``provider · model`` on lines of at most LABEL_CHARACTERS, broken after the commas of a scenario's
+    parameters (``sim:first_token_ms=2000,tokens_per_second=5``), at most LABEL_LINES of them."""
+    parts = [part[start:start + LABEL_CHARACTERS] for part in re.findall(r"[^,]+,?", model) or [model]
+             for start in range(0, len(part), LABEL_CHARACTERS)]  # a long name without commas: cut in pieces
+    lines = [f"{provider} ·"]
+    for part in parts:
+        if len(lines) > 1 and len(lines[-1]) + len(part) <= LABEL_CHARACTERS:
+            lines[-1] += part
+        else:
+            lines.append(part)
+    if len(lines) > LABEL_LINES:
+        lines = [*lines[:LABEL_LINES - 1], lines[LABEL_LINES - 1][:LABEL_CHARACTERS - 1] + "…"]
+    return "\n".join(lines)
 
 
 def _values(blob: dict[str, Any], metric: str) -> list[float]:

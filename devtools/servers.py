@@ -6,6 +6,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Collection, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import uvicorn
@@ -102,13 +104,33 @@ def _one_dynamodb_request_at_a_time() -> None:
 
 
 def _ensure_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise RuntimeError(f"{host}:{port} is taken ({exc.strerror}): stop what uses it, or pick another port "
-                               "(0 for any free one)") from exc
+    if first_taken([(host, port)]) is not None:
+        raise RuntimeError(f"{host}:{port} is taken: stop what uses it, or pick another port (0 for any free one)")
+
+
+def first_taken(addresses: Sequence[tuple[str, int]]) -> int | None:
+    """The index of the first of these ``(host, port)`` that cannot be listened on now: in use, or the same port as
+    one before it. Port 0 (any free port) never is."""
+    with ExitStack() as probes:
+        for index, (host, port) in enumerate(addresses):
+            if not port:
+                continue
+            probe = probes.enter_context(socket.socket())
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no owner
+            try:
+                probe.bind((host, port))
+                probe.listen()  # two listeners never share a port, SO_REUSEADDR or not: a port asked twice shows
+            except OSError:
+                return index
+    return None
+
+
+def free_port_after(host: str, port: int, avoid: Collection[int] = ()) -> int:
+    """The first port above ``port`` that is free now and not in ``avoid`` (the ports other servers are to take)."""
+    candidate = port + 1
+    while candidate in avoid or first_taken([(host, candidate)]) is not None:
+        candidate += 1
+    return candidate
 
 
 def dynamodb_client(url: str) -> Any:

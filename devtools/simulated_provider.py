@@ -23,6 +23,9 @@ How it answers comes from the server's defaults, overridden per request by param
                                                       whose prelude declares 4 GB), until the client goes away
     sim:fault=endless_event,fault_at=5                after 5 tokens, data: lines that never end their event
     sim:echo=1                                        the answer is the user's message, word by word
+    sim:words=tricky                                  an answer of SSE-like text ("data:", "event:") and non-ASCII
+                                                      (café, 🙂), for tests of framing and offsets; "prose" (the
+                                                      default) reads as a finished text in its 40 tokens
     sim:reasoning=20                                  20 reasoning deltas before the answer, in each format's own
                                                       shape (with its signature, redacted block and a shape no
                                                       client knows yet, where the format has them)
@@ -53,8 +56,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from ulid import ULID
 
-WORDS = ["Streaming", " tokens", " from", " the", " simulated", " provider", ",", " café", " naïve", " 🙂", ".",
-         "\n\n", "Each", " one", " arrives", " on", " its", " own", ":", " data:", " event:", " done", "."]
+# The words an answer is made of (``sim:words=...``). The default reads as a finished text in the default 40
+# tokens; "tricky" is for the tests that prove framing and offsets: text that looks like SSE ("data:", "event:")
+# and characters outside ASCII, one of them outside the BMP (a code point that is two UTF-16 units).
+PROSE_WORDS = ["This", " answer", " comes", " from", " the", " simulated", " provider", ",", " streamed", " one",
+               " token", " at", " a", " time", ".", "\n\n", "It", " needs", " no", " key", ":", " the", " model",
+               " name", " sets", " its", " pace", ",", " its", " length", " and", " any", " fault", ".", "\n\n",
+               "Every", " answer", " is", " stored", "."]
+TRICKY_WORDS = ["Streaming", " tokens", " from", " the", " simulated", " provider", ",", " café", " naïve", " 🙂", ".",
+                "\n\n", "Each", " one", " arrives", " on", " its", " own", ":", " data:", " event:", " done", "."]
+ANSWER_WORDS = {"prose": PROSE_WORDS, "tricky": TRICKY_WORDS}
+PARAGRAPH = "\n\n"  # between one round of the words and the next, in an answer longer than they are
 REASONING_WORDS = ["Let", " me", " think", ":", " a", " naïve", " café", " 🤔", " data:", " event:", "\n", "First",
                    ",", " then", " done", "."]
 FAULTS = {"http_401", "http_429", "http_500", "error_after", "drop_after", "flaky", "garbage", "endless_line",
@@ -77,27 +89,36 @@ class Scenario:
     fault_at: int = 5
     echo: int = 0  # 1: the answer is the last message, word by word (to see markdown and odd text on the page)
     reasoning: int = 0  # reasoning deltas before the answer
+    words: str = "prose"  # which of ANSWER_WORDS the answer is made of
 
     def with_model_parameters(self, model: str) -> Scenario:
         """This scenario overridden by ``name:key=value,...`` in the model name; unknown keys are an error."""
         _, _, parameters = model.partition(":")
         overrides: dict[str, Any] = {}
-        types = {f.name: f.type for f in fields(self)}
+        # {name: "int", "float", "str | None", ...}: the annotations are text (from __future__ import annotations)
+        types = {f.name: str(f.type) for f in fields(self)}
         if "=" not in parameters:
             parameters = ""  # a real model id with a colon (Bedrock's "...-v1:0"): the defaults
         for pair in filter(None, parameters.split(",")):
             key, _, value = pair.partition("=")
             if key not in types:
                 raise ValueError(f"unknown simulated parameter {key!r}")
-            overrides[key] = value if key == "fault" else (int(value) if types[key] == "int" else float(value))
+            overrides[key] = (value if types[key].startswith("str") else int(value) if types[key] == "int"
+                              else float(value))
         scenario = replace(self, **overrides)
         if scenario.fault is not None and scenario.fault not in FAULTS:
             raise ValueError(f"unknown fault {scenario.fault!r}")
+        if scenario.words not in ANSWER_WORDS:
+            raise ValueError(f"unknown words {scenario.words!r}")
         return scenario
 
 
-def answer_tokens(count: int) -> list[str]:
-    return [WORDS[i % len(WORDS)] for i in range(count)]
+def answer_tokens(count: int, words: str = "prose") -> list[str]:
+    """The first ``count`` tokens of an answer made of ``ANSWER_WORDS[words]``: the words over and over, each round
+    after the first a paragraph of its own."""
+    vocabulary = ANSWER_WORDS[words]
+    return [(PARAGRAPH if i and not i % len(vocabulary) else "") + vocabulary[i % len(vocabulary)]
+            for i in range(count)]
 
 
 def reasoning_tokens(count: int) -> list[str]:
@@ -163,7 +184,7 @@ class Turn:
     @property
     def answer(self) -> list[str]:
         if not self.scenario.echo:
-            return answer_tokens(self.scenario.tokens)
+            return answer_tokens(self.scenario.tokens, self.scenario.words)
         last = self.record.messages[-1]
         return re.findall(r"\s*\S+\s*$|\s*\S+", str(last.get("content", "")) if isinstance(last, dict) else "")
 

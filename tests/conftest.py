@@ -224,6 +224,18 @@ def page_without_csp(browser: Any, request: pytest.FixtureRequest) -> Iterator[A
     yield from _page(browser, request, bypass_csp=True)
 
 
+@pytest.fixture()
+def user_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    """A page whose every request names a user of its own (a fresh id) in X-Test-User, and that user: for an app
+    made with ``users_by_header``, whose conversation list and usage are then that user's alone."""
+    from ulid import ULID
+
+    user = f"page-user-{ULID()}"
+    pages = _page(browser, request, extra_http_headers={"x-test-user": user})
+    yield next(pages), user
+    next(pages, None)
+
+
 def _page(browser: Any, request: pytest.FixtureRequest, **context_options: Any) -> Iterator[Any]:
     context = browser.new_context(**context_options)
     page = context.new_page()

@@ -32,7 +32,7 @@ def ui_body(chat_session_id: str, *messages: tuple[str, str, str]) -> dict[str, 
 
 
 def test_use_chat_reads_the_answer_as_it_grows_and_it_equals_the_stored_one(client, stack):
-    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=50,tokens=8")
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=50,tokens=8,words=tricky")
 
     read = read_with_the_ai_sdk(stack.url, chat_session_id, "Hello from useChat")
 
@@ -41,7 +41,7 @@ def test_use_chat_reads_the_answer_as_it_grows_and_it_equals_the_stored_one(clie
     assert user["content"] == "Hello from useChat"
     assert read["message"]["id"] == ai["messageId"]
     assert read["message"]["parts"] == [{"type": "text", "text": ai["content"], "state": "done"}]
-    assert ai["content"] == "".join(answer_tokens(8))
+    assert ai["content"] == "".join(answer_tokens(8, "tricky"))
     growing = [text for text in read["snapshots"] if text]
     assert len(set(growing)) == 8 and growing == sorted(growing, key=len)  # one snapshot per token
     kinds = [chunk["type"] for chunk in read["chunks"]]

@@ -242,8 +242,9 @@ def test_a_title_the_client_gave_is_kept(relay):
 
 def test_deleting_a_session_leaves_no_item_of_it_and_a_second_delete_writes_nothing(relay, dynamodb):
     with as_user(relay) as user:
-        # GIVEN a session with turns, an idempotency claim and an answer long enough for part items
-        chat_session_id = new_session(user, "sim:first_token_ms=0,tokens_per_second=0,tokens=20000")
+        # GIVEN a session with turns, an idempotency claim and an answer long enough for part items (30,000 tokens
+        # of the simulated answer are about 130,000 characters: more than an item's 90,000, store.MAX_ITEM_CHARS)
+        chat_session_id = new_session(user, "sim:first_token_ms=0,tokens_per_second=0,tokens=30000")
         body = {"chatSessionId": chat_session_id, "content": "hi", "clientMessageId": f"client-{ULID()}"}
         assert user.post("/chat/stream", json=body).status_code == 200
         kinds = {item["SK"]["S"].split("#")[0] for item in items_of(dynamodb, chat_session_id)}

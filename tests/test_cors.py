@@ -19,6 +19,8 @@ def test_allowed_origin_gets_its_preflight_and_its_headers_without_credentials(c
     assert "access-control-allow-credentials" not in response.headers
     streamed = client.get("/healthz", headers={"Origin": ALLOWED})
     assert streamed.headers["access-control-allow-origin"] == ALLOWED
+    # ... and the page may read when a 429 stops (relay-client.js: a spent budget says when it starts again)
+    assert streamed.headers["access-control-expose-headers"].lower() == "retry-after"
 
 
 def test_other_origins_get_no_cors_headers(client):

@@ -1,11 +1,15 @@
 """`make dev` as a newcomer runs it: the real command, in its own process, streaming into the demo session."""
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -17,33 +21,66 @@ from devtools.local_run import DEMO_SESSION_ID
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def dev_server(tmp_path):
+class DevRun:
+    """`make dev` in a process of its own: its URL, what its terminal shows (stdout and stderr, read as they come),
+    and its log file."""
+
+    def __init__(self, process: subprocess.Popen[str], log: Path) -> None:
+        self.process = process
+        self.log = log
+        self.lines: list[str] = []
+        self.url = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=10)  # it reads to the end of the output, then the pipe can close
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def banner(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], what: str, timeout: float = 60) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not predicate(list(self.lines)):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                pytest.fail(f"make dev: no {what}:\n" + "\n".join(self.lines))
+            time.sleep(0.05)
+        return list(self.lines)
+
+
+@contextmanager
+def dev_run(log: Path, *arguments: str) -> Iterator[DevRun]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["layers/relay", "functions/chat", "."])}
     env.pop("OPENAI_API_KEY", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "devtools.local_run", "--port", "0", "--dynamodb-port", "0", "--provider-port", "0",
-         "--first-token-ms", "20", "--tokens-per-second", "50", "--tokens", "15", "--log", str(tmp_path / "dev.log")],
+         "--first-token-ms", "20", "--tokens-per-second", "50", "--tokens", "15", "--log", str(log), *arguments],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    banner = []
+    run = DevRun(process, log)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            banner.append(line)
-            if line.strip().startswith("curl -s"):  # the banner's last line
-                url = re.search(r"Chat relay running at (http://\S+)", "".join(banner)).group(1)
-                yield url, "".join(banner), tmp_path / "dev.log"
-                break
-            if not line and process.poll() is not None:
-                pytest.fail("make dev exited:\n" + "".join(banner))
-        else:
-            pytest.fail("make dev did not start:\n" + "".join(banner))
+        # the banner's last line
+        lines = run.wait_for(lambda lines: any(line.strip().startswith("curl -s") for line in lines), "banner")
+        run.url = re.search(r"Chat relay running at (http://\S+)", "\n".join(lines)).group(1)
+        yield run
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+        run.stop()
+
+
+@pytest.fixture()
+def dev_server(tmp_path):
+    with dev_run(tmp_path / "dev.log") as run:
+        yield run.url, run.banner, run.log
 
 
 def test_dev_run_streams_into_the_demo_session_that_its_banner_shows(dev_server):
@@ -75,6 +112,85 @@ def test_dev_run_writes_its_emf_where_the_report_finds_it(dev_server):
     report = Report.from_blobs(emf_blobs(log.read_text()))
     assert report.groups[("simulated", "sim")].turns == 1
     assert "Chat relay running at" in log.read_text()
+
+
+TURN_LINE = re.compile(r"^\d\d:\d\d:\d\d  simulated · (?P<model>\S+)  (?P<status>complete|error \w+)  "
+                       r"first token \d+ ms( · \d+ tokens/s)?$")
+
+
+def turn_lines(lines: list[str]) -> list[re.Match[str]]:
+    return [match for line in lines if (match := TURN_LINE.match(line))]
+
+
+def stream(url: str, model: str) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        session = client.post("/sessions", json={"provider": "simulated", "model": model}).json()["chatSessionId"]
+        client.post("/chat/stream", json={"chatSessionId": session, "content": "Hi"}).raise_for_status()
+
+
+def test_dev_run_shows_one_short_line_per_turn_and_keeps_the_json_logs_and_emf_in_its_log(tmp_path):
+    with dev_run(tmp_path / "dev.log") as run:
+        # WHEN two turns end, one complete and one failed
+        stream(run.url, "sim:first_token_ms=0,tokens_per_second=50,tokens=20")
+        stream(run.url, "sim:first_token_ms=0,fault=error_after,fault_at=2")
+        lines = run.wait_for(lambda lines: len(turn_lines(lines)) == 2, "line per turn")
+    # THEN the terminal shows one line for each, with its provider, model, status, TTFT and tokens/s
+    complete, failed = turn_lines(lines)
+    assert (complete["model"], complete["status"]) == ("sim:first_token_ms=0,tokens_per_second=50,tokens=20",
+                                                       "complete")
+    assert complete.group(0).endswith(" tokens/s")
+    assert failed["status"] == "error provider_error"
+    # ... and no JSON: that is in the log, the logs and the EMF of both turns
+    assert not [line for line in lines if line.startswith("{")]
+    logged = [json.loads(line) for line in run.log.read_text().splitlines() if line.startswith("{")]
+    assert [record["status"] for record in logged if record.get("message") == "stream ended"] == ["complete", "error"]
+    assert len([record for record in logged if "_aws" in record and "Requests" in record]) == 2
+
+
+def test_dev_run_with_verbose_shows_the_json_logs_and_emf_in_the_terminal_too(tmp_path):
+    with dev_run(tmp_path / "dev.log", "--verbose") as run:
+        stream(run.url, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
+        lines = run.wait_for(lambda lines: len(turn_lines(lines)) == 1 and any('"_aws"' in line for line in lines),
+                             "line and EMF")
+    assert any('"message":"stream ended"' in line for line in lines)
+    assert "stream ended" in run.log.read_text()
+
+
+def held_port() -> socket.socket:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken
+
+
+@pytest.mark.parametrize("variable", ["PORT", "DYNAMODB_PORT", "SIMULATED_PROVIDER_PORT"])
+def test_a_port_in_use_is_one_line_that_names_the_variable_to_change(tmp_path, variable):
+    # GIVEN one of the local run's ports taken by another program
+    with held_port() as taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(["layers/relay", "functions/chat", "."]),
+               "PORT": "0", "DYNAMODB_PORT": "0", "SIMULATED_PROVIDER_PORT": "0", variable: str(port)}
+        # WHEN `make dev` starts
+        done = subprocess.run([sys.executable, "-m", "devtools.local_run", "--log", str(tmp_path / "dev.log")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    # THEN it says so in one line, with a port to use instead, and stops
+    assert done.returncode == 1 and done.stdout == ""
+    assert re.fullmatch(rf"port {port} is in use — try `{variable}=(\d+) make dev`\n", done.stderr), done.stderr
+    suggested = int(re.search(r"=(\d+) ", done.stderr).group(1))
+    assert suggested > port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", suggested))  # free
+
+
+def test_a_port_set_to_another_servers_is_in_use_too():
+    from devtools.local_run import port_in_use
+
+    with held_port() as free:  # a port no one else has: closed below, then asked for twice
+        port = free.getsockname()[1]
+    refusal = port_in_use({"DYNAMODB_PORT": ("127.0.0.1", port), "SIMULATED_PROVIDER_PORT": ("127.0.0.1", 0),
+                           "PORT": ("127.0.0.1", port)})
+    assert refusal is not None and refusal.startswith(f"port {port} is in use — try `PORT=")
+    assert port_in_use({"PORT": ("127.0.0.1", 0), "DYNAMODB_PORT": ("127.0.0.1", 0)}) is None
 
 
 def test_the_local_run_serves_the_chat_page_beside_the_api(client):

@@ -37,17 +37,18 @@ def session_for(client: httpx.Client, provider: str, model: str) -> str:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_normal_answer_streams_with_usage_and_finish_reason_into_store_and_metrics(client, capsys, caplog, provider):
-    model = f"sim:first_token_ms=5,tokens_per_second=0,tokens=25,fault_at={len(provider)}"  # unique per provider
+    # SSE-like text and non-ASCII in the answer, through each wire format; fault_at makes the model unique per provider
+    model = f"sim:first_token_ms=5,tokens_per_second=0,tokens=25,words=tricky,fault_at={len(provider)}"
     chat_session_id = session_for(client, provider, model)
     capsys.readouterr()
     received = stream_chat(client, chat_session_id, "Hello there")
 
-    assert received.tokens == answer_tokens(25)
+    assert received.tokens == answer_tokens(25, "tricky")
     done = received.one("done")
     assert done["finishReason"] == FINISH_REASONS[provider]
     assert done["usage"] == {"inputTokens": 2, "outputTokens": 25}
     _, ai = messages_of(client, chat_session_id)
-    assert (ai["status"], ai["content"]) == ("complete", "".join(answer_tokens(25)))
+    assert (ai["status"], ai["content"]) == ("complete", "".join(answer_tokens(25, "tricky")))
     assert ai["metadata"]["usage"] == {"inputTokens": 2, "outputTokens": 25}
     assert ai["metadata"]["finishReason"] == FINISH_REASONS[provider]
     [blob] = [b for b in emf_lines(capsys.readouterr().out) if b.get("model") == model]

@@ -22,7 +22,8 @@ def resume(client: httpx.Client, path: str, headers: dict[str, str] | None = Non
 
 
 def test_token_ids_are_the_character_offset_after_each_token(client):
-    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=12")
+    # café, naïve and 🙂 among the tokens: offsets count code points (len of a Python str), not bytes or UTF-16 units
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=12,words=tricky")
     ids, offset = [], 0
     with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id, "content": "hi"}) as s:
         for sse in s.iter_sse():
@@ -33,9 +34,9 @@ def test_token_ids_are_the_character_offset_after_each_token(client):
 
 
 def test_a_finished_answer_replays_from_the_offset_at_once(client):
-    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=20")
+    chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=20,words=tricky")
     done = stream_chat(client, chat_session_id).one("done")
-    full = "".join(answer_tokens(20))
+    full = "".join(answer_tokens(20, "tricky"))  # non-ASCII before offset 10 and after it
     resumed = resume(client, f"/sessions/{chat_session_id}/messages/{done['messageId']}/stream",
                      {"Last-Event-ID": "10"})
     assert "".join(resumed.tokens) == full[10:]

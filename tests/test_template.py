@@ -297,7 +297,7 @@ def test_the_url_is_an_output():
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
 def test_cors_allowlist_is_one_list_for_the_url_and_the_app_without_wildcard_or_credentials(combination):
-    from relay.app import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, create_app
+    from relay.app import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_EXPOSE_HEADERS, create_app
 
     stack = deployed(combination)
     [url] = of_type(stack, "AWS::Lambda::Url").values()
@@ -305,6 +305,7 @@ def test_cors_allowlist_is_one_list_for_the_url_and_the_app_without_wildcard_or_
     assert ",".join(cors["AllowOrigins"]) == environment_of(stack)["CORS_ALLOW_ORIGINS"] == "http://localhost:3000"
     assert cors["AllowCredentials"] is False
     assert set(cors["AllowHeaders"]) == set(CORS_ALLOW_HEADERS)
+    assert set(cors["ExposeHeaders"]) == set(CORS_EXPOSE_HEADERS) == {"retry-after"}
     # every method a route answers may come from a page (PATCH and DELETE need a preflight)
     served = {method for route in create_app().routes for method in route.methods or ()} - {"HEAD"}
     assert set(cors["AllowMethods"]) == set(CORS_ALLOW_METHODS) == served

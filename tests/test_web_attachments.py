@@ -120,6 +120,25 @@ def test_an_image_attached_with_the_button_reaches_the_provider_and_shows_in_the
     assert violations == [] and page.is_hidden("#notice")
 
 
+def test_regenerate_sends_the_messages_images_again(page, stack):
+    # GIVEN an answered message that carried an image
+    model = f"{QUICK},fault_at=204"
+    open_image_chat(page, stack.url, model)
+    image = png(2, 1)
+    pick_with_the_button(page, ("chart.png", image, "image/png"))
+    page.wait_for_selector("#tray img")
+    send(page, "Explain this")
+    until_settled(page, 1)
+    first = last_record(stack, model)
+    # WHEN its answer is regenerated
+    page.click(".message.ai >> nth=-1 >> button.regenerate")
+    page.wait_for_function("(count) => document.querySelectorAll('.message.ai').length === count", arg=2)
+    until_settled(page, 2)
+    # THEN the provider was asked again with the same image, which the relay took from the stored message
+    again = last_record(stack, model)
+    assert again is not first and again.images == first.images == [("image/png", image)]
+
+
 def test_pasted_and_dropped_images_wait_as_thumbnails_that_can_be_removed_then_go_in_order(page, stack):
     # GIVEN a chat
     model = f"{QUICK},fault_at=202"

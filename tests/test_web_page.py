@@ -8,19 +8,23 @@ in conftest.py, shared with test_web_safety.py).
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from devtools.local_run import LIMITS_TABLE_NAME, WEB_DIRECTORY
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from tests.conftest import SCREENSHOTS, deploy_page, new_session, relay_server, static_server
 from tests.outage import FaultyProxy
 from tests.test_turn import messages_of, stream_chat
 
 LAST_ANSWER = ".message.ai >> nth=-1"
+CONVERSATIONS = "#conversations > li"
 
 
 def open_chat(page: Any, base_url: str, model: str, query: str = "") -> None:
@@ -136,7 +140,8 @@ def test_a_connection_cut_mid_answer_resumes_to_the_full_text(page, stack, clien
     resumed: list[str] = []
     page.on("request", lambda request: resumed.append(request.url) if request.url.endswith("/stream") else None)
     try:
-        open_chat(page, proxy.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=60")
+        # non-ASCII (🙂 is two UTF-16 units, one code point) before the cut: the resume's offset counts code points
+        open_chat(page, proxy.url, "sim:first_token_ms=0,tokens_per_second=20,tokens=60,words=tricky")
         send(page, "keep going")
         before = watch_until(page, lambda state: len(state["text"]) > 30)[-1]
         proxy.cut()
@@ -147,7 +152,7 @@ def test_a_connection_cut_mid_answer_resumes_to_the_full_text(page, stack, clien
     assert resumed, "the page should have asked to resume the answer"
     assert final["status"] == "complete"
     _, ai = messages_of(client, session_of(page))
-    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(60)))
+    assert words(final["text"]) == words(ai["content"]) == words("".join(answer_tokens(60, "tricky")))
     assert len(final["text"]) > len(before["text"])
 
 
@@ -468,7 +473,15 @@ def test_axe_finds_no_serious_accessibility_violation_in_the_main_states(browser
         # WHEN it shows an answer with code, a table and a quote, then an error, then the drawer (on a phone)
         page.click("#example-list button >> nth=0")
         until_settled(page, 1)
+        # the list filled, this one marked (on a phone, in the closed drawer)
+        page.wait_for_selector(f"{CONVERSATIONS} a[aria-current=page]", state="attached")
+        page.wait_for_function("() => !document.getElementById('usage').hidden")
         found["rendered answer"] = accessibility_violations(page)
+        if size == "desktop":  # (on a phone the list is in the drawer, closed here)
+            page.click(f"{CONVERSATIONS} a[aria-current=page] >> xpath=.. >> button.delete")
+            page.wait_for_selector("#confirm-delete[open]")
+            found["delete dialog"] = accessibility_violations(page)
+            page.click("#confirm-delete-cancel")
         page.fill("#model", "sim:first_token_ms=0,fault=error_after,fault_at=3")
         page.dispatch_event("#model", "change")
         send(page, "fail")
@@ -638,3 +651,245 @@ def test_make_screenshot_photographs_an_answered_example_at_its_size(page, stack
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert (int.from_bytes(header[16:20]), int.from_bytes(header[20:24])) == (VIEWPORT["width"], VIEWPORT["height"])
     assert answer(page)["status"] == "complete" and page.is_visible(f"{LAST_ANSWER} >> .code-block")
+
+
+# ---- issue 16: the conversation list and the usage, on the page ----------------------------------------------
+
+FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=6"
+
+
+@pytest.fixture(scope="module")
+def users_relay(stack, dynamodb) -> Iterator[str]:
+    """The page and the API from an app of the shared stack's settings whose user is whoever X-Test-User names: each
+    test's page (``user_page``) is a user of its own, so its list holds that test's conversations alone."""
+    with relay_server(dynamodb, WEB_DIRECTORY, users_by_header=True) as url:
+        yield url
+
+
+def api_as(url: str, user: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=30, headers={"x-test-user": user})
+
+
+def listed(page: Any) -> list[dict[str, Any]]:
+    """The conversation list as shown: each row's session, title and whether it is marked as the open one."""
+    return list(page.eval_on_selector_all(CONVERSATIONS, """(rows) => rows.map((row) => ({
+        id: row.dataset.sessionId, title: row.querySelector('a')?.textContent ?? null,
+        current: row.querySelector('a')?.getAttribute('aria-current') === 'page'}))"""))
+
+
+def row(chat_session_id: str) -> str:
+    return f"{CONVERSATIONS}[data-session-id='{chat_session_id}']"
+
+
+def titles_of(api: httpx.Client) -> dict[str, str]:
+    return {session["chatSessionId"]: session["title"] for session in api.get("/sessions").json()["sessions"]}
+
+
+def test_the_list_shows_the_users_conversations_newest_first_and_loads_more_by_the_cursor(user_page, users_relay):
+    # GIVEN 24 conversations, the newest titled with markup (a title is user text)
+    page, user = user_page
+    markup = "<img src=x onerror=\"document.title='owned'\"> <b>bold</b>"
+    with api_as(users_relay, user) as api:
+        made = []
+        for index in range(23):
+            made.append(new_session(api, FAST, title=f"chat {index}"))
+            time.sleep(0.002)  # each its own millisecond: the list's order is by last activity
+        made.append(new_session(api, FAST, title=markup))
+    newest_first = list(reversed(made))
+    # WHEN the page opens
+    page.goto(f"{users_relay}/")
+    page.wait_for_selector(CONVERSATIONS)
+    # THEN it lists the first page, newest first, the markup as text, and offers more
+    first = listed(page)
+    assert [item["id"] for item in first] == newest_first[:20]
+    assert first[0]["title"] == markup and page.query_selector("#conversations img, #conversations b") is None
+    assert page.title() != "owned" and not any(item["current"] for item in first)
+    # WHEN the user loads more THEN the rest follow, in order, and there is no more to load
+    page.click("#more-conversations")
+    page.wait_for_function("(count) => document.querySelectorAll('#conversations > li').length === count", arg=24)
+    assert [item["id"] for item in listed(page)] == newest_first
+    assert page.is_hidden("#more-conversations")
+    # AND a link to an old conversation, beyond the first page, opens with it listed and marked
+    page.goto("about:blank")
+    page.goto(f"{users_relay}/#session={made[0]}")
+    page.wait_for_selector(f"{row(made[0])} a[aria-current=page]")
+    assert [item["id"] for item in listed(page) if item["current"]] == [made[0]]
+
+
+def test_a_new_chats_first_message_lists_it_at_the_top_titled_by_that_message(user_page, users_relay):
+    page, user = user_page
+    with api_as(users_relay, user) as api:
+        older = new_session(api, FAST, title="an older chat")
+    open_chat(page, users_relay, FAST)
+    page.wait_for_selector(row(older))
+
+    send(page, "What is a relay for?")
+    watch_until(page, lambda state: state["status"] == "complete")
+
+    chat_session_id = session_of(page)
+    page.wait_for_selector(f"{row(chat_session_id)} a[aria-current=page]")
+    assert listed(page) == [{"id": chat_session_id, "title": "What is a relay for?", "current": True},
+                            {"id": older, "title": "an older chat", "current": False}]
+
+
+def test_rename_in_place_saves_the_title_and_escape_leaves_it_as_it_was(user_page, users_relay):
+    page, user = user_page
+    with api_as(users_relay, user) as api:
+        chat_session_id = new_session(api, FAST, title="before")
+    page.goto(f"{users_relay}/")
+    page.wait_for_selector(row(chat_session_id))
+    renamed = "after 🙂 <b>not bold</b>"
+    # WHEN the user renames it and presses Enter
+    page.hover(row(chat_session_id))
+    page.click(f"{row(chat_session_id)} button.rename")
+    page.fill(f"{row(chat_session_id)} input.rename", renamed)
+    page.press(f"{row(chat_session_id)} input.rename", "Enter")
+    # THEN the list shows the new title, as text, the relay has it, and the keyboard is back on the row
+    page.wait_for_selector(f"{row(chat_session_id)} a")
+    assert listed(page)[0]["title"] == renamed
+    assert page.evaluate("document.activeElement.closest('li')?.dataset.sessionId") == chat_session_id
+    with api_as(users_relay, user) as api:
+        assert titles_of(api)[chat_session_id] == renamed
+    # WHEN they start again but press Escape THEN nothing changes
+    page.click(f"{row(chat_session_id)} button.rename")
+    page.fill(f"{row(chat_session_id)} input.rename", "not this")
+    page.press(f"{row(chat_session_id)} input.rename", "Escape")
+    page.wait_for_selector(f"{row(chat_session_id)} a")
+    assert listed(page)[0]["title"] == renamed
+    with api_as(users_relay, user) as api:
+        assert titles_of(api)[chat_session_id] == renamed
+
+
+def test_delete_asks_first_then_erases_the_conversation_and_its_messages(user_page, users_relay):
+    # GIVEN an open conversation with an answer
+    page, user = user_page
+    open_chat(page, users_relay, FAST)
+    send(page, "soon gone")
+    watch_until(page, lambda state: state["status"] == "complete")
+    chat_session_id = session_of(page)
+    page.wait_for_selector(row(chat_session_id))
+    # WHEN the user asks to delete it, then cancels THEN nothing is erased
+    page.click(f"{row(chat_session_id)} button.delete")
+    page.wait_for_selector("#confirm-delete[open]")
+    assert "soon gone" in page.text_content("#confirm-delete")
+    assert page.evaluate("document.activeElement.id") == "confirm-delete-cancel"  # the safe choice first
+    page.click("#confirm-delete-cancel")
+    assert page.is_hidden("#confirm-delete")
+    with api_as(users_relay, user) as api:
+        assert chat_session_id in titles_of(api)
+    # WHEN they delete it and confirm
+    page.click(f"{row(chat_session_id)} button.delete")
+    page.click("#confirm-delete-yes")
+    page.wait_for_selector(row(chat_session_id), state="detached")
+    # THEN the relay has neither it nor its messages, and the page is at a new chat
+    with api_as(users_relay, user) as api:
+        assert chat_session_id not in titles_of(api)
+        assert api.get(f"/sessions/{chat_session_id}/messages").status_code == 404
+    assert "session=" not in page.url and page.is_visible("#welcome")
+    assert page.eval_on_selector("#messages", "(messages) => messages.children.length") == 0
+
+
+def test_after_a_reload_the_picker_shows_the_sessions_own_provider_and_model(user_page, users_relay):
+    # GIVEN a conversation answered by one model, then moved to another provider and model (PATCH), and one with no
+    # answer yet
+    page, user = user_page
+    moved_to = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
+    with api_as(users_relay, user) as api:
+        moved = new_session(api, FAST)
+        stream_chat(api, moved, "first")
+        assert api.patch(f"/sessions/{moved}", json={"provider": "openai", "model": moved_to}).status_code == 200
+        unanswered = new_session(api, "sim:echo=1")
+    # WHEN each is opened THEN the picker shows the session's own, not its answers' or the default
+    page.goto(f"{users_relay}/#session={moved}")
+    page.wait_for_selector(".message.ai")
+    page.wait_for_function("(model) => document.getElementById('model').value === model", arg=moved_to)
+    assert (page.input_value("#provider"), page.input_value("#model")) == ("openai", moved_to)
+    page.goto("about:blank")
+    page.goto(f"{users_relay}/#session={unanswered}")
+    page.wait_for_function("() => document.getElementById('model').value === 'sim:echo=1'")
+    assert page.input_value("#provider") == "simulated"
+
+
+def shown_answers(page: Any) -> list[dict[str, Any]]:
+    return list(page.eval_on_selector_all(".message.ai", """(elements) => elements.map((element) => ({
+        id: element.dataset.messageId, superseded: element.classList.contains('superseded'),
+        text: element.querySelector('.content').checkVisibility(),
+        regenerate: element.querySelector('button.regenerate').checkVisibility()}))"""))
+
+
+def test_regenerate_answers_again_and_keeps_the_previous_answer_folded_and_in_its_metadata(user_page, users_relay):
+    # GIVEN an answered message
+    page, user = user_page
+    open_chat(page, users_relay, FAST)
+    send(page, "once more, please")
+    first = watch_until(page, lambda state: state["status"] == "complete")[-1]
+    assert shown_answers(page) == [{"id": first["messageId"], "superseded": False, "text": True, "regenerate": True}]
+    # WHEN the user regenerates it
+    page.click(f"{LAST_ANSWER} >> button.regenerate")
+    again = watch_until(page, lambda state: state["messageId"] not in (None, first["messageId"])
+                        and state["status"] == "complete")[-1]
+    # THEN the relay answered the same message again and keeps the first answer, marked as replaced by the new one
+    with api_as(users_relay, user) as api:
+        stored = messages_of(api, session_of(page))
+    assert [m["role"] for m in stored] == ["user", "ai", "ai"]
+    assert stored[1]["messageId"] == first["messageId"] and stored[1]["metadata"]["supersededBy"] == again["messageId"]
+    assert words(again["text"]) == words(stored[2]["content"])
+    # ... and the page folds the first away, with Regenerate under the new one only; after a reload too
+    expected = [{"id": first["messageId"], "superseded": True, "text": False, "regenerate": False},
+                {"id": again["messageId"], "superseded": False, "text": True, "regenerate": True}]
+    assert shown_answers(page) == expected
+    page.reload()
+    page.wait_for_selector(".message.ai >> nth=1")
+    assert shown_answers(page) == expected
+    page.click(".message.superseded >> button.fold")
+    assert shown_answers(page)[0]["text"] is True
+
+
+def usage_lines(page: Any) -> tuple[str, str]:
+    return page.text_content("#usage-day"), page.text_content("#usage-month")
+
+
+def test_the_usage_under_the_list_changes_after_each_turn(user_page, users_relay):
+    page, user = user_page
+    open_chat(page, users_relay, FAST)
+    page.wait_for_selector("#usage-day", state="visible")
+    before = usage_lines(page)
+    assert before == ("Today: 0 tokens, 0 requests", "This month: 0 tokens, 0 requests")
+
+    send(page, "count me")
+    watch_until(page, lambda state: state["status"] == "complete")
+    page.wait_for_function("(before) => document.getElementById('usage-day').textContent !== before", arg=before[0])
+
+    with api_as(users_relay, user) as api:
+        spent = api.get("/usage").json()
+    tokens = spent["day"]["inputTokens"] + spent["day"]["outputTokens"]
+    assert tokens > 0 and spent["day"]["requests"] == 1
+    assert usage_lines(page) == (f"Today: {tokens:,} tokens, 1 request", f"This month: {tokens:,} tokens, 1 request")
+
+
+def test_a_spent_token_budget_is_a_clear_error_that_says_when_it_starts_again(user_page, stack, dynamodb):
+    # GIVEN a relay with a day's budget of 20 tokens
+    page, _ = user_page
+    with relay_server(dynamodb, WEB_DIRECTORY, users_by_header=True, limits_table_name=LIMITS_TABLE_NAME,
+                      token_budget_per_day=20) as url:
+        open_chat(page, url, "sim:first_token_ms=0,tokens_per_second=0,tokens=30")
+        page.wait_for_selector("#usage-day", state="visible")
+        assert page.text_content("#usage-day") == "Today: 0 of 20 tokens, 0 requests"
+        # WHEN a turn spends past it (it finishes), and the user sends another
+        send(page, "spend it")
+        until_settled(page, 1)
+        send(page, "and more")
+        settled = until_settled(page, 2)
+        page.wait_for_function("() => document.getElementById('usage-day').classList.contains('spent')")
+        failure = page.eval_on_selector(f"{LAST_ANSWER} >> .failure", """(failure) => ({
+            code: failure.querySelector('code').textContent, text: failure.querySelector('p').textContent,
+            retry: failure.querySelector('button.retry') !== null})""")
+        day = page.text_content("#usage-day")
+    # THEN the refusal says what happened and when the budget starts again, with no Retry that would be refused
+    assert [answer["status"] for answer in settled] == ["complete", "error"]
+    assert failure["code"] == "budget_exceeded" and not failure["retry"]
+    assert failure["text"].startswith("Your token budget is used up: you have used this day's budget of 20 tokens")
+    assert re.search(r"\((at|on) .+ your time\)\.$", failure["text"]), failure["text"]
+    # ... and so does the usage under the list
+    assert re.fullmatch(r"Today: [\d,]+ of 20 tokens, 1 request\. Budget used up: it starts again (at|on) .+ your "
+                        r"time\.", day), day

@@ -1,12 +1,14 @@
 // The chat page: the conversation list at the side, the thread, the composer. It keeps one chat session in the
 // address (#session=...), sends messages with relay-client.js and shows each answer as it grows, rendered as
 // sanitised markdown. Which relay it talks to, where the token is kept and what an answer may render are decided in
-// safety.js; following the thread as it grows in follow.js; code blocks in code-blocks.js; the composer's images in
-// attachments.js.
+// safety.js; following the thread as it grows in follow.js; code blocks in code-blocks.js; the conversation list in
+// conversations.js, and what the user has spent under it in usage.js; the composer's images in attachments.js.
 import { marked } from "./vendor/marked.esm.js";
 import {
-  cancelMessage, createSession, followAnswer, listMessages, listProviders, streamChat, uploadAttachment,
+  cancelMessage, createSession, followAnswer, listMessages, listProviders, regenerate, streamChat, uploadAttachment,
 } from "./relay-client.js";
+import { ConversationList } from "./conversations.js";
+import { UsageDisplay, resetTime } from "./usage.js";
 import { chooseRelay, keepToken, pageSettings, recallToken, sanitizeAnswer } from "./safety.js";
 import { appendReasoning, collapseReasoning, showReasoning } from "./thinking.js";
 import { decorateCodeBlocks } from "./code-blocks.js";
@@ -61,6 +63,15 @@ let providers = [];
 let turn = null; // the answer being streamed: {view, controller, messageId, stopRequested}
 const queued = []; // messages sent while an answer was under way, oldest first: {content, images, view}
 const follower = new ThreadFollower(element("thread"), element("messages"), element("jump"));
+const conversations = new ConversationList({
+  list: element("conversations"), more: element("more-conversations"), dialog: element("confirm-delete"),
+  dialogName: element("confirm-delete-name"), confirm: element("confirm-delete-yes"),
+  cancel: element("confirm-delete-cancel"),
+}, { connection, current: () => chatSessionId, leaving: () => newChat(), notify });
+const usage = new UsageDisplay({
+  section: element("usage"), day: element("usage-day"), month: element("usage-month"),
+  dayMeter: element("usage-day-meter"), monthMeter: element("usage-month-meter"),
+});
 const tray = new ImageTray({
   list: element("tray"), error: element("tray-error"), button: element("attach"), input: element("attach-input"),
   pasteTarget: element("content"), dropZone: element("chat"),
@@ -90,6 +101,7 @@ class MessageView {
     this.actions = document.createElement("div");
     this.actions.className = "actions";
     this.actions.append(copyButton(role === "user" ? "Copy message" : "Copy answer", () => this.text));
+    if (role === "ai") this.actions.append(regenerateButton(this));
     this.element.append(this.content, this.meta, this.actions);
     if (after) after.element.after(this.element);
     else element("messages").append(this.element);
@@ -139,12 +151,18 @@ class MessageView {
     this.meta.textContent = text;
   }
 
-  /** An error that stands out: what happened, its code, and a way to try again. */
-  showFailure({ code, message }, retry) {
+  /** An error that stands out: what happened, its code, and a way to try again (none for a spent budget: it would
+   * only be refused again until the budget starts again, which it says when). */
+  showFailure({ code, message, retryAfter }, retry) {
     const failure = document.createElement("div");
     failure.className = "failure";
     const what = document.createElement("p");
     what.textContent = message || "The answer failed.";
+    if (code === "budget_exceeded") {
+      const resets = retryAfter != null ? ` (${resetTime(new Date(Date.now() + retryAfter * 1000))})` : "";
+      what.textContent = `Your token budget is used up: ${message}${resets}.`;
+      retry = null;
+    }
     const codeName = document.createElement("code");
     codeName.textContent = code;
     failure.append(what, codeName);
@@ -167,19 +185,37 @@ class MessageView {
     this.actions.prepend(label);
   }
 
-  fold() {
+  fold(show = "Show more", hide = "Show less") {
     this.element.classList.add("folded");
     const toggle = document.createElement("button");
     toggle.type = "button";
-    toggle.textContent = "Show more";
+    toggle.className = "fold";
+    toggle.textContent = show;
     toggle.setAttribute("aria-expanded", "false");
     toggle.addEventListener("click", () => {
       const open = this.element.classList.toggle("unfolded");
-      toggle.textContent = open ? "Show less" : "Show more";
+      toggle.textContent = open ? hide : show;
       toggle.setAttribute("aria-expanded", String(open));
     });
     this.actions.prepend(toggle);
   }
+
+  /** An answer a regenerate replaced: kept (the relay keeps it too, marked supersededBy), folded to one line. */
+  supersede() {
+    if (this.element.classList.contains("superseded")) return;
+    this.element.classList.add("superseded");
+    this.fold("Show the earlier answer", "Hide the earlier answer");
+  }
+}
+
+/** Regenerate, under an answer: CSS shows it under the last one only, and not while an answer is under way. */
+function regenerateButton(view) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "regenerate";
+  button.setAttribute("aria-label", "Regenerate the answer");
+  button.addEventListener("click", () => regenerateAnswer(view));
+  return button;
 }
 
 /** How an answer ended, under it: the same for one just streamed and one read back from the store. */
@@ -195,12 +231,15 @@ function showOutcome(view, { status, error, ttftMs, tokensPerSecond }, retry) {
   view.note(facts.filter(Boolean).join(" · "));
 }
 
-function answerCallbacks(current, retry) {
+/** The callbacks of relay-client's streaming calls for the answer in `current`; `started` is called once the relay
+ * has accepted the turn (its messages are stored). */
+function answerCallbacks(current, retry, started) {
   const { view } = current;
   return {
     onStart: ({ messageId }) => {
       view.messageId = messageId;
       current.messageId = messageId;
+      started?.();
       if (current.stopRequested) stop(current);
     },
     onReasoning: (text) => {
@@ -251,9 +290,10 @@ async function send(content, userView, images = []) {
   if (element("provider").value === "simulated") view.markSimulated();
   const retry = () => submit(content, images);
   await run(view, async (current) => {
+    let created = null;
     if (!chatSessionId) {
       const { provider, model } = Object.fromEntries(new FormData(element("setup")));
-      const created = await createSession({ ...connection(), provider, model });
+      created = await createSession({ ...connection(), provider, model });
       if (current.controller.signal.aborted) return { status: "aborted" }; // "New chat" meanwhile: not this one
       chatSessionId = created;
       history.replaceState(null, "", `#session=${chatSessionId}`);
@@ -262,11 +302,26 @@ async function send(content, userView, images = []) {
     const attachments = await Promise.all(images.map(async ({ file }) => (await uploadAttachment({
       ...connection(), chatSessionId, file, signal: current.controller.signal,
     })).attachmentId));
+    // A new session is listed (and titled by this first message) once the relay has stored the message.
+    const listed = created && (() => refreshConversations());
     return streamChat({
       ...connection(), chatSessionId, content, attachments, signal: current.controller.signal,
-      ...answerCallbacks(current, retry),
+      ...answerCallbacks(current, retry, listed),
     });
   }, retry);
+}
+
+/** Answers the last message again: the new answer goes under `replaced`, which folds away once the relay has it. */
+function regenerateAnswer(replaced) {
+  if (turn || !chatSessionId) return;
+  const view = new MessageView("ai", "pending", { after: replaced });
+  if (element("provider").value === "simulated") view.markSimulated();
+  follower.toLatest();
+  const retry = () => regenerateAnswer(view);
+  run(view, (current) => regenerate({
+    ...connection(), chatSessionId, signal: current.controller.signal,
+    ...answerCallbacks(current, retry, () => replaced.supersede()),
+  }), retry);
 }
 
 async function run(view, stream, retry) {
@@ -283,7 +338,8 @@ async function run(view, stream, retry) {
     if (turn === current) { // else "New chat" or another conversation has taken over
       turn = null;
       setBusy(false);
-      refreshConversations();
+      refreshConversations(); // its last activity moved it to the top, and a model may have titled it meanwhile
+      refreshUsage();
       const next = queued.shift();
       if (next) send(next.content, next.view, next.images);
     }
@@ -304,26 +360,18 @@ async function stop(current = turn) {
   }
 }
 
-// The session's own provider and model, for the picker. GET …/messages does not carry them (GET /sessions, coming
-// with the conversation list, will): until then the stored answers' metadata gives them. The latest answer's first
-// attempt is the session's own (metadata.attempts lists those that failed before a fallback answered), else the one
-// that answered. A session with no answer stored yet leaves the picker as it is.
-function sessionModelOf(messages) {
-  for (const { metadata } of [...messages].reverse()) {
-    const first = metadata?.attempts?.[0] ?? metadata ?? {};
-    if (first.provider && first.model) return { provider: first.provider, model: first.model };
-  }
-  return null;
-}
-
 async function loadHistory() {
   const loading = chatSessionId;
   element("messages").replaceChildren();
   if (!loading) return;
-  const messages = await listMessages({ ...connection(), chatSessionId: loading });
+  // The session's own provider and model (GET /sessions), for the picker: the ones its turns use. (Not found, it is
+  // not the user's, or is older than the list reads: GET …/messages says which, and the picker stays as it is.)
+  const [messages, session] = await Promise.all([
+    listMessages({ ...connection(), chatSessionId: loading }),
+    conversations.summaryOf(loading).catch(() => null),
+  ]);
   if (loading !== chatSessionId) return; // another conversation was opened meanwhile
-  const sessionModel = sessionModelOf(messages);
-  if (sessionModel) showModel(sessionModel.provider, sessionModel.model);
+  if (session) showModel(session.provider, session.model);
   let asked = null;
   for (const message of messages) {
     if (message.role === "user") {
@@ -338,11 +386,12 @@ async function loadHistory() {
     const content = asked;
     const retry = content === null ? null : () => submit(content);
     const view = new MessageView("ai", message.status);
-    if ((message.metadata?.provider ?? sessionModel?.provider) === "simulated") view.markSimulated();
+    if ((message.metadata?.provider ?? session?.provider) === "simulated") view.markSimulated();
     view.messageId = message.messageId;
     view.text = message.content;
     view.render();
     showReasoning(view.element, message);
+    if (message.metadata?.supersededBy) view.supersede();
     if (message.status === "pending" || message.status === "streaming") {
       // Still being generated (another tab, or a reload mid-answer): follow it from what is stored.
       run(view, (current) => followAnswer({
@@ -406,33 +455,19 @@ function showExamples(offered) {
   }));
 }
 
-// The conversation list at the side.
-// TODO(conversations): GET /sessions and relay-client.js's listSessions come with another change (wp-conv). Once
-// both are merged, this is `return (await listSessions(connection())).sessions;` (the first page, 20, most recently
-// active first), and rename and delete (updateSession, deleteSession) go beside showConversations. Until then the
-// list stays empty.
-async function loadConversations() {
-  return [];
-}
-
-function showConversations(sessions) {
-  element("conversations").replaceChildren(...sessions.map(({ chatSessionId: id, title, model, updatedAt }) => {
-    const link = document.createElement("a");
-    link.href = `#session=${encodeURIComponent(id)}`;
-    link.textContent = title || "Untitled chat";
-    link.title = `${model}, ${new Date(updatedAt).toLocaleString()}`;
-    if (id === chatSessionId) link.setAttribute("aria-current", "page");
-    const item = document.createElement("li");
-    item.append(link);
-    return item;
-  }));
-}
-
 async function refreshConversations() {
   try {
-    showConversations(await loadConversations());
+    await conversations.refresh();
   } catch {
     // the list is a convenience: the conversation itself goes on without it
+  }
+}
+
+async function refreshUsage() {
+  try {
+    await usage.refresh(connection());
+  } catch {
+    // as the list: a convenience (a relay without the route, or a moment's failure, leaves the last one shown)
   }
 }
 
@@ -450,15 +485,16 @@ function newChat() {
   leaveConversation();
   chatSessionId = null;
   history.replaceState(null, "", location.pathname + location.search);
-  refreshConversations();
+  conversations.show(); // none marked now
   setDrawer(false);
   element("content").focus();
 }
 
+/** Opens another conversation (from the list, or a link): its history, and its model in the picker. */
 function openConversation(id) {
   leaveConversation();
   chatSessionId = id;
-  refreshConversations();
+  conversations.show(); // marked at once; loadHistory reads the list again if it is not in it
   setDrawer(false);
   attempt(loadHistory);
 }
@@ -505,7 +541,8 @@ element("content").addEventListener("keydown", (event) => {
   }
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Escape") return;
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (element("confirm-delete").open) return; // the dialog's own Escape cancels it, and nothing else
   if (document.body.dataset.drawer === "open") {
     setDrawer(false);
     element("menu").focus();
@@ -537,7 +574,8 @@ if (relay.refused) {
   element("content").focus();
   attempt(async () => {
     await loadProviders();
-    await loadHistory();
-    await refreshConversations();
+    refreshUsage();
+    // With a conversation in the address, loading it reads the list too (for its provider and model)
+    await (chatSessionId ? loadHistory() : refreshConversations());
   });
 }

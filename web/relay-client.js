@@ -29,15 +29,18 @@
 /** An error the relay reported (`code` as in its JSON errors and `error` events), or a lost connection. */
 export class RelayError extends Error {
   /**
-   * @param {string} code e.g. "provider_error", "rate_limited", "cancelled", "connection_lost"
+   * @param {string} code e.g. "provider_error", "rate_limited", "budget_exceeded", "cancelled", "connection_lost"
    * @param {string} message
    * @param {number} [status] the HTTP status, when the request itself was refused
+   * @param {number} [retryAfter] seconds until a refusal stops (its Retry-After: a 429's limit or budget resets),
+   *   when the relay said and the browser lets the page read it (same origin, or the header exposed by CORS)
    */
-  constructor(code, message, status) {
+  constructor(code, message, status, retryAfter) {
     super(message);
     this.name = "RelayError";
     this.code = code;
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -534,7 +537,9 @@ async function refusal(response) {
   // The relay's refusals are {"error": {code, message}}; AWS's own (a function URL's signature check) {"message"}.
   const error = body.error ?? {};
   const message = error.message ?? body.message ?? body.Message ?? response.statusText;
-  return new RelayError(error.code ?? `http_${response.status}`, message, response.status);
+  const retryAfter = /^\d+$/.test(response.headers.get("retry-after") ?? "")
+    ? Number(response.headers.get("retry-after")) : undefined; // the relay sends seconds, never an HTTP date
+  return new RelayError(error.code ?? `http_${response.status}`, message, response.status, retryAfter);
 }
 
 /** Offsets count Unicode code points, as the relay's stored text does; a JS string's length counts UTF-16 units. */

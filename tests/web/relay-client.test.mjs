@@ -126,6 +126,21 @@ test("a refused request is a RelayError with the relay's code and the HTTP statu
   assert.deepEqual([seen.errors[0].code, seen.errors[0].status], ["rate_limited", 429]);
 });
 
+test("a spent budget's refusal carries its Retry-After in seconds, and a refusal without one none", async () => {
+  const spent = { error: { code: "budget_exceeded", message: "you have used this day's budget of 20 tokens" } };
+  const { fetch } = scripted(
+    () => Response.json(spent, { status: 429, headers: { "retry-after": "3600" } }),
+    () => Response.json({ error: { code: "session_not_found", message: "no such session" } }, { status: 404 }),
+  );
+  const { seen, options } = collect({ fetch });
+
+  await streamChat(options);
+  await streamChat(options);
+
+  assert.deepEqual(seen.errors.map(({ code, status, retryAfter }) => [code, status, retryAfter]),
+    [["budget_exceeded", 429, 3600], ["session_not_found", 404, undefined]]);
+});
+
 test("a connection dropped mid-answer resumes from the last offset, without repeating text", async () => {
   const { fetch, calls } = scripted(
     () => eventStream([START, token("Hello", 5), token(" 🙂 wor", 11)], { drop: true }),

@@ -83,6 +83,9 @@ SEND_TIMEOUT_SECONDS = 10.0
 CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization",
                       "x-amz-content-sha256")
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE")  # template.yaml's AllowMethods too (a test keeps them equal)
+# A page on another origin may read these from a response (template.yaml's ExposeHeaders too): Retry-After says when a
+# 429 (a rate limit, a spent budget) stops, which the page tells the user.
+CORS_EXPOSE_HEADERS = ("retry-after",)
 SESSION_FIELDS = ("title", "system", "provider", "model", "fallbacks", "reasoning")  # what POST and PATCH may set
 
 
@@ -177,7 +180,8 @@ def _model_titles(settings: Settings, providers: ProviderRegistry) -> ModelTitle
 def cors_middleware(allow_origins: Sequence[str]) -> Middleware:
     """CORS as the function URL answers it (template.yaml): an allowlist, no credentials, preflights kept 10 min."""
     return Middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=list(CORS_ALLOW_METHODS),
-                      allow_headers=list(CORS_ALLOW_HEADERS), allow_credentials=False, max_age=600)
+                      allow_headers=list(CORS_ALLOW_HEADERS), expose_headers=list(CORS_EXPOSE_HEADERS),
+                      allow_credentials=False, max_age=600)
 
 
 async def authenticate(request: Request) -> str:
