@@ -95,7 +95,7 @@ class ProviderRegistry:
 
     async def configured(self) -> list[dict[str, object]]:
         """The providers this deployment can serve now, with their models: for a UI's picker."""
-        listed = []
+        listed: list[dict[str, object]] = []
         for name, key in sorted(self._keys.items()):
             if key is not None:
                 try:
