@@ -11,7 +11,7 @@ import pytest
 
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from tests.conftest import count_items, new_session
-from tests.test_turn import messages_of
+from tests.helpers import messages_of
 
 READER = Path(__file__).parent / "web" / "ai_sdk_reader.mjs"
 

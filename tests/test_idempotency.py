@@ -10,7 +10,7 @@ from ulid import ULID
 
 from devtools.simulated_provider import answer_tokens
 from tests.conftest import count_items, new_session
-from tests.test_turn import Received, messages_of, stream_chat
+from tests.helpers import Received, messages_of, stream_chat
 
 
 def chat(client: httpx.Client, chat_session_id: str, client_message_id: str,
