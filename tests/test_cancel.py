@@ -4,8 +4,7 @@ stops the generating run at its next checkpoint, over real loopback HTTP."""
 import time
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import new_session
-from tests.helpers import last_record, messages_of, stream_in_background, wait_for
+from tests.helpers import last_record, messages_of, new_session, stream_in_background, wait_for
 
 
 def test_the_text_so_far_is_checkpointed_while_streaming(client, stack):

@@ -16,8 +16,7 @@ from devtools.latency_proxy import LatencyProxy
 from devtools.local_run import LocalRun
 from devtools.simulated_provider import answer_tokens
 from relay.connections import Connections, origin_of
-from tests.conftest import app_client, new_session
-from tests.helpers import messages_of, stream_chat, wait_for
+from tests.helpers import app_client, messages_of, new_session, stream_chat, wait_for
 
 MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=19"  # its own: tests count by model
 

@@ -9,8 +9,16 @@ import pytest
 from httpx_sse import connect_sse
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import app_client, emf_lines, new_session
-from tests.helpers import RecordingClient, disconnect_after_three_tokens, last_record, messages_of, stream_chat
+from tests.helpers import (
+    RecordingClient,
+    app_client,
+    disconnect_after_three_tokens,
+    emf_lines,
+    last_record,
+    messages_of,
+    new_session,
+    stream_chat,
+)
 
 
 def test_first_token_reaches_the_client_before_the_provider_sends_its_last(client, stack):

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import SCREENSHOTS, deploy_page, new_session, relay_server, static_server
-from tests.helpers import messages_of, stream_chat
+from tests.conftest import SCREENSHOTS, deploy_page, static_server
+from tests.helpers import messages_of, new_session, relay_server, stream_chat
 from tests.outage import FaultyProxy
 
 LAST_ANSWER = ".message.ai >> nth=-1"
