@@ -2,7 +2,8 @@
 
     jwt   ``Authorization: Bearer <token>``, verified against an OIDC issuer's JWKS with PyJWT: pinned algorithms
           (and only the one its key's type takes: RS256 for RSA, ES256 for EC P-256), signature, exp/nbf with a
-          small leeway, iss, aud (or Cognito's client_id), token_use. The default.
+          small leeway, iss, aud (or Cognito's client_id), token_use. The template's default (an app started
+          without AUTH_MODE, as the local run and the tests are, has none).
     iam   the function URL is AWS_IAM, usually behind CloudFront Origin Access Control, which owns the
           Authorization header: the user's token travels in ``X-User-Authorization`` (verified as above) when an
           issuer is configured, else the caller is the IAM principal from the request context.
