@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import count_items, new_session
-from tests.test_turn import messages_of
+from tests.helpers import count_items, messages_of, new_session
 
 READER = Path(__file__).parent / "web" / "ai_sdk_reader.mjs"
 

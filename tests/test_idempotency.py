@@ -9,8 +9,7 @@ from httpx_sse import connect_sse
 from ulid import ULID
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import count_items, new_session
-from tests.test_turn import Received, messages_of, stream_chat
+from tests.helpers import Received, count_items, messages_of, new_session, stream_chat
 
 
 def chat(client: httpx.Client, chat_session_id: str, client_message_id: str,

@@ -19,7 +19,7 @@ from relay.config import STREAM_LEASE_DEADLINE_MARGIN_SECONDS, Settings
 from relay.dynamodb import DynamoDB
 from relay.limits import Limits, TooManyRequests
 from relay.store import ChatStore
-from tests.conftest import HeaderUser, count_items
+from tests.helpers import HeaderUser, count_items
 
 SLOW = "sim:first_token_ms=0,tokens_per_second=10,tokens=20"
 FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=2"

@@ -31,7 +31,7 @@ from devtools.servers import UvicornThread
 from relay.app import OPENAPI_DOCUMENT, create_app
 from relay.config import Settings
 from relay.store import ChatStore
-from tests.conftest import OneUserOfItsOwn
+from tests.helpers import OneUserOfItsOwn
 
 EXAMPLES = settings(max_examples=int(os.environ.get("OPENAPI_EXAMPLES", "30")), deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))

@@ -10,9 +10,7 @@ from httpx_sse import connect_sse
 from ulid import ULID
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import count_items, new_session
-from tests.test_cancel import wait_for
-from tests.test_turn import Received, last_record, messages_of, stream_chat
+from tests.helpers import Received, count_items, last_record, messages_of, new_session, stream_chat, wait_for
 
 FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=6"
 

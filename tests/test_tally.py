@@ -7,8 +7,7 @@ from relay.events import Finish, ReasoningRedacted, ReasoningSignature, Usage
 from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
 from relay.tally import MIN_RATE_SPAN_SECONDS, Tally
-from tests.conftest import emf_lines, new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import emf_lines, messages_of, new_session, stream_chat
 
 
 class Clock:

@@ -17,8 +17,7 @@ from relay.config import Settings
 from relay.records import ChatSession
 from relay.store import ChatStore
 from relay.titles import title_from_message
-from tests.conftest import app_client, new_session
-from tests.test_turn import stream_chat
+from tests.helpers import app_client, new_session, stream_chat
 
 TITLE_MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
 SLOW_TITLE_MODEL = "sim:first_token_ms=1500,tokens_per_second=0,tokens=4"

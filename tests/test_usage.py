@@ -21,8 +21,7 @@ from relay.config import Settings
 from relay.dynamodb import DynamoDB
 from relay.store import ChatStore
 from relay.usage import BudgetExceeded, Period, UsageLedger
-from tests.conftest import app_client, count_items, emf_lines, new_session
-from tests.test_turn import RecordingClient, last_record, stream_chat
+from tests.helpers import RecordingClient, app_client, count_items, emf_lines, last_record, new_session, stream_chat
 
 THIRTY_TOKENS = "sim:first_token_ms=0,tokens_per_second=0,tokens=30"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
@@ -120,7 +119,7 @@ def create_app(
             yield
 
     middleware = []
-    if settings.cors_allow_origins and not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if settings.cors_allow_origins and not config.on_lambda():
         # On Lambda the function URL answers CORS from the same allowlist (template.yaml); elsewhere the app does.
         middleware.append(cors_middleware(settings.cors_allow_origins))
 

@@ -95,7 +95,8 @@ def _response_of(exc: StoreError) -> dict[str, Any]:
 
 def condition_failed(exc: StoreError) -> bool:
     """Whether a conditional write failed its condition (and nothing else went wrong)."""
-    return _response_of(exc).get("Error", {}).get("Code") == CONDITION_FAILED
+    code: object = _response_of(exc).get("Error", {}).get("Code")
+    return code == CONDITION_FAILED
 
 
 def cancellation_codes(exc: StoreError) -> list[str | None]:

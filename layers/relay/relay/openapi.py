@@ -171,7 +171,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
     if operation.parameters:
         described["parameters"] = list(operation.parameters)
     if operation.body is not None:
-        schema = _ref(operation.body)
+        schema: dict[str, Any] = _ref(operation.body)
         if operation.stream:
             schema = {"anyOf": [schema, _ref("AiSdkChatRequest")]}
         described["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}

@@ -15,11 +15,14 @@
 messages: the single read that precedes a provider call. Only session items carry ``ownerId`` and ``updatedAt``,
 so the index holds nothing else, and one Query of it lists a user's conversations, most recently active first.
 
-A turn writes three times: its claim (only with a ``clientMessageId``, alongside that read), the user message and
+A turn writes three times: its claim (only with a ``clientMessageId``, alongside that read); the user message and
 the ``pending`` answer in one transaction that also keeps the session current (its TTL, last activity, message
-count and, the first time, its title), and the final answer, in one transaction that lands only while the session
+count and, the first time, its title), marks the claim accepted and, for a regenerate, marks the answer it
+replaces ``supersededBy`` the new one; and the final answer, in one transaction that lands only while the session
 and the answer still exist (a deleted session never comes back) and that also adds the turn's usage to the limits
-table. Checkpoints in between update the answer's text.
+table (part items beyond what one transaction holds are batch-written first). Checkpoints in between update the
+answer's text and read whether a Stop was asked; with ``TITLE_MODEL``, a model-made title replaces the first one
+afterwards.
 
 An erase marks the session ``deleting`` first: from then on no turn, claim or final write lands in it, and its items
 are deleted, the session item last, so that an erase cut short is finished by asking again.

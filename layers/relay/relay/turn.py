@@ -4,8 +4,11 @@ The caller has admitted the request and loaded the session and its history (the 
 call). Then, in order:
 
 1. ask      the provider request leaves at once;
-2. accept   meanwhile the user message and a ``pending`` answer are stored, and only then does the client hear
-            ``Started``: a message the client holds an id for is never lost (nothing stored: ``Failed``);
+2. accept   meanwhile the user message and a ``pending`` answer are stored, in one transaction that also keeps the
+            session current (and titles it the first time) and marks the request's claim accepted; a write cut
+            off by its time budget is read back, since it may have landed. Only then does the client hear
+            ``Started``: a message the client holds an id for is never lost (nothing stored: ``Failed``, and the
+            claim is released for a retry);
 3. open     the first batch, the request retried and then the session's fallbacks tried, only until it comes;
 4. relay    each batch of deltas (the answer's text, and the model's reasoning in runs of its own, in the order
             the provider sent them) goes to the client as it arrives; both so far are checkpointed about once a

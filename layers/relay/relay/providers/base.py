@@ -1,7 +1,7 @@
 """What every provider shares: the request it is given, and the shape it answers in.
 
-The relay loop sees only ``ChatProvider.stream``; each provider module turns its own wire format into
-``relay.events``.
+A turn sees only ``ChatProvider``: ``stream`` for the answer, and ``reasoning_unsupported`` for why a session's
+reasoning option is left out; each provider module turns its own wire format into ``relay.events``.
 """
 
 from __future__ import annotations
