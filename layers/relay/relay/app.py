@@ -397,9 +397,11 @@ async def chat_stream(request: Request) -> Response:
         return _streamed(encoding, events, Connection(), config.ON_DISCONNECT_CANCEL)
     connection = Connection()
     regeneration = admitted.regeneration
+    # A model-made title keeps the stream open after the answer: only for a client that knows it is over by then.
+    settings = state.turn_settings if encoding.done_before_close else replace(state.turn_settings, titles=None)
     turn = relay_turn(admitted.conversation, regeneration.user_message.content if regeneration else content or "",
                       provider=admitted.provider, store=state.store, invocation=invocation,
-                      settings=state.turn_settings, connection=connection, fallbacks=admitted.fallbacks,
+                      settings=settings, connection=connection, fallbacks=admitted.fallbacks,
                       message_ids=admitted.message_ids, client_message_id=client_message_id,
                       store_read_ms=admitted.store_read_ms, regeneration=regeneration)
     return _streamed(encoding, held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
