@@ -47,6 +47,22 @@ def test_punctuation_before_the_cut_is_dropped():
     assert title_from_message("a" * 57 + ", and then some more words") == "a" * 57 + "…"
 
 
+def test_invisible_and_direction_changing_characters_are_left_out():
+    assert title_from_message("\u202eevil\u202c \u200btitle\ufeff") == "evil title"
+    assert title_from_message("\u200b\u2066\u00ad") is None  # nothing visible: no title
+    assert title_from_message("\u200b" * 10_000 + "late words") is None  # only the head is looked at
+    assert title_from_message("👨\u200d👩\u200d👧 family") == "👨\u200d👩\u200d👧 family"  # joiners stay
+
+
+def test_a_first_message_with_nothing_visible_leaves_the_session_untitled_for_the_next(stack, dynamodb):
+    with app_client(dynamodb) as client:
+        chat_session_id = new_session(client, FAST)
+        stream_chat(client, chat_session_id, "\u200b\u200b\u202e")
+        assert title_of(client, chat_session_id) is None
+        stream_chat(client, chat_session_id, "A real question")
+        assert title_of(client, chat_session_id) == "A real question"
+
+
 @pytest.fixture()
 def titled(stack, dynamodb) -> Iterator[httpx.Client]:
     with app_client(dynamodb, title_model=("simulated", TITLE_MODEL)) as client:
