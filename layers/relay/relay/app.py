@@ -51,7 +51,7 @@ from relay.errors import (
     RequestRejected,
     StoreError,
 )
-from relay.events import TurnEvent
+from relay.events import Done, Failed, TurnEvent
 from relay.limits import Limits, held
 from relay.providers.registry import ProviderRegistry
 from relay.reasoning import ReasoningOption
@@ -404,7 +404,12 @@ async def chat_stream(request: Request) -> Response:
                       settings=settings, connection=connection, fallbacks=admitted.fallbacks,
                       message_ids=admitted.message_ids, client_message_id=client_message_id,
                       store_read_ms=admitted.store_read_ms, regeneration=regeneration)
-    return _streamed(encoding, held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
+    return _streamed(encoding, held(turn, admitted.lease, _ends_the_answer), connection,
+                     state.settings.on_client_disconnect)
+
+
+def _ends_the_answer(event: TurnEvent) -> bool:
+    return isinstance(event, Done | Failed)
 
 
 def _streamed(encoding: Encoding, events: AsyncGenerator[TurnEvent, None], connection: Connection,
