@@ -92,7 +92,7 @@ def test_a_provider_error_reaches_use_chat_as_an_error_after_the_text_so_far(cli
 
 def test_use_chat_regenerate_answers_the_last_message_again_and_keeps_the_answer_it_replaces(client, stack):
     # GIVEN an answer read by useChat's code
-    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=99"  # this test's own: calls are counted
     chat_session_id = new_session(client, model)
     first = read_with_the_ai_sdk(stack.url, chat_session_id, "Hello", "submit-message", "m1")
     asked = len([record for record in stack.provider.records if record.model == model])
