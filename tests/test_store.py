@@ -185,3 +185,17 @@ def test_a_sessions_reasoning_option_is_stored_with_it(store):
     asyncio.run(store.create_session(session))
     loaded = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=1, owner_id=""))
     assert loaded is not None and loaded.session == session
+
+
+def test_changing_one_setting_keeps_what_changed_meanwhile_in_the_others(store):
+    # GIVEN a session read for a PATCH of its system text, and then, before the PATCH writes, named by its first
+    # message (a turn's write)
+    session = replace(make_session(), title=None, owner_id="u")
+    asyncio.run(store.create_session(session))
+    read = asyncio.run(store.get_session(session.chat_session_id, "u"))
+    asyncio.run(store.begin_turn(read, message("user", "hi"), message("ai", "", PENDING), title="First title"))
+    # WHEN the PATCH writes the setting it changes
+    updated, _ = asyncio.run(store.update_session(replace(read, system="Be terse."), ("system",)))
+    # THEN the title the turn gave it stays
+    assert (updated.system, updated.title) == ("Be terse.", "First title")
+    assert asyncio.run(store.get_session(session.chat_session_id, "u")).title == "First title"

@@ -57,7 +57,7 @@ from relay.providers.registry import ProviderRegistry
 from relay.reasoning import ReasoningOption
 from relay.records import LIVE, ChatSession, SessionSummary, is_id, now_iso
 from relay.resume import attach, follow_message
-from relay.store import ChatStore, InvalidCursor
+from relay.store import SESSION_SETTINGS, ChatStore, InvalidCursor
 from relay.titles import ModelTitles
 from relay.turn import Connection, TurnSettings, relay_turn
 from relay.usage import UsageLedger
@@ -79,7 +79,6 @@ SEND_TIMEOUT_SECONDS = 10.0
 CORS_ALLOW_HEADERS = ("content-type", "authorization", "accept", "last-event-id", "x-user-authorization",
                       "x-amz-content-sha256")
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE")  # template.yaml's AllowMethods too (a test keeps them equal)
-SESSION_FIELDS = ("title", "system", "provider", "model", "fallbacks", "reasoning")  # what POST and PATCH may set
 
 
 AuthenticatorFactory = Callable[[httpx.AsyncClient], Authenticator]
@@ -205,7 +204,7 @@ def validated_session(body: SessionSettings | SessionChanges, providers: Provide
     (``current`` has no provider or model yet) and for PATCH (absent or null leaves a setting as it is; an empty
     list of fallbacks removes them). The body's shape is the schema's to check (relay/bodies.py)."""
     if current.provider and all(value is None for value in body.values()):
-        raise bodies.invalid(f"give at least one of: {', '.join(SESSION_FIELDS)}")
+        raise bodies.invalid(f"give at least one of: {', '.join(SESSION_SETTINGS)}")
     changes: dict[str, Any] = {}
     provider, model = body.get("provider"), body.get("model")
     if provider is not None or model is not None or not current.provider:
@@ -274,7 +273,12 @@ async def update_session(request: Request) -> Response:
     current = await store.get_session(chat_session_id, user_id) if is_id(chat_session_id) else None
     if current is None:
         raise session_not_found()
-    updated = await store.update_session(validated_session(body, request.app.state.providers, current))
+    # Only what the body names is written: a setting changed since it was read (a turn's first title, a
+    # model-made one) stays. A provider and its model are checked, and so written, together.
+    named = {name for name in SESSION_SETTINGS if body.get(name) is not None}
+    if named & {"provider", "model"}:
+        named |= {"provider", "model"}
+    updated = await store.update_session(validated_session(body, request.app.state.providers, current), named)
     if updated is None:  # deleted since it was read
         raise session_not_found()
     return JSONResponse(_session_json(*updated))

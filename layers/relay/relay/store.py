@@ -35,7 +35,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,9 +64,9 @@ from relay.records import (
     is_id,
 )
 
-__all__ = ["SESSION_INDEX", "SESSION_INDEX_ATTRIBUTES", "SESSION_INDEX_KEY_SCHEMA", "TABLE_KEY_SCHEMA",
-           "TTL_ATTRIBUTE", "AnswerReplaced", "ChatStore", "ClientMessageConflict", "InvalidCursor", "SessionNotFound",
-           "SessionPage"]
+__all__ = ["SESSION_INDEX", "SESSION_INDEX_ATTRIBUTES", "SESSION_INDEX_KEY_SCHEMA", "SESSION_SETTINGS",
+           "TABLE_KEY_SCHEMA", "TTL_ATTRIBUTE", "AnswerReplaced", "ChatStore", "ClientMessageConflict", "InvalidCursor",
+           "SessionNotFound", "SessionPage"]
 
 SESSION_SORT_KEY = "SESSION"
 MESSAGE_PREFIX = "MSG#"
@@ -95,6 +95,7 @@ HISTORY_PAGE_ITEMS = 100
 HISTORY_READS = 4
 MAX_CURSOR_CHARS = 1_000
 ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+SESSION_SETTINGS = ("title", "system", "provider", "model", "fallbacks", "reasoning")  # what a client may change
 WARM_UP_KEY = "WARM-UP"  # never a session's key (those are SESSION#<id>): read once per process, found by no one
 
 
@@ -498,28 +499,33 @@ class ChatStore:
         item = deserialize(response.get("Item") or {})
         return _session_from_item(item) if item and _is_live_session_of(item, owner_id) else None
 
-    async def update_session(self, session: ChatSession) -> tuple[ChatSession, SessionSummary] | None:
-        """Replace the settings a client may change (title, system, provider, model, fallbacks, reasoning) with
-        ``session``'s; an empty system or fallbacks removes them. None when the session is not the owner's (or is
-        gone, or being erased), and then nothing is written. Last activity is left as it was: a rename is not one."""
+    async def update_session(self, session: ChatSession, fields: Collection[str] = SESSION_SETTINGS,
+                             ) -> tuple[ChatSession, SessionSummary] | None:
+        """Replace the settings ``fields`` names (of those a client may change: title, system, provider, model,
+        fallbacks, reasoning) with ``session``'s, and only those: another written since ``session`` was read (a
+        turn's first title, a model-made one) stays. An empty system or fallbacks removes them. None when the
+        session is not the owner's (or is gone, or being erased), and then nothing is written. Last activity is
+        left as it was: a rename is not one."""
         values: dict[str, Any] = {":owner": {"S": session.owner_id}}
         assignments, removals = [], []
-        fields = {"provider": session.provider, "model": session.model, "title": session.title,
-                  "system": session.system,  # a reserved word: every name goes through #names
-                  "fallbacks": [{"provider": p, "model": m} for p, m in session.fallbacks] or None,
-                  "reasoning": session.reasoning.to_json() if session.reasoning is not None else None}
-        for name, value in fields.items():
-            if value is None:
+        settings = {"provider": session.provider, "model": session.model, "title": session.title,
+                    "system": session.system,  # a reserved word: every name goes through #names
+                    "fallbacks": [{"provider": p, "model": m} for p, m in session.fallbacks] or None,
+                    "reasoning": session.reasoning.to_json() if session.reasoning is not None else None}
+        written = [name for name in settings if name in fields]
+        for name in written:
+            if (value := settings[name]) is None:
                 removals.append(f"#{name}")
             else:
                 assignments.append(f"#{name} = :{name}")
                 values[f":{name}"] = attribute(value)
-        expression = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removals) if removals else "")
+        expression = " ".join(f"{verb} {', '.join(names)}" for verb, names in (("SET", assignments),
+                                                                                ("REMOVE", removals)) if names)
         try:
             response = await self._call(
                 "update_item", TableName=self.table_name, Key=_item_key(session.chat_session_id, SESSION_SORT_KEY),
                 UpdateExpression=expression, ConditionExpression="ownerId = :owner AND attribute_not_exists(deleting)",
-                ExpressionAttributeNames={f"#{name}": name for name in fields}, ExpressionAttributeValues=values,
+                ExpressionAttributeNames={f"#{name}": name for name in written}, ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW")
         except StoreError as exc:
             if condition_failed(exc):
