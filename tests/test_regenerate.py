@@ -10,7 +10,16 @@ from httpx_sse import connect_sse
 from ulid import ULID
 
 from devtools.simulated_provider import answer_tokens
-from tests.helpers import Received, count_items, last_record, messages_of, new_session, stream_chat, wait_for
+from tests.helpers import (
+    Received,
+    app_client,
+    count_items,
+    last_record,
+    messages_of,
+    new_session,
+    stream_chat,
+    wait_for,
+)
 
 FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=6"
 
@@ -195,3 +204,24 @@ def test_two_regenerates_at_once_replace_the_answer_once(client, stack):
     assert len(answers) == 2
     old, new = answers
     assert old["metadata"]["supersededBy"] == new["messageId"] and new["status"] == "complete"
+
+
+def test_answers_a_regenerate_replaced_do_not_push_the_conversation_out_of_the_history(stack, dynamodb):
+    # GIVEN a relay that reads 4 messages of history, and a conversation of two turns whose last answer was
+    # regenerated 4 times (the replaced answers are items of the session too)
+    with app_client(dynamodb, history_max_messages=4) as client:
+        chat_session_id = new_session(client, FAST)
+        stream_chat(client, chat_session_id, "first question")
+        stream_chat(client, chat_session_id, "second question")
+        for _ in range(4):
+            assert regenerate(client, chat_session_id).one("done")
+        # WHEN it is regenerated once more THEN it answers the last question, with the conversation before it
+        assert regenerate(client, chat_session_id).one("done")
+        answer = "".join(answer_tokens(6))
+        sent = [(m["role"], m["content"]) for m in last_record(stack, FAST).messages if m["role"] != "system"]
+        assert sent == [("user", "first question"), ("assistant", answer), ("user", "second question")]
+        # AND the next turn is sent the whole conversation, with the current answer only
+        stream_chat(client, chat_session_id, "third question")
+        sent = [(m["role"], m["content"]) for m in last_record(stack, FAST).messages if m["role"] != "system"]
+        assert sent == [("user", "first question"), ("assistant", answer), ("user", "second question"),
+                        ("assistant", answer), ("user", "third question")]

@@ -43,6 +43,7 @@ __all__ = ["SCHEMAS", "ai_sdk_chat_request", "chat_request", "invalid", "read_js
            "session_settings", "whole_number"]
 
 SCHEMAS = Path(__file__).with_name("request_schemas.json")
+AI_SDK_REGENERATE = "regenerate-message"  # the AI SDK's trigger for useChat's regenerate()
 WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size, a page size
 
 # How each kind of pydantic error reads after the field's name; any other reads as pydantic words it.
@@ -79,13 +80,22 @@ async def chat_request(request: Request) -> ChatRequest:
 async def ai_sdk_chat_request(request: Request) -> ChatRequest:
     """The chat request an AI SDK body stands for: its session (``chatSessionId``, else the chat's ``id``), the
     text of its last message, which must be the user's, and that message's id as the ``clientMessageId``, so that a
-    resubmission does not ask the provider twice. The content is checked as any other chat request's."""
+    resubmission does not ask the provider twice. The content is checked as any other chat request's.
+
+    useChat's ``regenerate()`` posts the same last user message, with the same id, and ``trigger``
+    ``regenerate-message``: it is a regenerate, without that id, which names the first answer's turn (taken as a
+    resubmission, it would replay the answer the user asked to replace)."""
     body = cast("AiSdkChatRequest", _validated("AiSdkChatRequest", await read_json(request)))
     last = body["messages"][-1]
     if last["role"] != "user":
-        raise invalid("the last message must be the user's new message (regenerating an answer is not supported)")
-    content = "".join(part.get("text", "") for part in last["parts"] if part["type"] == "text")
-    chat: dict[str, Any] = {"content": content, "clientMessageId": last.get("id")}
+        raise invalid("the last message must be the user's new message (or, for regenerate(), the one "
+                      "answered again)")
+    chat: dict[str, Any]
+    if body.get("trigger") == AI_SDK_REGENERATE:
+        chat = {"regenerate": True}
+    else:
+        content = "".join(part.get("text", "") for part in last["parts"] if part["type"] == "text")
+        chat = {"content": content, "clientMessageId": last.get("id")}
     if (chat_session_id := body.get("chatSessionId", body.get("id"))) is not None:
         chat["chatSessionId"] = chat_session_id
     return _chat_request(chat)

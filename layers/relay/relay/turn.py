@@ -64,7 +64,7 @@ from relay.records import COMPLETE, PENDING, Conversation, StoredMessage, now_is
 from relay.store import AnswerReplaced, ChatStore, SessionNotFound
 from relay.tally import Tally
 from relay.titles import ModelTitles, title_from_message
-from relay.usage import UsageLedger
+from relay.usage import UsageLedger, estimated_tokens
 
 __all__ = ["Connection", "Regeneration", "TurnSettings", "new_message_ids", "relay_turn"]
 
@@ -355,9 +355,16 @@ class Turn:
             self.tally.store_failure = STORE_UNAVAILABLE
 
     def _spent(self) -> tuple[int, int]:
-        """The turn's input and output tokens: the provider's count, else the deltas relayed (and no input)."""
+        """The turn's input and output tokens: the provider's count, else the deltas relayed and, once the answer
+        began (a request refused before it is not billed), an estimate of the request's: the provider bills it
+        whether or not the answer went on to its count."""
         tally = self.tally
-        return (tally.usage.input_tokens if tally.usage else 0), tally.output_tokens
+        if tally.usage is not None:
+            return tally.usage.input_tokens, tally.output_tokens
+        if tally.first_delta_at is None:
+            return 0, tally.output_tokens
+        sent = sum(len(message.content) for message in self.messages) + len(self.session.system or "")
+        return estimated_tokens(sent), tally.output_tokens
 
     async def _add_usage(self, usage: UsageLedger, spent: tuple[int, int], timeout: float) -> None:
         try:
