@@ -168,6 +168,14 @@ def test_speed_leaves_out_the_reasoning_the_provider_counts_apart(tally, clock):
     assert (tally.tokens_per_second, tally.reasoning_tokens) == (8.0, 80)
 
 
+@pytest.mark.parametrize("reasoning_tokens", [100, 130])
+def test_no_speed_when_the_reasoning_count_leaves_the_answer_no_tokens(tally, clock, reasoning_tokens):
+    # a provider whose reasoning count reaches its output count: the answer's share would be 0 or negative
+    reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=100, reasoning_tokens=reasoning_tokens))
+    assert (tally.tokens_per_second, tally.reasoning_tokens) == (None, reasoning_tokens)
+    assert tally.reply(PLACEHOLDER).metadata.get("tokensPerSecond") is None
+
+
 def test_speed_spans_the_reasoning_too_when_the_provider_folds_its_count_into_the_output(tally, clock):
     # Anthropic and Bedrock: 130 output tokens, reasoning included with no count of its own, less the first read's
     # fifth of the answer, over all 13 seconds
