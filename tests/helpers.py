@@ -22,7 +22,7 @@ from devtools.simulated_provider import StreamRecord
 
 __all__ = ["HeaderUser", "OneUserOfItsOwn", "Received", "RecordingClient", "app_client", "check_event_answer",
            "count_items", "disconnect_after_three_tokens", "emf_lines", "last_record", "messages_of", "new_session",
-           "relay_server", "stream_chat", "stream_in_background", "wait_for"]
+           "provider_calls", "relay_server", "stream_chat", "stream_in_background", "wait_for"]
 
 
 @dataclass
@@ -63,6 +63,12 @@ def stream_chat(client: httpx.Client, chat_session_id: str, content: str = "Hell
 
 def last_record(stack: LocalRun, model: str) -> StreamRecord:
     return [record for record in stack.provider.records if record.model == model][-1]
+
+
+def provider_calls(stack: LocalRun, model: str) -> int:
+    """How many requests the simulated provider has had for ``model`` in this run: a test that counts them needs a
+    model string no other test uses (a no-op parameter such as ``fault_at=99`` makes one)."""
+    return len([record for record in stack.provider.records if record.model == model])
 
 
 def messages_of(client: httpx.Client, chat_session_id: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from tests.helpers import (
     last_record,
     messages_of,
     new_session,
+    provider_calls,
     stream_chat,
     wait_for,
 )
@@ -34,10 +35,6 @@ def regenerate(client: httpx.Client, chat_session_id: str, client_message_id: st
         for sse in source.iter_sse():
             received.events.append((sse.event, sse.json()))
     return received
-
-
-def provider_calls(stack, model: str) -> int:
-    return len([record for record in stack.provider.records if record.model == model])
 
 
 def test_regenerate_answers_the_last_message_again_and_keeps_the_answer_it_replaces(client, stack):
