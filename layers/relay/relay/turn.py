@@ -431,19 +431,20 @@ def _new_turn_messages(content: str, deadline_ms: int, ids: tuple[str, str]) -> 
 
 
 def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int) -> list[ChatMessage]:
-    """Earlier user messages and complete answers (not those a regenerate replaced), then the new message, as
+    """Earlier user messages, each with the answer it stands with (`_answer_sent`), then the new message, as
     providers want them: roles alternating, so two user messages in a row (the answer between them failed) become
     one; the oldest are left out until the whole fits in ``max_chars``."""
     history: list[ChatMessage] = []
-    for message in [*conversation.history, None]:
-        if message is None:
-            turn = new
-        elif message.role == "user":
-            turn = ChatMessage("user", message.content)
-        elif message.status == COMPLETE and message.content and message.superseded_by is None:
-            turn = ChatMessage("assistant", message.content)
+    answers: list[StoredMessage] = []
+    turns: list[ChatMessage] = []
+    for message in conversation.history:
+        if message.role == "user":
+            turns += _answer_sent(answers)
+            answers = []
+            turns.append(ChatMessage("user", message.content))
         else:
-            continue
+            answers.append(message)
+    for turn in [*turns, *_answer_sent(answers), new]:
         if history and history[-1].role == turn.role:
             turn = ChatMessage(turn.role, history.pop().content + "\n\n" + turn.content)
         history.append(turn)
@@ -452,3 +453,12 @@ def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: i
     if history[0].role == "assistant" and len(history) > 1:
         history.pop(0)  # providers want the conversation to open with the user
     return history
+
+
+def _answer_sent(answers: list[StoredMessage]) -> list[ChatMessage]:
+    """The answer a user message stands with in the history, if any: its current answer when complete; else the
+    newest complete one a regenerate replaced, so a regenerate that failed or was stopped does not take the answer
+    the user had out of the conversation."""
+    complete = [answer for answer in answers if answer.status == COMPLETE and answer.content]
+    current = [answer for answer in complete if answer.superseded_by is None]
+    return [ChatMessage("assistant", answer.content) for answer in (current or complete)[-1:]]
