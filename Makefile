@@ -38,6 +38,7 @@ test: lint unit
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 
 # SAM CLI too: a test resolves `sam local invoke`'s environment with it.

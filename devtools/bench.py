@@ -429,7 +429,7 @@ def turn_median(starts: list[ColdStart], name: str) -> float:
 
 
 async def measure_cold_start(results: Results, sizes: Sizes, layers: dict[str, Path]) -> None:
-    variants = [
+    variants: list[tuple[str, Path, str, str, dict[str, str]]] = [
         ("bytecode compiled ahead, tracing off", layers["compiled"], "false", "app:app", {}),
         ("bytecode compiled ahead, tracing on", layers["compiled"], "true", "app:app", {}),
         ("a plain pip layer (no bytecode: compiled at every start)", layers["plain"], "false", "app:app", {}),

@@ -7,11 +7,16 @@ beside the relay's own (not taken: relay/bodies.py says why).
 
 from __future__ import annotations
 
+from typing import cast
+
 from pydantic import TypeAdapter
+from pydantic_core import SchemaValidator
 
 from app import app
 from relay import api, bodies
 
-bodies._VALIDATORS.update({name: TypeAdapter(body).validator for name, body in api.REQUEST_BODIES.items()})
+# TypeAdapter's validator is a PluggableSchemaValidator only when a pydantic plugin is installed; none is.
+bodies._VALIDATORS.update({name: cast(SchemaValidator, TypeAdapter(body).validator)
+                           for name, body in api.REQUEST_BODIES.items()})
 
 __all__ = ["app"]

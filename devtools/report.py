@@ -128,6 +128,7 @@ class Report:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
         from matplotlib.ticker import MaxNLocator
 
         keys = sorted(self.groups)
@@ -136,8 +137,9 @@ class Report:
         row = max(ROW_INCHES, LINE_INCHES * lines + ROW_GAP_INCHES)  # a row holds its label, and the 3 bars
         height = max(MIN_HEIGHT_INCHES, row * len(keys) + FRAME_INCHES)
         figure, axes = plt.subplots(1, len(SERIES) + 1, figsize=(4.2 * (len(SERIES) + 1) + 2, height),
-                                    width_ratios=[1] * len(SERIES) + [0.8], layout="constrained")
-        figure.get_layout_engine().set(wspace=0.04)  # room between panels: one's last tick is not the next's first
+                                    width_ratios=[1] * len(SERIES) + [0.8],
+                                    # room between panels: one's last tick is not the next's first
+                                    layout=ConstrainedLayoutEngine(wspace=0.04))
         rows = range(len(keys))
         width = 0.8 / len(PERCENTILES)
         for index, (axis, (metric, label)) in enumerate(zip(axes[:-1], SERIES.items(), strict=True)):
@@ -159,6 +161,8 @@ class Report:
         return figure
 
     def _errors_panel(self, axis: Axes) -> None:
+        from matplotlib.ticker import MaxNLocator
+
         axis.set_title("Errors by code")
         if not self.errors:
             axis.text(0.5, 0.5, "no errors", ha="center", va="center", transform=axis.transAxes)
@@ -168,7 +172,7 @@ class Report:
         axis.barh(range(len(codes)), [self.errors[code] for code in codes], 0.5, color="#b3261e")
         axis.set_yticks(range(len(codes)), codes, fontsize=LABEL_POINTS)
         axis.invert_yaxis()
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(axis="x", alpha=0.3)
 
 

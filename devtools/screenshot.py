@@ -14,14 +14,17 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devtools.local_run import WEB_DIRECTORY, LocalRun
+
+if TYPE_CHECKING:  # playwright itself is imported only when a picture is taken
+    from playwright.sync_api import ViewportSize
 
 __all__ = ["VIEWPORT", "photograph"]
 
 DEFAULT_PATH = WEB_DIRECTORY / "screenshot.png"
-VIEWPORT = {"width": 1200, "height": 760}
+VIEWPORT: ViewportSize = {"width": 1200, "height": 760}
 EXAMPLE = "#example-list button >> text=sim:echo=1"
 # Keys that would make a provider real: the picture shows the simulated provider, which needs none.
 PROVIDER_KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "AZURE_OPENAI_API_KEY",

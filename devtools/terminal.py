@@ -95,7 +95,7 @@ class DevOutput(io.TextIOBase):
         return None
 
 
-def send_relay_logs_to(stream: TextIO) -> None:
+def send_relay_logs_to(stream: TextIO | io.TextIOBase) -> None:
     """Points the relay's logger at ``stream``: Powertools' handler took ``sys.stdout`` when relay.telemetry was
     imported, so replacing ``sys.stdout`` later does not move it."""
     handler = logger.registered_handler

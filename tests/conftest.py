@@ -1,15 +1,15 @@
 """Shared fixtures: one real local stack (moto's DynamoDB server, the simulated provider, the app under uvicorn),
-all on loopback, started once per test session; and the browser the page's tests drive."""
+all on loopback, started once per test session; and the browser the page's tests drive, with the helpers that deploy
+the page for it. Plain helpers the test modules share are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.local_run import DEMO_SESSION_ID, TABLE_NAME, WEB_DIRECTORY, LocalRun
+from devtools.local_run import DEMO_SESSION_ID, WEB_DIRECTORY, LocalRun
 from devtools.page_headers import with_sources
 from tests.auth_fixtures import Issuer, served_issuer
 
@@ -61,123 +61,6 @@ def client(stack: LocalRun) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def dynamodb(stack: LocalRun) -> Any:
     return stack.dynamodb_client()
-
-
-class OneUserOfItsOwn:
-    """No authentication, as AUTH_MODE=none: everyone is one user, but not the shared stack's local user, whose
-    sessions (the demo session among them) other tests use, and an accepted DELETE /sessions would erase."""
-
-    def __init__(self, user_id: str) -> None:
-        self._user_id = user_id
-
-    async def user_id(self, headers: Mapping[str, str]) -> str:
-        return self._user_id
-
-
-class HeaderUser:
-    """A test double at the authentication boundary: the user is whoever X-Test-User names."""
-
-    async def user_id(self, headers: Mapping[str, str]) -> str:
-        return headers["x-test-user"]
-
-
-@contextmanager
-def relay_server(dynamodb: Any, web_directory: Path | None = None, *, users_by_header: bool = False,
-                 **changes: Any) -> Iterator[str]:
-    """The URL of an app of its own, over the shared table, with these settings changed from the shared stack's
-    (timeouts, retries, the disconnect policy, ...), serving the page in ``web_directory`` too when given; with
-    ``users_by_header``, one user per X-Test-User."""
-    from dataclasses import replace
-
-    from devtools.local_run import web_routes
-    from devtools.servers import UvicornThread
-    from relay.app import attachment_store, create_app
-    from relay.config import Settings
-    from relay.store import ChatStore
-
-    settings = replace(Settings.from_environment(), **changes)
-    store = ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb,
-                      attachments=attachment_store(settings))
-    authenticator = {"authenticator": lambda http: HeaderUser()} if users_by_header else {}
-    app = create_app(settings, store, **authenticator)
-    if web_directory is not None:
-        app.router.routes.extend(web_routes(web_directory))
-    server = UvicornThread(app)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@contextmanager
-def app_client(dynamodb: Any, timeout: float = 30, *, users_by_header: bool = False,
-               **changes: Any) -> Iterator[httpx.Client]:
-    """A client of ``relay_server(dynamodb, users_by_header=..., **changes)``."""
-    with relay_server(dynamodb, users_by_header=users_by_header, **changes) as url, \
-            httpx.Client(base_url=url, timeout=timeout) as client:
-        yield client
-
-
-def count_items(dynamodb: Any) -> int:
-    return int(dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"])
-
-
-def new_session(client: httpx.Client, model: str = "sim", **extra: Any) -> str:
-    response = client.post("/sessions", json={"provider": "simulated", "model": model, **extra})
-    assert response.status_code == 201, response.text
-    return str(response.json()["chatSessionId"])
-
-
-def png(width: int = 1, height: int = 1, *, extra: bytes = b"") -> bytes:
-    """A real PNG image (white pixels), ``extra`` bytes longer in an ancillary chunk (to reach a size)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\0" + b"\xff\xff\xff" * width for _ in range(height))
-    header = struct.pack("!IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    padding = chunk(b"teXt", b"pad\0" + extra) if extra else b""
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + padding + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
-
-
-def upload_image(client: httpx.Client, chat_session_id: str, data: bytes, media_type: str = "image/png",
-                 size: int | None = None) -> str:
-    """An image uploaded as a browser does it: a presigned upload from the relay, then a PUT of its bytes straight
-    to the bucket (moto's S3). Its attachmentId."""
-    created = client.post(f"/sessions/{chat_session_id}/attachments",
-                          json={"mediaType": media_type, "size": len(data) if size is None else size})
-    assert created.status_code == 201, created.text
-    upload = created.json()
-    put = httpx.put(upload["uploadUrl"], content=data, headers=upload["uploadHeaders"], timeout=30)
-    assert put.status_code == 200, put.text
-    return str(upload["attachmentId"])
-
-
-def check_event_answer(event: dict[str, Any], chunks: list[tuple[httpx.Response, bytes]]) -> None:
-    """An event file's request (devtools/invoke.py) answered in full by the local stack: a chat one streamed."""
-    from devtools.simulated_provider import Scenario, answer_tokens
-
-    response = chunks[0][0]
-    body = b"".join(chunk for _, chunk in chunks).decode()
-    assert response.status_code < 400, body
-    if event["rawPath"] == "/chat/stream":
-        if "text/plain" in event["headers"].get("accept", ""):
-            assert body == "".join(answer_tokens(Scenario().tokens))
-        elif "protocol=ai-sdk" in event["rawQueryString"]:
-            assert '"type":"text-delta"' in body and body.endswith("data: [DONE]\n\n")
-            assert len(chunks) > 3
-        else:
-            assert "event: done" in body
-            assert len(chunks) > 3  # it arrived in pieces, not as one buffered body
-
-
-def emf_lines(captured: str) -> list[dict[str, Any]]:
-    """The EMF blobs among captured stdout lines (Powertools' documented test pattern)."""
-    return [json.loads(line) for line in captured.splitlines() if line.startswith('{"_aws"')]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -10,15 +10,15 @@ import httpx
 import pytest
 
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import count_items, new_session, png, upload_image
-from tests.test_turn import last_record, messages_of
+from tests.helpers import count_items, last_record, messages_of, new_session, png, upload_image
 
 READER = Path(__file__).parent / "web" / "ai_sdk_reader.mjs"
 
 
-def read_with_the_ai_sdk(url: str, chat_session_id: str, text: str,
+def read_with_the_ai_sdk(url: str, chat_session_id: str, text: str, *trigger_and_message_id: str,
                          files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    done = subprocess.run(["node", str(READER), url, chat_session_id, text, json.dumps(files or [])],
+    done = subprocess.run(["node", str(READER), url, chat_session_id, text, json.dumps(files or []),
+                           *trigger_and_message_id],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -91,6 +91,26 @@ def test_a_provider_error_reaches_use_chat_as_an_error_after_the_text_so_far(cli
     assert read["message"]["parts"][0]["text"] == ai["content"] == "".join(answer_tokens(3))
 
 
+def test_use_chat_regenerate_answers_the_last_message_again_and_keeps_the_answer_it_replaces(client, stack):
+    # GIVEN an answer read by useChat's code
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=99"  # this test's own: calls are counted
+    chat_session_id = new_session(client, model)
+    first = read_with_the_ai_sdk(stack.url, chat_session_id, "Hello", "submit-message", "m1")
+    asked = len([record for record in stack.provider.records if record.model == model])
+    # WHEN useChat's regenerate() posts the same user message again, as a regenerate
+    again = read_with_the_ai_sdk(stack.url, chat_session_id, "Hello", "regenerate-message", "m1")
+    # THEN the provider is asked again, with the user message alone, and a new answer streams
+    assert again["errors"] == []
+    assert len([record for record in stack.provider.records if record.model == model]) == asked + 1
+    assert [(m["role"], m["content"]) for m in stack.provider.records[-1].messages] == [("user", "Hello")]
+    assert again["message"]["id"] != first["message"]["id"]
+    # AND the history keeps one user message and both answers, the first replaced by the second
+    user, old, new = messages_of(client, chat_session_id)
+    assert (user["content"], old["messageId"], new["messageId"]) == ("Hello", first["message"]["id"],
+                                                                     again["message"]["id"])
+    assert old["metadata"]["supersededBy"] == new["messageId"] and new["status"] == "complete"
+
+
 def test_the_stream_is_marked_as_ui_message_stream_v1_and_ends_with_done(client):
     chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=3")
     body = ui_body(chat_session_id, ("m1", "user", "hi"))
@@ -143,7 +163,7 @@ def test_use_chat_sends_images_as_file_parts_naming_uploads_and_the_provider_get
     files = [{"type": "file", "mediaType": "image/png", "filename": f"{index}.png", "url": f"attachment:{id_}"}
              for index, id_ in enumerate(ids)]
     # WHEN useChat's own transport sends a message with them as file parts
-    read = read_with_the_ai_sdk(stack.url, chat_session_id, "What are these?", files)
+    read = read_with_the_ai_sdk(stack.url, chat_session_id, "What are these?", files=files)
     # THEN the answer reads as ever, the provider got both images, and the message is stored with them
     assert read["errors"] == []
     assert last_record(stack, model).images == [("image/png", image) for image in images]

@@ -18,7 +18,7 @@ from relay.app import OPENAPI_DOCUMENT, create_app
 from relay.config import Settings
 from relay.errors import REQUEST_ERROR_CODES, STREAM_ERROR_CODES
 from relay.store import ChatStore
-from tests.conftest import new_session
+from tests.helpers import new_session
 
 REGENERATE = "make openapi (python -m relay.openapi) writes it again"
 

@@ -7,7 +7,7 @@ import pytest
 from devtools.local_run import DEMO_SESSION_ID
 from relay import config
 from relay.json_input import MAX_DEPTH
-from tests.conftest import app_client, count_items, new_session
+from tests.helpers import app_client, count_items, new_session
 
 
 def assert_error(response, status: int, code: str) -> None:

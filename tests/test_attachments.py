@@ -17,8 +17,7 @@ from devtools.simulated_provider import answer_tokens
 from relay import config
 from relay.attachments import earlier_attachments, sniff_media_type
 from relay.records import Attachment, StoredMessage
-from tests.conftest import app_client, count_items, png, upload_image
-from tests.test_turn import Received, last_record, messages_of
+from tests.helpers import Received, app_client, count_items, last_record, messages_of, png, upload_image
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"

@@ -23,8 +23,7 @@ from tests.auth_fixtures import (
     tampered,
     unsigned_token,
 )
-from tests.conftest import count_items
-from tests.test_turn import stream_chat
+from tests.helpers import count_items, stream_chat
 
 SESSION = {"provider": "simulated", "model": "sim:first_token_ms=0,tokens_per_second=0,tokens=3"}
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from relay import config
-from tests.conftest import count_items, new_session
+from tests.helpers import count_items, new_session
 
 SESSION = {"provider": "simulated", "model": "sim"}
 FALLBACK = {"provider": "simulated", "model": "sim"}

@@ -26,9 +26,8 @@ from devtools.simulated_provider import answer_tokens
 from relay.app import create_app
 from relay.config import STORE_CALL_TIMEOUT_SECONDS, Settings
 from relay.store import ChatStore
-from tests.conftest import emf_lines, new_session
+from tests.helpers import Received, emf_lines, messages_of, new_session
 from tests.outage import FaultyProxy
-from tests.test_turn import Received, messages_of
 
 SLOW = "sim:first_token_ms=0,tokens_per_second=20,tokens=60"  # three seconds of answer
 # A route's answer during an outage: the store's budget for one call, plus scheduling slack on a busy machine.

@@ -1,36 +1,10 @@
 """Checkpoints and Stop: the text so far is stored about once a second while streaming, and a cancel request
 stops the generating run at its next checkpoint, over real loopback HTTP."""
 
-import threading
 import time
 
-import httpx
-from httpx_sse import connect_sse
-
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import new_session
-from tests.test_turn import Received, last_record, messages_of
-
-
-def stream_in_background(client: httpx.Client, chat_session_id: str) -> tuple[Received, threading.Thread]:
-    received = Received()
-
-    def read() -> None:
-        body = {"chatSessionId": chat_session_id, "content": "hi"}
-        with connect_sse(client, "POST", "/chat/stream", json=body) as source:
-            for sse in source.iter_sse():
-                received.events.append((sse.event, sse.json()))
-
-    thread = threading.Thread(target=read)
-    thread.start()
-    return received, thread
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+from tests.helpers import last_record, messages_of, new_session, stream_in_background, wait_for
 
 
 def test_the_text_so_far_is_checkpointed_while_streaming(client, stack):

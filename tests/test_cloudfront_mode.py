@@ -29,7 +29,7 @@ from relay.config import Settings
 from relay.store import ChatStore
 from tests.auth_fixtures import AUDIENCE, Issuer
 from tests.conftest import deploy_page
-from tests.test_turn import messages_of
+from tests.helpers import messages_of
 from tests.test_web_page import open_chat, send, session_of, watch_until, words
 
 SESSION = {"provider": "simulated", "model": "sim:first_token_ms=0,tokens_per_second=0,tokens=3"}

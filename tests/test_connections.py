@@ -16,8 +16,7 @@ from devtools.latency_proxy import LatencyProxy
 from devtools.local_run import LocalRun
 from devtools.simulated_provider import answer_tokens
 from relay.connections import Connections, origin_of
-from tests.conftest import app_client, new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import app_client, messages_of, new_session, stream_chat, wait_for
 
 MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=19"  # its own: tests count by model
 
@@ -35,13 +34,6 @@ def provider_behind(stack: LocalRun, **proxy: Any) -> Iterator[LatencyProxy]:
 def ended(caplog: pytest.LogCaptureFixture, chat_session_id: str) -> Any:
     [record] = [r for r in caplog.records if r.getMessage() == "stream ended" and r.chat_session_id == chat_session_id]
     return record
-
-
-def wait_for(condition: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.01)
 
 
 def test_the_first_request_of_a_process_takes_the_connection_opened_at_readiness(stack, dynamodb, caplog):

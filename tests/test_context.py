@@ -7,8 +7,7 @@ import time
 import pytest
 
 from relay.context import LAMBDA_CONTEXT_HEADER, REQUEST_CONTEXT_HEADER, Invocation
-from tests.conftest import new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import messages_of, new_session, stream_chat
 
 HOSTILE_LAMBDA_CONTEXTS = {
     "nested 5000 deep": "[" * 5000 + "]" * 5000,

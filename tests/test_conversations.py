@@ -15,9 +15,7 @@ from hypothesis import strategies as st
 from ulid import ULID
 
 from devtools.local_run import TABLE_NAME
-from tests.conftest import app_client, count_items, emf_lines, new_session
-from tests.test_cancel import stream_in_background, wait_for
-from tests.test_turn import stream_chat
+from tests.helpers import app_client, count_items, emf_lines, new_session, stream_chat, stream_in_background, wait_for
 
 FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=3"
 SLOW = "sim:first_token_ms=0,tokens_per_second=10,tokens=200"

@@ -14,8 +14,8 @@ from ulid import ULID
 
 from devtools.servers import create_table
 from devtools.simulated_provider import answer_tokens
+from tests.helpers import messages_of
 from tests.outage import AppProcess, app_process
-from tests.test_turn import messages_of
 
 SLOW = "sim:first_token_ms=0,tokens_per_second=20,tokens=200"  # ten seconds of answer
 FUNCTION_TIMEOUT = 4  # the child's deadline, so that its answers read as interrupted soon after it dies

@@ -13,7 +13,7 @@ import pytest
 
 from relay.telemetry import TurnReport, publish_budget_refusal, publish_turn_metrics
 from tests.cloudformation import load_template
-from tests.conftest import emf_lines
+from tests.helpers import emf_lines
 
 Metric = tuple[str, str, frozenset[str]]  # namespace, name, dimension names
 LAMBDA_METRICS = {"Duration", "Throttles", "ConcurrentExecutions", "Errors", "Invocations"}

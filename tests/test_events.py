@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devtools.invoke import adapter_request, event_files, invoke
-from tests.conftest import check_event_answer
+from tests.helpers import check_event_answer
 
 EVENTS = event_files()
 

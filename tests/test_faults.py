@@ -16,8 +16,7 @@ from devtools.servers import UvicornThread
 from devtools.simulated_provider import answer_tokens
 from relay.records import StoredMessage
 from relay.store import ChatStore
-from tests.conftest import new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import messages_of, new_session, stream_chat
 
 THROTTLED = b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",' \
             b'"message":"The level of configured provisioned throughput for the table was exceeded."}'

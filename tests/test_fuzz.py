@@ -42,8 +42,7 @@ from relay.auth import LOCAL_USER, JwtAuthenticator, JwtSettings, NoAuthenticati
 from relay.config import Settings
 from relay.store import ChatStore
 from tests.auth_fixtures import AUDIENCE, HOSTILE_TOKEN_CASES, Issuer, forged_token, hostile_tokens
-from tests.conftest import OneUserOfItsOwn
-from tests.test_turn import stream_chat
+from tests.helpers import OneUserOfItsOwn, stream_chat
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -9,8 +9,7 @@ from httpx_sse import connect_sse
 from ulid import ULID
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import count_items, new_session
-from tests.test_turn import Received, messages_of, stream_chat
+from tests.helpers import Received, count_items, messages_of, new_session, provider_calls, stream_chat
 
 
 def chat(client: httpx.Client, chat_session_id: str, client_message_id: str,
@@ -22,10 +21,6 @@ def chat(client: httpx.Client, chat_session_id: str, client_message_id: str,
         for sse in source.iter_sse():
             received.events.append((sse.event, sse.json()))
     return received
-
-
-def provider_calls(stack, model: str) -> int:
-    return len([record for record in stack.provider.records if record.model == model])
 
 
 def test_a_retry_after_the_answer_replays_it_without_a_second_message_or_call(client, stack):
@@ -93,7 +88,7 @@ def test_a_stale_claim_whose_message_was_never_stored_is_taken_over_by_the_next_
     # GIVEN a claim left 60 s ago by a run that died before it stored the message
     from devtools.local_run import TABLE_NAME
 
-    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=4,fault_at=98"  # its own: calls are counted by model
     chat_session_id = new_session(client, model)
     dynamodb.put_item(TableName=TABLE_NAME, Item={
         "PK": {"S": f"SESSION#{chat_session_id}"}, "SK": {"S": "CLIENT#orphan"},

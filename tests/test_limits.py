@@ -19,7 +19,7 @@ from relay.config import STREAM_LEASE_DEADLINE_MARGIN_SECONDS, Settings
 from relay.dynamodb import DynamoDB
 from relay.limits import Limits, TooManyRequests
 from relay.store import ChatStore
-from tests.conftest import HeaderUser, count_items
+from tests.helpers import HeaderUser, count_items
 
 SLOW = "sim:first_token_ms=0,tokens_per_second=10,tokens=20"
 FAST = "sim:first_token_ms=0,tokens_per_second=0,tokens=2"
@@ -174,3 +174,28 @@ def test_resumes_are_streams_too_so_a_flood_of_them_is_refused(user):
     # AND once the answer has ended, following it works again (the third request of this minute)
     with connect_sse(user, "GET", f"/sessions/{chat_session_id}/messages/{message_id}/stream") as again:
         assert [event.event for event in again.iter_sse()][-1] == "done"
+
+
+def test_the_lease_returns_with_done_not_after_a_model_made_title(stack, dynamodb):
+    # GIVEN one stream at a time, and a title model slow to answer
+    settings = replace(Settings.from_environment(), limits_table_name=LIMITS_TABLE_NAME, requests_per_minute=0,
+                       concurrent_streams=1, title_model=("simulated", "sim:first_token_ms=3000,tokens=3"))
+    app = create_app(settings, store=ChatStore(TABLE_NAME, ttl_days=1, client_factory=lambda: dynamodb),
+                     authenticator=lambda http: HeaderUser())
+    server = UvicornThread(app).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30, headers={"x-test-user": f"user-{ULID()}"}) as user:
+            chat_session_id = user.post("/sessions", json={"provider": "simulated", "model": FAST}).json()[
+                "chatSessionId"]
+            # WHEN a first answer is done, its stream still open while the session is named
+            with connect_sse(user, "POST", "/chat/stream", json={"chatSessionId": chat_session_id,
+                                                                 "content": "hi"}) as source:
+                events = source.iter_sse()
+                while next(events).event != "done":
+                    pass
+                # THEN the next message, sent at once (the page sends a queued one on done), is not refused
+                second = user.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": "next"})
+                assert second.status_code == 200, second.text
+                assert "event: done" in second.text
+    finally:
+        server.stop()

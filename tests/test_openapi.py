@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -31,7 +32,7 @@ from devtools.servers import UvicornThread
 from relay.app import OPENAPI_DOCUMENT, create_app
 from relay.config import Settings
 from relay.store import ChatStore
-from tests.conftest import OneUserOfItsOwn
+from tests.helpers import OneUserOfItsOwn, new_session
 
 EXAMPLES = settings(max_examples=int(os.environ.get("OPENAPI_EXAMPLES", "30")), deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
@@ -80,3 +81,19 @@ def test_calls_that_follow_the_documents_links_answer_as_it_says(relay_url: str)
 
     # WHEN they run THEN every answer is as documented, and none is a 5xx
     Workflow.run(settings=STATEFUL)
+
+
+@pytest.mark.parametrize("query", [{}, {"protocol": "ai-sdk"}])
+def test_a_whole_answers_stream_conforms_event_by_event(relay_url: str, query: dict[str, str]) -> None:
+    # GIVEN a session, and a chat request as each of the stream's protocols sends it
+    with httpx.Client(base_url=relay_url) as client:
+        chat_session_id = new_session(client, FAST_MODEL)
+    body: dict[str, Any] = {"chatSessionId": chat_session_id, "content": "hi"}
+    if query:
+        body = {"id": chat_session_id, "messages": [{"id": "m1", "role": "user",
+                                                     "parts": [{"type": "text", "text": "hi"}]}]}
+    case = schema["/chat/stream"]["POST"].Case(body=body, query=query)
+    # WHEN it is answered THEN every event of the 200 stream is one the document's per-event schema describes
+    response = case.call(base_url=relay_url)
+    assert response.status_code == 200 and "event-stream" in response.headers["content-type"][0]
+    case.validate_response(response, checks=CHECKS)

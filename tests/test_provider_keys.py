@@ -5,13 +5,16 @@ import json
 import time
 
 import boto3
+import httpx
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from relay.config import STORE_CALL_TIMEOUT_SECONDS
+from relay.config import STORE_CALL_TIMEOUT_SECONDS, Settings
 from relay.errors import PROVIDER_AUTH, ProviderError
 from relay.providers import keys
 from relay.providers.keys import SecretKey, StaticKey, key_source
+from relay.providers.registry import ProviderRegistry
+from tests.cloudformation import load_template
 from tests.outage import FaultyProxy
 
 
@@ -79,3 +82,25 @@ def test_unreadable_secret_is_a_provider_auth_error_without_details(secrets):
         asyncio.run(SecretKey("OPENAI_API_KEY", "arn:aws:secretsmanager:us-east-1:000000000000:secret:nope").get())
     assert caught.value.code == PROVIDER_AUTH
     assert "arn:" not in caught.value.message
+
+
+def configured_providers(settings: Settings) -> set[str]:
+    async def configured() -> list[dict[str, object]]:
+        async with httpx.AsyncClient() as http:
+            return await ProviderRegistry(settings, http).configured()
+
+    return {str(provider["name"]) for provider in asyncio.run(configured())}
+
+
+def test_every_keyed_provider_finds_its_key_in_the_field_the_templates_secret_declares(secrets):
+    # GIVEN the template's secret with each of its fields filled in, and no key in the environment
+    fields = json.loads(load_template()["Resources"]["ProviderKeys"]["Properties"]["SecretString"])
+    arn = secrets.create_secret(Name="keys-every", SecretString=json.dumps({name: "sk-x" for name in fields}))["ARN"]
+    settings = Settings(provider_keys_secret_arn=arn, azure_openai_endpoint="https://relay.openai.azure.com")
+    # WHEN the deployment lists the providers it can serve THEN each that takes a key has found its own
+    keyed = {"openai", "openai-responses", "anthropic", "gemini", "azure-openai"}
+    assert configured_providers(settings) & keyed == keyed
+    # AND a secret without those fields configures none of them
+    empty = secrets.create_secret(Name="keys-none", SecretString="{}")["ARN"]
+    assert configured_providers(Settings(provider_keys_secret_arn=empty,
+                                         azure_openai_endpoint="https://relay.openai.azure.com")) & keyed == set()

@@ -21,8 +21,7 @@ from relay.providers.keys import StaticKey
 from relay.providers.openai import OpenAIChatCompletions
 from relay.providers.registry import ProviderRegistry
 from relay.sse import MAX_LINE_BYTES
-from tests.conftest import app_client, emf_lines
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import app_client, emf_lines, messages_of, stream_chat
 
 FINISH_REASONS = {"openai": "stop", "openai-responses": "stop", "anthropic": "end_turn", "gemini": "STOP",
                   "azure-openai": "stop", "bedrock": "end_turn"}

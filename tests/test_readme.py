@@ -55,3 +55,10 @@ def test_the_error_codes_the_readme_lists_are_the_ones_the_api_answers():
     stream_errors = README.split("`event: error` with `{\"code\", \"message\"}`, whose code is one of:")[1]
     stream_errors = stream_errors.split("With `Accept: text/plain`")[0]
     assert sorted(set(re.findall(r"`([a-z_]+)`", stream_errors))) == sorted(STREAM_ERROR_CODES)
+
+
+def test_the_layout_names_every_module_of_the_relay_library():
+    library = Path(__file__).resolve().parent.parent / "layers/relay/relay"
+    modules = sorted(path.stem for path in library.glob("*.py") if path.stem != "__init__")
+    assert len(modules) > 20
+    assert [module for module in modules if f"relay/{module}.py" not in README] == []

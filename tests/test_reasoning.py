@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from devtools.simulated_provider import REDACTED, SIGNATURE, answer_tokens, reasoning_tokens
-from tests.conftest import count_items, emf_lines, new_session
-from tests.test_turn import last_record, messages_of, stream_chat
+from tests.helpers import count_items, emf_lines, last_record, messages_of, new_session, stream_chat
 
 FAST = "first_token_ms=0,tokens_per_second=0,tokens=6,reasoning=9"
 # The model each provider's session names: Bedrock maps the option for Claude only, so its model says it is one.

@@ -8,8 +8,7 @@ from httpx_sse import connect_sse
 
 from devtools.local_run import TABLE_NAME
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import new_session
-from tests.test_turn import Received, disconnect_after_three_tokens, messages_of, stream_chat
+from tests.helpers import Received, disconnect_after_three_tokens, messages_of, new_session, stream_chat
 
 
 def resume(client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> Received:

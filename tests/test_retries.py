@@ -7,8 +7,7 @@ import httpx
 import pytest
 
 from devtools.simulated_provider import answer_tokens
-from tests.conftest import app_client, emf_lines
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import app_client, emf_lines, messages_of, stream_chat
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pytest
 from devtools.invoke import SAM_LOCAL_ENV_FILE, event_files, invoke
 from devtools.local_run import DEFAULT_DYNAMODB_PORT, DEFAULT_PROVIDER_PORT, LIMITS_TABLE_NAME, TABLE_NAME, LocalRun
 from tests.cloudformation import load_template
-from tests.conftest import check_event_answer
+from tests.helpers import check_event_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"

@@ -4,8 +4,7 @@ and the tricky words the framing tests ask for. (Each wire format is tested in t
 import pytest
 
 from devtools.simulated_provider import Scenario, answer_tokens
-from tests.conftest import new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import messages_of, new_session, stream_chat
 
 
 def test_the_default_answer_is_a_finished_text_with_nothing_that_looks_like_the_wire_format(client):

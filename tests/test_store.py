@@ -54,6 +54,19 @@ def test_history_is_the_newest_messages_oldest_first_within_the_limit(store):
     assert [m.content for m in conversation.history] == ["m2", "m3", "m4"]
 
 
+def test_the_part_items_of_a_long_answer_do_not_push_its_question_out_of_the_history(store):
+    # GIVEN a question whose answer, with its reasoning, takes four items, and a read of two messages
+    session = make_session()
+    asyncio.run(store.create_session(session))
+    question, answer = message("user", "q"), message("ai", "a" * MAX_ITEM_CHARS * 2)
+    asyncio.run(store.put_messages(session.chat_session_id, question,
+                                   replace(answer, reasoning="r" * MAX_ITEM_CHARS * 2)))
+    # WHEN the conversation is loaded THEN both messages are, whole
+    conversation = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=2, owner_id=""))
+    assert [(m.role, len(m.content), len(m.reasoning)) for m in conversation.history] == [
+        ("user", 1, 0), ("ai", MAX_ITEM_CHARS * 2, MAX_ITEM_CHARS * 2)]
+
+
 def test_put_messages_replaces_a_placeholder_and_keeps_numbers(store):
     session = make_session()
     asyncio.run(store.create_session(session))
@@ -172,3 +185,17 @@ def test_a_sessions_reasoning_option_is_stored_with_it(store):
     asyncio.run(store.create_session(session))
     loaded = asyncio.run(store.load_conversation(session.chat_session_id, history_limit=1, owner_id=""))
     assert loaded is not None and loaded.session == session
+
+
+def test_changing_one_setting_keeps_what_changed_meanwhile_in_the_others(store):
+    # GIVEN a session read for a PATCH of its system text, and then, before the PATCH writes, named by its first
+    # message (a turn's write)
+    session = replace(make_session(), title=None, owner_id="u")
+    asyncio.run(store.create_session(session))
+    read = asyncio.run(store.get_session(session.chat_session_id, "u"))
+    asyncio.run(store.begin_turn(read, message("user", "hi"), message("ai", "", PENDING), title="First title"))
+    # WHEN the PATCH writes the setting it changes
+    updated, _ = asyncio.run(store.update_session(replace(read, system="Be terse."), ("system",)))
+    # THEN the title the turn gave it stays
+    assert (updated.system, updated.title) == ("Be terse.", "First title")
+    assert asyncio.run(store.get_session(session.chat_session_id, "u")).title == "First title"

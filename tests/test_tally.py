@@ -7,8 +7,7 @@ from relay.events import Finish, ReasoningRedacted, ReasoningSignature, Usage
 from relay.providers.base import Exchange
 from relay.records import COMPLETE, ERROR, INCOMPLETE, INTERRUPTED, PENDING, StoredMessage
 from relay.tally import MIN_RATE_SPAN_SECONDS, Tally
-from tests.conftest import emf_lines, new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import emf_lines, messages_of, new_session, stream_chat
 
 
 class Clock:
@@ -167,6 +166,14 @@ def test_speed_leaves_out_the_reasoning_the_provider_counts_apart(tally, clock):
     # 100 output tokens of which 80 were reasoning: the answer's 20, less the first read's fifth, over its 2 seconds
     reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=100, reasoning_tokens=80))
     assert (tally.tokens_per_second, tally.reasoning_tokens) == (8.0, 80)
+
+
+@pytest.mark.parametrize("reasoning_tokens", [100, 130])
+def test_no_speed_when_the_reasoning_count_leaves_the_answer_no_tokens(tally, clock, reasoning_tokens):
+    # a provider whose reasoning count reaches its output count: the answer's share would be 0 or negative
+    reason_then_answer(tally, clock, Usage(input_tokens=1, output_tokens=100, reasoning_tokens=reasoning_tokens))
+    assert (tally.tokens_per_second, tally.reasoning_tokens) == (None, reasoning_tokens)
+    assert tally.reply(PLACEHOLDER).metadata.get("tokensPerSecond") is None
 
 
 def test_speed_spans_the_reasoning_too_when_the_provider_folds_its_count_into_the_output(tally, clock):

@@ -1,7 +1,7 @@
 import pytest
 
 from relay.telemetry import TurnReport, publish_turn_metrics
-from tests.conftest import emf_lines
+from tests.helpers import emf_lines
 
 
 @pytest.fixture(autouse=True)

@@ -467,11 +467,9 @@ def test_every_environment_variable_the_template_sets_is_one_something_reads(fun
 
 
 def test_provider_keys_secret_names_each_keyed_provider_by_its_sdk_variable(template):
+    # That the registry reads each of these fields: tests/test_provider_keys.py.
     keys = json.loads(template["Resources"]["ProviderKeys"]["Properties"]["SecretString"])
     assert set(keys) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY"}
-    library = (ROOT / "layers/relay/relay/providers/registry.py").read_text()
-    for name in keys:
-        assert f'key_source("{name}"' in library
 
 
 def test_cloudfront_never_compresses_the_stream(template):

@@ -13,8 +13,7 @@ from devtools.local_run import TABLE_NAME
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
 from relay.records import StoredMessage
 from relay.store import ChatStore
-from tests.conftest import app_client, emf_lines, new_session
-from tests.test_turn import messages_of, stream_chat
+from tests.helpers import app_client, emf_lines, messages_of, new_session, stream_chat
 
 
 @pytest.fixture(scope="module")

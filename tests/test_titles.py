@@ -17,8 +17,7 @@ from relay.config import Settings
 from relay.records import ChatSession
 from relay.store import ChatStore
 from relay.titles import title_from_message
-from tests.conftest import app_client, new_session
-from tests.test_turn import stream_chat
+from tests.helpers import app_client, new_session, stream_chat
 
 TITLE_MODEL = "sim:first_token_ms=0,tokens_per_second=0,tokens=4"
 SLOW_TITLE_MODEL = "sim:first_token_ms=1500,tokens_per_second=0,tokens=4"
@@ -45,6 +44,22 @@ def test_one_very_long_word_is_cut_inside_it():
 
 def test_punctuation_before_the_cut_is_dropped():
     assert title_from_message("a" * 57 + ", and then some more words") == "a" * 57 + "…"
+
+
+def test_invisible_and_direction_changing_characters_are_left_out():
+    assert title_from_message("\u202eevil\u202c \u200btitle\ufeff") == "evil title"
+    assert title_from_message("\u200b\u2066\u00ad") is None  # nothing visible: no title
+    assert title_from_message("\u200b" * 10_000 + "late words") is None  # only the head is looked at
+    assert title_from_message("👨\u200d👩\u200d👧 family") == "👨\u200d👩\u200d👧 family"  # joiners stay
+
+
+def test_a_first_message_with_nothing_visible_leaves_the_session_untitled_for_the_next(stack, dynamodb):
+    with app_client(dynamodb) as client:
+        chat_session_id = new_session(client, FAST)
+        stream_chat(client, chat_session_id, "\u200b\u200b\u202e")
+        assert title_of(client, chat_session_id) is None
+        stream_chat(client, chat_session_id, "A real question")
+        assert title_of(client, chat_session_id) == "A real question"
 
 
 @pytest.fixture()
@@ -87,6 +102,32 @@ def test_the_title_is_asked_for_after_done_is_sent_and_before_the_stream_closes(
         # done came before the title model's first token, and the stream closed after its last
         assert arrivals["done"] < record.first_token_at <= record.last_token_at < closed
         assert title_of(client, chat_session_id) == "".join(answer_tokens(4)).strip()
+
+
+@pytest.mark.parametrize("encoding", ["ai-sdk", "text/plain"])
+def test_a_stream_that_ends_only_when_it_closes_is_not_held_open_for_a_title(stack, dynamodb, encoding):
+    # GIVEN a slow title model, and a client for which the answer is over only when the stream closes (useChat's
+    # status turns "ready" then; plain text has no done event)
+    title_model = "sim:first_token_ms=1500,tokens_per_second=0,tokens=7"
+    with app_client(dynamodb, title_model=("simulated", title_model)) as client:
+        chat_session_id = new_session(client, FAST)
+        if encoding == "ai-sdk":
+            request = {"params": {"protocol": "ai-sdk"}, "json": {"id": chat_session_id, "messages": [
+                {"id": f"m-{ULID()}", "role": "user", "parts": [{"type": "text", "text": "hello there"}]}]}}
+        else:
+            request = {"headers": {"accept": "text/plain"},
+                       "json": {"chatSessionId": chat_session_id, "content": "hello there"}}
+        sent = time.perf_counter()
+        with client.stream("POST", "/chat/stream", **request) as response:
+            text = response.read().decode()
+            closed = time.perf_counter()
+        # THEN the stream closed, the answer whole, before any title model's first token
+        assert response.status_code == 200
+        assert ('"type":"finish"' in text) if encoding == "ai-sdk" else text == "".join(answer_tokens(5))
+        assert all(record.first_token_at is None or record.first_token_at > closed
+                   for record in stack.provider.records if record.model == title_model and record.started_at > sent)
+        # AND the session keeps its first message's title
+        assert title_of(client, chat_session_id) == "hello there"
 
 
 def test_a_failing_title_model_fails_nothing_and_the_first_message_title_stays(stack, dynamodb):

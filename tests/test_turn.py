@@ -2,61 +2,23 @@
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from devtools.simulated_provider import StreamRecord, answer_tokens
-from tests.conftest import app_client, emf_lines, new_session
-
-
-@dataclass
-class Received:
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    ids: list[str | None] = field(default_factory=list)  # each event's SSE id
-    first_token_at: float | None = None
-
-    @property
-    def tokens(self) -> list[str]:
-        return [data["text"] for name, data in self.events if name == "token"]
-
-    @property
-    def reasoning(self) -> list[str]:
-        return [data["text"] for name, data in self.events if name == "reasoning"]
-
-    def add(self, sse: Any) -> None:
-        self.events.append((sse.event, sse.json()))
-        self.ids.append(sse.id or None)
-
-    def one(self, name: str) -> dict[str, Any]:
-        [data] = [data for event, data in self.events if event == name]
-        return data
-
-
-def stream_chat(client: httpx.Client, chat_session_id: str, content: str = "Hello there",
-                headers: dict[str, str] | None = None) -> Received:
-    received = Received()
-    body = {"chatSessionId": chat_session_id, "content": content}
-    with connect_sse(client, "POST", "/chat/stream", json=body, headers=headers or {}) as src:
-        assert src.response.status_code == 200
-        for sse in src.iter_sse():
-            if sse.event == "token" and received.first_token_at is None:
-                received.first_token_at = time.perf_counter()
-            received.add(sse)
-    return received
-
-
-def last_record(stack, model: str) -> StreamRecord:
-    return [record for record in stack.provider.records if record.model == model][-1]
-
-
-def messages_of(client: httpx.Client, chat_session_id: str) -> list[dict[str, Any]]:
-    response = client.get(f"/sessions/{chat_session_id}/messages")
-    assert response.status_code == 200
-    return response.json()["messages"]
+from devtools.simulated_provider import answer_tokens
+from tests.helpers import (
+    RecordingClient,
+    app_client,
+    disconnect_after_three_tokens,
+    emf_lines,
+    last_record,
+    messages_of,
+    new_session,
+    stream_chat,
+)
 
 
 def test_first_token_reaches_the_client_before_the_provider_sends_its_last(client, stack):
@@ -188,18 +150,6 @@ def test_accept_text_plain_streams_only_the_raw_text(client):
     assert response.text == "".join(answer_tokens(30))
 
 
-def disconnect_after_three_tokens(client: httpx.Client, chat_session_id: str) -> list[str]:
-    body = {"chatSessionId": chat_session_id, "content": "hi"}
-    tokens: list[str] = []
-    with connect_sse(client, "POST", "/chat/stream", json=body) as source:
-        for sse in source.iter_sse():
-            if sse.event == "token":
-                tokens.append(sse.json()["text"])
-            if len(tokens) == 3:
-                break  # leaving the block closes the connection mid-answer
-    return tokens
-
-
 def final_message(client: httpx.Client, chat_session_id: str, timeout: float = 15) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while (ai := (messages_of(client, chat_session_id) or [{"status": "pending"}])[-1])["status"] \
@@ -244,29 +194,6 @@ def test_a_deployment_counts_unlisted_models_as_other_so_clients_cannot_create_m
             stream_chat(http, new_session(http, model), "hi")
     models = [blob["model"] for blob in emf_lines(capsys.readouterr().out) if "Requests" in blob]
     assert models == ["sim", "other"]
-
-
-class RecordingClient:
-    """A boto3 client whose calls are timed, with writes slowed down so that waiting for them would show."""
-
-    def __init__(self, client: Any, write_delay: float = 0.0) -> None:
-        self._client = client
-        self._write_delay = write_delay
-        self.calls: list[tuple[str, float, float]] = []
-
-    def __getattr__(self, operation: str) -> Any:
-        method = getattr(self._client, operation)
-
-        def timed(**kwargs: Any) -> Any:
-            started = time.perf_counter()
-            if operation in ("batch_write_item", "transact_write_items"):
-                time.sleep(self._write_delay)
-            try:
-                return method(**kwargs)
-            finally:
-                self.calls.append((operation, started, time.perf_counter()))
-
-        return timed
 
 
 def test_one_read_precedes_the_provider_request_and_start_waits_for_the_message_to_be_stored(stack, dynamodb):

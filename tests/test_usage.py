@@ -21,8 +21,7 @@ from relay.config import Settings
 from relay.dynamodb import DynamoDB
 from relay.store import ChatStore
 from relay.usage import BudgetExceeded, Period, UsageLedger
-from tests.conftest import app_client, count_items, emf_lines, new_session
-from tests.test_turn import RecordingClient, last_record, stream_chat
+from tests.helpers import RecordingClient, app_client, count_items, emf_lines, last_record, new_session, stream_chat
 
 THIRTY_TOKENS = "sim:first_token_ms=0,tokens_per_second=0,tokens=30"
 
@@ -227,3 +226,35 @@ def test_the_budget_check_adds_no_round_trip_before_the_provider_request(stack, 
     assert [operation for operation, _, _ in recording.calls if operation not in ("update_item", "get_item",
                                                                                  "query")] == [
         "transact_write_items", "transact_write_items"]
+
+
+def test_a_turn_stopped_before_the_providers_count_still_counts_its_input(stack, dynamodb):
+    # GIVEN a long message whose answer streams slowly, and a provider that counts usage only at the end
+    import threading
+
+    from tests.helpers import Received, wait_for
+
+    with app_client(dynamodb, users_by_header=True, limits_table_name=LIMITS_TABLE_NAME) as relay:
+        relay.headers["x-test-user"] = new_user()
+        chat_session_id = new_session(relay, "sim:first_token_ms=0,tokens_per_second=10,tokens=200")
+        received = Received()
+
+        def read() -> None:
+            body = {"chatSessionId": chat_session_id, "content": "word " * 2000}
+            with connect_sse(relay, "POST", "/chat/stream", json=body) as source:
+                received.events.extend((sse.event, sse.json()) for sse in source.iter_sse())
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        try:
+            wait_for(lambda: len(received.tokens) >= 2)
+            # WHEN the user stops it
+            message_id = received.one("start")["messageId"]
+            assert relay.post(f"/sessions/{chat_session_id}/messages/{message_id}/cancel").status_code == 202
+        finally:
+            thread.join(30)
+        assert received.one("error")["code"] == "cancelled"
+        # THEN its input, which the provider was sent and bills, is counted (estimated from its characters), not 0
+        spent = relay.get("/usage").json()["day"]
+    assert spent["requests"] == 1 and spent["outputTokens"] == len(received.tokens)
+    assert spent["inputTokens"] >= len("word " * 2000) // 4

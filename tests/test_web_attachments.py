@@ -14,9 +14,8 @@ import pytest
 
 from devtools.simulated_provider import answer_tokens
 from relay import config
-from tests.conftest import png
+from tests.helpers import last_record, messages_of, png
 from tests.test_attachments import JPEG, PDF
-from tests.test_turn import last_record, messages_of
 from tests.test_web_page import accessibility_violations, open_chat, send, session_of, until_settled
 
 ATTACHMENTS_JS = Path(__file__).resolve().parent.parent / "web" / "attachments.js"

@@ -19,9 +19,9 @@ import pytest
 
 from devtools.local_run import LIMITS_TABLE_NAME, WEB_DIRECTORY
 from devtools.simulated_provider import answer_tokens, reasoning_tokens
-from tests.conftest import SCREENSHOTS, deploy_page, new_session, relay_server, static_server
+from tests.conftest import SCREENSHOTS, deploy_page, static_server
+from tests.helpers import messages_of, new_session, relay_server, stream_chat
 from tests.outage import FaultyProxy
-from tests.test_turn import messages_of, stream_chat
 
 LAST_ANSWER = ".message.ai >> nth=-1"
 CONVERSATIONS = "#conversations > li"

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import deploy_page, relay_server, static_server
-from tests.test_turn import messages_of
+from tests.conftest import deploy_page, static_server
+from tests.helpers import messages_of, relay_server
 from tests.test_web_page import open_chat, send, session_of, watch_until
 
 ECHO = "sim:first_token_ms=0,tokens_per_second=0,echo=1"

@@ -1,22 +1,25 @@
 // Sends one message to the relay the way `useChat` does and reads the answer with the AI SDK's own code
 // (DefaultChatTransport, then readUIMessageStream). Prints what it read as JSON; tests/test_ai_sdk.py checks it.
-// Usage: node tests/web/ai_sdk_reader.mjs <relay url> <chatSessionId> <text> [<file parts as JSON>]
+// Usage: node tests/web/ai_sdk_reader.mjs <relay url> <chatSessionId> <text> [<file parts as JSON> [<trigger>
+// <user message id>]] (trigger "regenerate-message", with the id of the message sent before, is what useChat's
+// regenerate() posts).
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 
-const [url, chatSessionId, text, files] = process.argv.slice(2);
+const [url, chatSessionId, text, files = "[]", trigger = "submit-message", userMessageId = `user-${Date.now()}`] =
+  process.argv.slice(2);
 // The README's setup: only the new message is sent, the relay keeps the history.
 const transport = new DefaultChatTransport({
   api: `${url}/chat/stream?protocol=ai-sdk`,
   headers: () => ({ Authorization: "Bearer not-checked-locally" }),
-  prepareSendMessagesRequest: ({ id, messages }) => ({ body: { id, messages: messages.slice(-1) } }),
+  prepareSendMessagesRequest: ({ id, messages, trigger }) => ({ body: { id, trigger, messages: messages.slice(-1) } }),
 });
 const messages = [
   { id: "earlier", role: "user", parts: [{ type: "text", text: "an earlier question" }] },
   { id: "earlier-answer", role: "assistant", parts: [{ type: "text", text: "an earlier answer" }] },
-  { id: `user-${Date.now()}`, role: "user", parts: [...JSON.parse(files ?? "[]"), { type: "text", text }] },
+  { id: userMessageId, role: "user", parts: [...JSON.parse(files), { type: "text", text }] },
 ];
 const stream = await transport.sendMessages({
-  chatId: chatSessionId, messages, trigger: "submit-message", messageId: undefined, abortSignal: undefined,
+  chatId: chatSessionId, messages, trigger, messageId: undefined, abortSignal: undefined,
 });
 
 const [forChunks, forMessages] = stream.tee();

@@ -8,13 +8,18 @@ The modules, each one concern, from the top down (a module imports only those be
 - ``api``: every body of the API, defined once (pydantic); ``openapi``: the OpenAPI document and the validators'
   schemas drawn from it (never imported on the request path).
 - ``admission``: whether a chat request starts a turn, joins one, or is refused, and what it gives back.
-- ``turn``: one chat turn in named steps; ``resume``: following a stored answer from an offset.
+- ``turn``: one chat turn in named steps; ``resume``: following a stored answer from an offset; ``titles``: a
+  session's title, from its first message or from ``TITLE_MODEL`` after its first answer.
 - ``reader``: a provider's stream under the turn's clocks; ``tally``: what a turn received, stored and reported.
-- ``store``: the chat table; ``limits``: the limits table; ``dynamodb``: the client, bounded calls, the codec.
-- ``providers``: one module per provider, each turning its wire format into ``events``; ``sse``: the decoder;
-  ``reasoning``: a session's reasoning option, validated once and mapped by each provider.
+- ``store``: the chat table; ``limits``: the limits table's requests per minute and stream leases; ``usage``: the
+  limits table's tokens and requests per day and month, and the budgets; ``dynamodb``: the client, bounded calls,
+  the codec.
+- ``providers``: one module per provider, each turning its wire format into ``events``; ``connections``: the one
+  HTTP client, its provider connections opened ahead and kept fresh; ``sse``: the decoder; ``reasoning``: a
+  session's reasoning option, validated once and mapped by each provider.
 - ``auth``, ``context``, ``telemetry``, ``tracing``: who calls, what Lambda says, logs and metrics, traces.
-- ``records``, ``events``, ``errors``, ``config``: the data shapes, events, exceptions and settings all share.
+- ``records``, ``events``, ``errors``, ``config``, ``json_input``: the data shapes, events, exceptions and settings
+  all share, and JSON from outside parsed with its nesting bounded.
 """
 
 __version__ = "0.1.0"

@@ -191,11 +191,13 @@ class UiMessage(TypedDict):
 @with_config(REQUEST)
 class AiSdkChatRequest(TypedDict):
     """POST /chat/stream?protocol=ai-sdk: the body the AI SDK's DefaultChatTransport posts (useChat). The session
-    is ``chatSessionId`` when given, else ``id``; the provider gets the stored history, never the client's copy."""
+    is ``chatSessionId`` when given, else ``id``; the provider gets the stored history, never the client's copy.
+    ``trigger`` ``regenerate-message`` (useChat's ``regenerate()``) answers the last user message again."""
 
     id: NotRequired[str]
     chatSessionId: NotRequired[str]
     messages: Annotated[list[UiMessage], Field(min_length=1)]
+    trigger: NotRequired[str | None]
 
 
 # The request bodies relay/bodies.py validates, by the name it asks for.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
@@ -55,13 +54,13 @@ from relay.errors import (
     RequestRejected,
     StoreError,
 )
-from relay.events import TurnEvent
+from relay.events import Done, Failed, TurnEvent
 from relay.limits import Limits, held
 from relay.providers.registry import ProviderRegistry
 from relay.reasoning import ReasoningOption
 from relay.records import LIVE, ChatSession, SessionSummary, is_id, now_iso
 from relay.resume import attach, follow_message
-from relay.store import ChatStore, InvalidCursor
+from relay.store import SESSION_SETTINGS, ChatStore, InvalidCursor
 from relay.titles import ModelTitles
 from relay.turn import Connection, TurnSettings, relay_turn
 from relay.usage import UsageLedger
@@ -86,7 +85,6 @@ CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE")  # template.yaml's Allow
 # A page on another origin may read these from a response (template.yaml's ExposeHeaders too): Retry-After says when a
 # 429 (a rate limit, a spent budget) stops, which the page tells the user.
 CORS_EXPOSE_HEADERS = ("retry-after",)
-SESSION_FIELDS = ("title", "system", "provider", "model", "fallbacks", "reasoning")  # what POST and PATCH may set
 
 
 AuthenticatorFactory = Callable[[httpx.AsyncClient], Authenticator]
@@ -126,7 +124,7 @@ def create_app(
             yield
 
     middleware = []
-    if settings.cors_allow_origins and not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if settings.cors_allow_origins and not config.on_lambda():
         # On Lambda the function URL answers CORS from the same allowlist (template.yaml); elsewhere the app does.
         middleware.append(cors_middleware(settings.cors_allow_origins))
 
@@ -221,7 +219,7 @@ def validated_session(body: SessionSettings | SessionChanges, providers: Provide
     (``current`` has no provider or model yet) and for PATCH (absent or null leaves a setting as it is; an empty
     list of fallbacks removes them). The body's shape is the schema's to check (relay/bodies.py)."""
     if current.provider and all(value is None for value in body.values()):
-        raise bodies.invalid(f"give at least one of: {', '.join(SESSION_FIELDS)}")
+        raise bodies.invalid(f"give at least one of: {', '.join(SESSION_SETTINGS)}")
     changes: dict[str, Any] = {}
     provider, model = body.get("provider"), body.get("model")
     if provider is not None or model is not None or not current.provider:
@@ -315,7 +313,12 @@ async def update_session(request: Request) -> Response:
     current = await store.get_session(chat_session_id, user_id) if is_id(chat_session_id) else None
     if current is None:
         raise session_not_found()
-    updated = await store.update_session(validated_session(body, request.app.state.providers, current))
+    # Only what the body names is written: a setting changed since it was read (a turn's first title, a
+    # model-made one) stays. A provider and its model are checked, and so written, together.
+    named = {name for name in SESSION_SETTINGS if body.get(name) is not None}
+    if named & {"provider", "model"}:
+        named |= {"provider", "model"}
+    updated = await store.update_session(validated_session(body, request.app.state.providers, current), named)
     if updated is None:  # deleted since it was read
         raise session_not_found()
     return JSONResponse(_session_json(*updated))
@@ -440,14 +443,21 @@ async def chat_stream(request: Request) -> Response:
         return _streamed(encoding, events, Connection(), config.ON_DISCONNECT_CANCEL)
     connection = Connection()
     regeneration = admitted.regeneration
+    # A model-made title keeps the stream open after the answer: only for a client that knows it is over by then.
+    settings = state.turn_settings if encoding.done_before_close else replace(state.turn_settings, titles=None)
     turn = relay_turn(admitted.conversation, regeneration.user_message.content if regeneration else content or "",
                       provider=admitted.provider, store=state.store, invocation=invocation,
-                      settings=state.turn_settings, connection=connection, fallbacks=admitted.fallbacks,
+                      settings=settings, connection=connection, fallbacks=admitted.fallbacks,
                       message_ids=admitted.message_ids, client_message_id=client_message_id,
                       store_read_ms=admitted.store_read_ms, regeneration=regeneration,
                       attachments=admitted.attachments, images=admitted.images,
                       images_read_ms=admitted.images_read_ms)
-    return _streamed(encoding, held(turn, admitted.lease), connection, state.settings.on_client_disconnect)
+    return _streamed(encoding, held(turn, admitted.lease, _ends_the_answer), connection,
+                     state.settings.on_client_disconnect)
+
+
+def _ends_the_answer(event: TurnEvent) -> bool:
+    return isinstance(event, Done | Failed)
 
 
 def message_attachments(chat: ChatRequest) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
     jwt   ``Authorization: Bearer <token>``, verified against an OIDC issuer's JWKS with PyJWT: pinned algorithms
           (and only the one its key's type takes: RS256 for RSA, ES256 for EC P-256), signature, exp/nbf with a
-          small leeway, iss, aud (or Cognito's client_id), token_use. The default.
+          small leeway, iss, aud (or Cognito's client_id), token_use. The template's default (an app started
+          without AUTH_MODE, as the local run and the tests are, has none).
     iam   the function URL is AWS_IAM, usually behind CloudFront Origin Access Control, which owns the
           Authorization header: the user's token travels in ``X-User-Authorization`` (verified as above) when an
           issuer is configured, else the caller is the IAM principal from the request context.
@@ -14,7 +15,6 @@ token holds, a bad one is a 401: its header is the attacker's choice, parsed bef
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,16 +22,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from relay import json_input
+from relay import config, json_input
 from relay.errors import RelayError
 
-AUTH_MODE_ENV = "AUTH_MODE"
-ALLOW_UNAUTHENTICATED_ENV = "ALLOW_UNAUTHENTICATED"
-JWT_ISSUER_ENV = "JWT_ISSUER"
-JWT_AUDIENCE_ENV = "JWT_AUDIENCE"
-JWT_CLIENT_ID_ENV = "JWT_CLIENT_ID"
-JWT_JWKS_URL_ENV = "JWT_JWKS_URL"
-JWT_TOKEN_USE_ENV = "JWT_TOKEN_USE"
 LOCAL_USER = "local-user"
 ALGORITHMS = ("RS256", "ES256")  # asymmetric only: an HS256 token "signed" with the public key is refused
 # Cognito's tokens are 1-2 KB (a few KB with many groups); a longer one is refused before PyJWT decodes any of it.
@@ -179,23 +172,22 @@ def _member(value: Any, name: str) -> Any:
     return value.get(name) if isinstance(value, dict) else None
 
 
-def jwt_settings(environ: Mapping[str, str]) -> JwtSettings | None:
-    issuer = (environ.get(JWT_ISSUER_ENV) or "").rstrip("/")
+def jwt_settings(environ: Mapping[str, str] | None = None) -> JwtSettings | None:
+    issuer = config.resolve(config.JWT_ISSUER_ENV, "", environ=environ).rstrip("/")
     if not issuer:
         return None
     return JwtSettings(
         issuer=issuer,
-        jwks_url=environ.get(JWT_JWKS_URL_ENV) or f"{issuer}/.well-known/jwks.json",
-        audience=environ.get(JWT_AUDIENCE_ENV) or None,
-        client_id=environ.get(JWT_CLIENT_ID_ENV) or None,
-        token_use=environ.get(JWT_TOKEN_USE_ENV) or None,
+        jwks_url=config.resolve(config.JWT_JWKS_URL_ENV, issuer + config.DEFAULT_JWKS_PATH, environ=environ),
+        audience=config.resolve(config.JWT_AUDIENCE_ENV, "", environ=environ) or None,
+        client_id=config.resolve(config.JWT_CLIENT_ID_ENV, "", environ=environ) or None,
+        token_use=config.resolve(config.JWT_TOKEN_USE_ENV, "", environ=environ) or None,
     )
 
 
 def authenticator_from_environment(http: httpx.AsyncClient, environ: Mapping[str, str] | None = None) -> Authenticator:
-    env = os.environ if environ is None else environ
-    mode = (env.get(AUTH_MODE_ENV) or "none").strip().lower()
-    settings = jwt_settings(env)
+    mode = config.resolve(config.AUTH_MODE_ENV, config.DEFAULT_AUTH_MODE, environ=environ).strip().lower()
+    settings = jwt_settings(environ)
     if mode == "jwt":
         if settings is None:
             raise ConfigurationError("AUTH_MODE=jwt needs JWT_ISSUER (or a Cognito user pool)")
@@ -203,8 +195,8 @@ def authenticator_from_environment(http: httpx.AsyncClient, environ: Mapping[str
     if mode == "iam":
         return JwtAuthenticator(settings, http, header=USER_TOKEN_HEADER) if settings else IamAuthentication()
     if mode == "none":
-        on_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-        if on_lambda and (env.get(ALLOW_UNAUTHENTICATED_ENV) or "").lower() != "true":
+        allowed = config.resolve(config.ALLOW_UNAUTHENTICATED_ENV, "false", environ=environ).lower() == "true"
+        if config.on_lambda(environ) and not allowed:
             raise ConfigurationError("AUTH_MODE=none on Lambda needs ALLOW_UNAUTHENTICATED=true")
         return NoAuthentication()
     raise ConfigurationError(f"AUTH_MODE must be jwt, iam or none, not {mode!r}")

@@ -50,6 +50,7 @@ __all__ = ["ATTACHMENT_SCHEME", "SCHEMAS", "ai_sdk_chat_request", "attachment_re
            "read_json", "session_changes", "session_settings", "whole_number"]
 
 SCHEMAS = Path(__file__).with_name("request_schemas.json")
+AI_SDK_REGENERATE = "regenerate-message"  # the AI SDK's trigger for useChat's regenerate()
 WHOLE_NUMBER_PATTERN = re.compile(r"[0-9]{1,9}")  # under a billion: an offset, a body size, a page size
 ATTACHMENT_SCHEME = "attachment:"  # an AI SDK file part's url naming an image uploaded to the relay
 
@@ -93,17 +94,26 @@ async def ai_sdk_chat_request(request: Request) -> ChatRequest:
     """The chat request an AI SDK body stands for: its session (``chatSessionId``, else the chat's ``id``), the
     text of its last message, which must be the user's, the images its ``file`` parts name, and that message's id
     as the ``clientMessageId``, so that a resubmission does not ask the provider twice. The content is checked as
-    any other chat request's."""
+    any other chat request's.
+
+    useChat's ``regenerate()`` posts the same last user message, with the same id, and ``trigger``
+    ``regenerate-message``: it is a regenerate, without that id, which names the first answer's turn (taken as a
+    resubmission, it would replay the answer the user asked to replace), and without its images, which the relay
+    sends again from the stored message."""
     body = cast("AiSdkChatRequest", _validated("AiSdkChatRequest", await read_json(request)))
     last = body["messages"][-1]
     if last["role"] != "user":
-        raise invalid("the last message must be the user's new message (regenerating an answer is not supported)")
-    content = "".join(part.get("text", "") for part in last["parts"] if part["type"] == "text")
-    attachments = [_attachment_id(part) for part in last["parts"] if part["type"] == "file"]
-    chat: dict[str, Any] = {"content": content if content or not attachments else None,
-                            "clientMessageId": last.get("id")}
-    if attachments:
-        chat["attachments"] = attachments
+        raise invalid("the last message must be the user's new message (or, for regenerate(), the one "
+                      "answered again)")
+    chat: dict[str, Any]
+    if body.get("trigger") == AI_SDK_REGENERATE:
+        chat = {"regenerate": True}
+    else:
+        content = "".join(part.get("text", "") for part in last["parts"] if part["type"] == "text")
+        attachments = [_attachment_id(part) for part in last["parts"] if part["type"] == "file"]
+        chat = {"content": content if content or not attachments else None, "clientMessageId": last.get("id")}
+        if attachments:
+            chat["attachments"] = attachments
     if (chat_session_id := body.get("chatSessionId", body.get("id"))) is not None:
         chat["chatSessionId"] = chat_session_id
     return _chat_request(chat)

@@ -44,6 +44,11 @@ class Encoding(Protocol):
     def media_type(self) -> str: ...
 
     @property
+    def done_before_close(self) -> bool:
+        """Whether the client learns that the answer is over from an event, before the stream closes: only then
+        may the stream stay open after it (for a model-made title) without holding the client up."""
+
+    @property
     def headers(self) -> Mapping[str, str]: ...
 
     def encode(self, events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]: ...
@@ -67,6 +72,7 @@ class SseEvents:
 
     media_type = SSE_MEDIA_TYPE
     headers: Mapping[str, str] = {}
+    done_before_close = True  # done or error
 
     def __init__(self, offset: int = 0, reasoning_offset: int = 0) -> None:
         self.offset = offset
@@ -107,6 +113,7 @@ class PlainText:
 
     media_type = "text/plain; charset=utf-8"
     headers: Mapping[str, str] = {}
+    done_before_close = False  # the text ends when the stream does
 
     async def encode(self, events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:
         try:
@@ -124,6 +131,8 @@ class UiMessageStream:
 
     media_type = SSE_MEDIA_TYPE
     headers: Mapping[str, str] = {"x-vercel-ai-ui-message-stream": "v1"}
+    # The AI SDK skips [DONE] and reads on until the stream closes: useChat's status turns "ready" only then.
+    done_before_close = False
     DONE = b"data: [DONE]\n\n"
 
     async def encode(self, events: AsyncGenerator[TurnEvent, None]) -> AsyncGenerator[bytes, None]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -80,22 +80,32 @@ class Lease:
                                      extra={"lease_expires_at": self.expires_at})
 
 
-async def held[T](events: AsyncGenerator[T, None], lease: Lease | None) -> AsyncGenerator[T, None]:
-    """``events``, while ``lease`` is renewed in the background; given back once they end, however they end."""
+async def held[T](events: AsyncGenerator[T, None], lease: Lease | None,
+                  last: Callable[[T], bool] = lambda event: False) -> AsyncGenerator[T, None]:
+    """``events``, while ``lease`` is renewed in the background; given back once they end, however they end, or
+    once an event that is ``last`` for the client has been sent: what runs after it (a model-made title, while the
+    stream stays open) is no answer the user waits for, and must not keep their next message out."""
     if lease is None:
         async with contextlib.aclosing(events):
             async for event in events:
                 yield event
         return
-    renewing = asyncio.ensure_future(_renew_while_running(lease))
+    renewing: asyncio.Future[None] | None = asyncio.ensure_future(_renew_while_running(lease))
     try:
         async for event in events:
             yield event
+            if renewing is not None and last(event):
+                renewing.cancel()
+                renewing = None
+                with anyio.CancelScope(shield=True):
+                    await lease.release()
     finally:
-        renewing.cancel()
+        if renewing is not None:
+            renewing.cancel()
         with anyio.CancelScope(shield=True):
             await events.aclose()
-            await lease.release()
+            if renewing is not None:
+                await lease.release()
 
 
 async def _renew_while_running(lease: Lease) -> None:

@@ -7,9 +7,12 @@ Both files are committed and both are package data of the layer: the app serves 
 never imports pydantic (relay/bodies.py says what that saves). tests/test_api.py keeps both equal to what this
 module makes of api.py now; edit api.py, then run ``make openapi``.
 
-The streams are ``text/event-stream``, which OpenAPI 3.1 cannot describe item by item: each stream's media type
-names its events' schemas in ``x-sse-events`` (event name → schema) and, for ``?protocol=ai-sdk``,
-``x-ui-message-stream`` (each ``data:`` line's JSON); all of them are components like the bodies.
+The streams are ``text/event-stream``. A stream's ``schema`` describes one event, as OpenAPI 3.1's own text does
+for that media type and as schemathesis reads it (an object of ``event``, ``data``, ``id``): one branch per event
+name, whose ``data`` is JSON of that event's component (``contentSchema``), and for ``?protocol=ai-sdk`` unnamed
+events (``message``) whose ``data`` is a UI message chunk or ``[DONE]``. JSON Schema does not check a
+``contentSchema`` by itself, so the media type also names the same components in ``x-sse-events`` (event name →
+schema) and ``x-ui-message-stream``, which tests/test_api.py checks every event's data against.
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
     if operation.parameters:
         described["parameters"] = list(operation.parameters)
     if operation.body is not None:
-        schema = _ref(operation.body)
+        schema: dict[str, Any] = _ref(operation.body)
         if operation.stream:
             schema = {"anyOf": [schema, _ref("AiSdkChatRequest")]}
         described["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
@@ -194,12 +197,25 @@ def _operation(operation: Operation) -> dict[str, Any]:
     return described
 
 
+def _event(name: str, schema: str) -> dict[str, Any]:
+    """One server-sent event named ``name`` whose ``data`` is JSON of the component ``schema``."""
+    return {"type": "object", "required": ["event", "data"],
+            "properties": {"event": {"const": name}, "id": {"type": "string"},
+                           "data": {"type": "string", "contentMediaType": "application/json",
+                                    "contentSchema": _ref(schema)}}}
+
+
 def _answer(operation: Operation) -> dict[str, Any]:
     if operation.stream:
-        events = {"schema": {"type": "string"}, "x-sse-events": {name: _ref(schema) for name, schema in
-                                                                 EVENTS.items()}}
+        one_of = [_event(name, schema) for name, schema in EVENTS.items()]
+        events: dict[str, Any] = {"x-sse-events": {name: _ref(schema) for name, schema in EVENTS.items()}}
         if operation.body is not None:
+            chunk = _event("message", "UiMessageChunk")
+            data = chunk["properties"]["data"]
+            chunk["properties"]["data"] = {"type": "string", "anyOf": [data, {"const": "[DONE]"}]}
+            one_of.append(chunk | {"description": "?protocol=ai-sdk: a UI message chunk, and [DONE] last"})
             events["x-ui-message-stream"] = _ref("UiMessageChunk")
+        events = {"schema": {"oneOf": one_of}} | events
         content = {"text/event-stream": events}
         if operation.body is not None:
             content["text/plain"] = {"schema": {"type": "string"}}

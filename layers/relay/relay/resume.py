@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from relay.errors import NOT_FOUND, STORE_UNAVAILABLE, StoreError
 from relay.events import Done, Failed, Reasoning, Started, Tokens, TurnEvent
@@ -27,7 +27,7 @@ STORE_OUTAGE_SECONDS = 10.0  # polls failing this long end the stream (the gener
 async def follow_message(
     store: ChatStore, chat_session_id: str, message: StoredMessage, offset: int, poll_seconds: float = POLL_SECONDS,
     *, reasoning_offset: int | None = 0,
-) -> AsyncIterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     """The answer from character ``offset`` of its text and ``reasoning_offset`` of its reasoning (None: none of
     its reasoning, for a client that has had it all)."""
     failing_since: float | None = None
@@ -71,7 +71,7 @@ def outcome(message: StoredMessage) -> TurnEvent:
 async def attach(
     store: ChatStore, chat_session_id: str, ids: tuple[str, str], poll_seconds: float = POLL_SECONDS,
     wait_seconds: float = CLAIM_STALE_SECONDS + 5,
-) -> AsyncIterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     """A retried request joins the turn its first attempt started: same ids, the whole answer from the start. The
     first attempt stores its message within seconds of its claim, or never (then its claim goes stale and the next
     retry is a turn of its own). ``Started`` waits for the message, as a turn's does: a client told of a message

@@ -15,11 +15,14 @@
 messages: the single read that precedes a provider call. Only session items carry ``ownerId`` and ``updatedAt``,
 so the index holds nothing else, and one Query of it lists a user's conversations, most recently active first.
 
-A turn writes three times: its claim (only with a ``clientMessageId``, alongside that read), the user message and
+A turn writes three times: its claim (only with a ``clientMessageId``, alongside that read); the user message and
 the ``pending`` answer in one transaction that also keeps the session current (its TTL, last activity, message
-count and, the first time, its title), and the final answer, in one transaction that lands only while the session
+count and, the first time, its title), marks the claim accepted and, for a regenerate, marks the answer it
+replaces ``supersededBy`` the new one; and the final answer, in one transaction that lands only while the session
 and the answer still exist (a deleted session never comes back) and that also adds the turn's usage to the limits
-table. Checkpoints in between update the answer's text.
+table (part items beyond what one transaction holds are batch-written first). Checkpoints in between update the
+answer's text and read whether a Stop was asked; with ``TITLE_MODEL``, a model-made title replaces the first one
+afterwards.
 
 An erase marks the session ``deleting`` first: from then on no turn, claim or final write lands in it, and its
 images in the attachments bucket and then its items are deleted, the session item last, so that an erase cut short
@@ -39,7 +42,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,9 +73,9 @@ from relay.records import (
     is_id,
 )
 
-__all__ = ["SESSION_INDEX", "SESSION_INDEX_ATTRIBUTES", "SESSION_INDEX_KEY_SCHEMA", "TABLE_KEY_SCHEMA",
-           "TTL_ATTRIBUTE", "AnswerReplaced", "ChatStore", "ClientMessageConflict", "InvalidCursor", "SessionNotFound",
-           "SessionPage"]
+__all__ = ["SESSION_INDEX", "SESSION_INDEX_ATTRIBUTES", "SESSION_INDEX_KEY_SCHEMA", "SESSION_SETTINGS",
+           "TABLE_KEY_SCHEMA", "TTL_ATTRIBUTE", "AnswerReplaced", "ChatStore", "ClientMessageConflict", "InvalidCursor",
+           "SessionNotFound", "SessionPage"]
 
 SESSION_SORT_KEY = "SESSION"
 MESSAGE_PREFIX = "MSG#"
@@ -94,8 +97,14 @@ SESSION_INDEX_ATTRIBUTES = ("chatSessionId", "title", "provider", "model", "crea
 # (MAX_ITEM_CHARS at 4 bytes a character), so this many fit; an answer longer than that (~900,000 characters,
 # more than any provider streams within the function's 300 s) writes its further parts first.
 TRANSACT_MAX_MESSAGE_ITEMS = 10
+# A conversation's read goes on past items that are no message to send (replaced answers, part items) in pages of
+# this many, up to this many Queries in all: ~320 such items behind the newest messages, each further Query one
+# more round trip (~5 ms) paid only by a session that has them. Past that, older messages are left out.
+HISTORY_PAGE_ITEMS = 100
+HISTORY_READS = 4
 MAX_CURSOR_CHARS = 1_000
 ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+SESSION_SETTINGS = ("title", "system", "provider", "model", "fallbacks", "reasoning")  # what a client may change
 WARM_UP_KEY = "WARM-UP"  # never a session's key (those are SESSION#<id>): read once per process, found by no one
 
 
@@ -178,18 +187,25 @@ class ChatStore:
                          ConditionExpression="attribute_not_exists(PK)")
 
     async def load_conversation(self, chat_session_id: str, history_limit: int, owner_id: str) -> Conversation | None:
-        """The session and its newest messages in one Query; None when it does not exist or is someone else's."""
-        response = await self._call(
-            "query",
-            TableName=self.table_name,
-            KeyConditionExpression="PK = :pk",
-            ExpressionAttributeValues={":pk": {"S": _session_key(chat_session_id)}},
-            ScanIndexForward=False,
-            Limit=history_limit + 1,
-        )
-        items = [deserialize(raw) for raw in response.get("Items", [])]
-        if not items or not _is_live_session_of(items[0], owner_id):
-            return None
+        """The session and its newest ``history_limit`` messages, in one Query; None when it does not exist or is
+        someone else's. A Query's limit counts items, and some items are no message the provider is sent: answers
+        a regenerate replaced and the part items of long texts. While they leave a full page short of that many
+        messages, older items are read too, in at most HISTORY_READS Queries in all (only such sessions pay for
+        them): a user who regenerates an answer again and again must not push the message it answers, and the
+        conversation before it, out of the window."""
+        query: dict[str, Any] = {
+            "TableName": self.table_name, "KeyConditionExpression": "PK = :pk", "ScanIndexForward": False,
+            "ExpressionAttributeValues": {":pk": {"S": _session_key(chat_session_id)}}, "Limit": history_limit + 1,
+        }
+        items: list[dict[str, Any]] = []
+        for _ in range(HISTORY_READS):
+            response = await self._call("query", **query)
+            items += [deserialize(raw) for raw in response.get("Items", [])]
+            if not items or not _is_live_session_of(items[0], owner_id):
+                return None
+            if "LastEvaluatedKey" not in response or _current_messages(items) >= history_limit:
+                break
+            query.update(ExclusiveStartKey=response["LastEvaluatedKey"], Limit=HISTORY_PAGE_ITEMS)
         history = _messages_from_items(list(reversed(items[1:])))
         return Conversation(_session_from_item(items[0]), history)
 
@@ -499,28 +515,33 @@ class ChatStore:
         item = deserialize(response.get("Item") or {})
         return _session_from_item(item) if item and _is_live_session_of(item, owner_id) else None
 
-    async def update_session(self, session: ChatSession) -> tuple[ChatSession, SessionSummary] | None:
-        """Replace the settings a client may change (title, system, provider, model, fallbacks, reasoning) with
-        ``session``'s; an empty system or fallbacks removes them. None when the session is not the owner's (or is
-        gone, or being erased), and then nothing is written. Last activity is left as it was: a rename is not one."""
+    async def update_session(self, session: ChatSession, fields: Collection[str] = SESSION_SETTINGS,
+                             ) -> tuple[ChatSession, SessionSummary] | None:
+        """Replace the settings ``fields`` names (of those a client may change: title, system, provider, model,
+        fallbacks, reasoning) with ``session``'s, and only those: another written since ``session`` was read (a
+        turn's first title, a model-made one) stays. An empty system or fallbacks removes them. None when the
+        session is not the owner's (or is gone, or being erased), and then nothing is written. Last activity is
+        left as it was: a rename is not one."""
         values: dict[str, Any] = {":owner": {"S": session.owner_id}}
         assignments, removals = [], []
-        fields = {"provider": session.provider, "model": session.model, "title": session.title,
-                  "system": session.system,  # a reserved word: every name goes through #names
-                  "fallbacks": [{"provider": p, "model": m} for p, m in session.fallbacks] or None,
-                  "reasoning": session.reasoning.to_json() if session.reasoning is not None else None}
-        for name, value in fields.items():
-            if value is None:
+        settings = {"provider": session.provider, "model": session.model, "title": session.title,
+                    "system": session.system,  # a reserved word: every name goes through #names
+                    "fallbacks": [{"provider": p, "model": m} for p, m in session.fallbacks] or None,
+                    "reasoning": session.reasoning.to_json() if session.reasoning is not None else None}
+        written = [name for name in settings if name in fields]
+        for name in written:
+            if (value := settings[name]) is None:
                 removals.append(f"#{name}")
             else:
                 assignments.append(f"#{name} = :{name}")
                 values[f":{name}"] = attribute(value)
-        expression = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removals) if removals else "")
+        expression = " ".join(f"{verb} {', '.join(names)}" for verb, names in (("SET", assignments),
+                                                                                ("REMOVE", removals)) if names)
         try:
             response = await self._call(
                 "update_item", TableName=self.table_name, Key=_item_key(session.chat_session_id, SESSION_SORT_KEY),
                 UpdateExpression=expression, ConditionExpression="ownerId = :owner AND attribute_not_exists(deleting)",
-                ExpressionAttributeNames={f"#{name}": name for name in fields}, ExpressionAttributeValues=values,
+                ExpressionAttributeNames={f"#{name}": name for name in written}, ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW")
         except StoreError as exc:
             if condition_failed(exc):
@@ -576,6 +597,12 @@ class ChatStore:
         await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
         await self._call("delete_item", TableName=self.table_name, Key=_item_key(chat_session_id, SESSION_SORT_KEY))
         return True
+
+
+def _current_messages(items: list[dict[str, Any]]) -> int:
+    """How many of ``items`` are messages a provider may be sent: not a part item, not a replaced answer."""
+    return sum(1 for item in items if item["SK"].startswith(MESSAGE_PREFIX) and "partOf" not in item
+               and "supersededBy" not in item)
 
 
 def _is_live_session_of(item: dict[str, Any], owner_id: str) -> bool:

@@ -139,7 +139,8 @@ class Tally:
         share of the text left out: those were generated before the first token) over the time from the first text
         delta to the last. A provider that counts its reasoning in the output with no count of its own (Anthropic,
         Bedrock) and streams it is measured over all of its deltas, reasoning and answer: its tokens and its time
-        then cover the same span. None below ``MIN_RATE_SPAN_SECONDS``."""
+        then cover the same span. None below ``MIN_RATE_SPAN_SECONDS``, and None when the provider's counts leave
+        the answer no tokens (a reasoning count at or above the output count): no rate is better than a negative one."""
         if self.first_token_at is None or self.last_token_at is None or self.first_read_chars is None:
             return None
         first, last, tokens = self.first_token_at, self.last_token_at, self.output_tokens
@@ -148,7 +149,7 @@ class Tally:
         elif self.usage is not None and self.first_reasoning_at is not None and self.last_reasoning_at is not None:
             first, last = min(first, self.first_reasoning_at), max(last, self.last_reasoning_at)
         chars = sum(len(part) for part in self.parts)
-        if last - first < MIN_RATE_SPAN_SECONDS or chars <= self.first_read_chars:
+        if last - first < MIN_RATE_SPAN_SECONDS or chars <= self.first_read_chars or tokens <= 0:
             return None
         return round(tokens * (chars - self.first_read_chars) / chars / (last - first), 3)
 

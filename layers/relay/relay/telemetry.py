@@ -7,18 +7,14 @@ Nothing here ever receives prompt or answer text.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricResolution, MetricUnit
 
-SERVICE_ENV = "POWERTOOLS_SERVICE_NAME"
-NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
-DEFAULT_SERVICE = "chat-relay"
-DEFAULT_NAMESPACE = "ChatRelay"
+from relay import config
 
-logger = Logger(service=os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE)
+logger = Logger(service=config.resolve(config.SERVICE_NAME_ENV, config.DEFAULT_SERVICE_NAME))
 _cold_start = True
 
 
@@ -50,7 +46,8 @@ class TurnReport:
 
 
 def _service_and_namespace() -> tuple[str, str]:
-    return os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE, os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+    return (config.resolve(config.SERVICE_NAME_ENV, config.DEFAULT_SERVICE_NAME),
+            config.resolve(config.METRICS_NAMESPACE_ENV, config.DEFAULT_METRICS_NAMESPACE))
 
 
 def publish_budget_refusal(period: str) -> None:

@@ -10,6 +10,7 @@ it would be frozen with the function and could land minutes later or never. A ti
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 
 from relay import config, telemetry
 from relay.events import TextDelta
@@ -19,20 +20,36 @@ __all__ = ["ModelTitles", "title_from_message"]
 
 # What the model sees of the conversation: enough to name it, little enough to be cheap and quick.
 EXCERPT_CHARS = 1_500
+# Only a message's head can be its title, so only the head is searched for invisible characters: ~0.5 µs each in
+# Python, which on a whole 16,000-character message would be ~8 ms before the provider request.
+SCANNED_PER_TITLE_CHAR = 4
 INSTRUCTIONS = ("You name conversations. Reply with a title of at most six words for the conversation you are "
                 "given: no quotes, no ending punctuation, nothing else.")
 
 
-def title_from_message(content: str, max_chars: int = config.TITLE_CHARS) -> str:
-    """The message on one line, cut at a word boundary near ``max_chars`` (with an ellipsis when cut)."""
-    text = " ".join(content.split())
+def title_from_message(content: str, max_chars: int = config.TITLE_CHARS) -> str | None:
+    """The message on one line, cut at a word boundary near ``max_chars`` (with an ellipsis when cut), without the
+    invisible characters that would make a title look empty (zero-width spaces) or turn the list's text around
+    (bidirectional overrides); None when nothing visible is left."""
+    whole = " ".join(content.split())
+    head = whole[:max_chars * SCANNED_PER_TITLE_CHAR]
+    text = " ".join("".join(filter(_shown, head)).split())
+    if not text:
+        return None
     if len(text) <= max_chars:
-        return text
+        return text if len(head) == len(whole) else text.rstrip(" ,.;:-") + "…"
     window = text[:max_chars + 1]  # one more: a space right after the limit still ends a word that fits
     cut = window.rsplit(" ", 1)[0] if " " in window else ""
     if len(cut) < max_chars // 2:  # one very long word: cut inside it rather than keep a stub
         cut = text[:max_chars]
     return cut.rstrip(" ,.;:-") + "…"
+
+
+def _shown(character: str) -> bool:
+    """A space, or not a control or format character (Unicode's Cc and Cf), or one of the joiners that emoji
+    sequences and some scripts need, or a subdivision flag's tag."""
+    return (character.isspace() or unicodedata.category(character) not in ("Cc", "Cf")
+            or character in "\u200c\u200d" or "\U000e0020" <= character <= "\U000e007f")
 
 
 class ModelTitles:

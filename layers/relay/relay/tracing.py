@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-TRACING_ENABLED_ENV = "TRACING_ENABLED"
-TRACE_ID_ENV = "_X_AMZN_TRACE_ID"
+from relay import config
 
 _tracer: Any = None
 
 
 def enabled() -> bool:
-    return os.environ.get(TRACING_ENABLED_ENV, "").strip().lower() == "true"
+    return config.resolve(config.TRACING_ENABLED_ENV, "false").strip().lower() == "true"
 
 
 def start() -> None:
@@ -36,7 +35,7 @@ def start() -> None:
 def bind_invocation(trace_id: str | None) -> None:
     """Make this invocation's trace the parent of the subsegments that follow (one invocation at a time)."""
     if _tracer is not None and trace_id:
-        os.environ[TRACE_ID_ENV] = trace_id
+        os.environ[config.TRACE_ID_ENV] = trace_id
 
 
 @contextmanager

@@ -4,8 +4,11 @@ The caller has admitted the request and loaded the session and its history (the 
 call). Then, in order:
 
 1. ask      the provider request leaves at once;
-2. accept   meanwhile the user message and a ``pending`` answer are stored, and only then does the client hear
-            ``Started``: a message the client holds an id for is never lost (nothing stored: ``Failed``);
+2. accept   meanwhile the user message and a ``pending`` answer are stored, in one transaction that also keeps the
+            session current (and titles it the first time) and marks the request's claim accepted; a write cut
+            off by its time budget is read back, since it may have landed. Only then does the client hear
+            ``Started``: a message the client holds an id for is never lost (nothing stored: ``Failed``, and the
+            claim is released for a retry);
 3. open     the first batch, the request retried and then the session's fallbacks tried, only until it comes;
 4. relay    each batch of deltas (the answer's text, and the model's reasoning in runs of its own, in the order
             the provider sent them) goes to the client as it arrives; both so far are checkpointed about once a
@@ -64,7 +67,7 @@ from relay.records import COMPLETE, PENDING, Attachment, Conversation, StoredMes
 from relay.store import AnswerReplaced, ChatStore, SessionNotFound
 from relay.tally import Tally
 from relay.titles import ModelTitles, title_from_message
-from relay.usage import UsageLedger
+from relay.usage import UsageLedger, estimated_tokens
 
 __all__ = ["Connection", "Regeneration", "TurnSettings", "new_message_ids", "relay_turn"]
 
@@ -366,9 +369,16 @@ class Turn:
             self.tally.store_failure = STORE_UNAVAILABLE
 
     def _spent(self) -> tuple[int, int]:
-        """The turn's input and output tokens: the provider's count, else the deltas relayed (and no input)."""
+        """The turn's input and output tokens: the provider's count, else the deltas relayed and, once the answer
+        began (a request refused before it is not billed), an estimate of the request's: the provider bills it
+        whether or not the answer went on to its count."""
         tally = self.tally
-        return (tally.usage.input_tokens if tally.usage else 0), tally.output_tokens
+        if tally.usage is not None:
+            return tally.usage.input_tokens, tally.output_tokens
+        if tally.first_delta_at is None:
+            return 0, tally.output_tokens
+        sent = sum(len(message.content) for message in self.messages) + len(self.session.system or "")
+        return estimated_tokens(sent), tally.output_tokens
 
     async def _add_usage(self, usage: UsageLedger, spent: tuple[int, int], timeout: float) -> None:
         try:
@@ -442,20 +452,21 @@ def _images_of(message: StoredMessage, images: Mapping[str, Image]) -> tuple[Ima
 
 def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int,
                       images: Mapping[str, Image] | None = None) -> list[ChatMessage]:
-    """Earlier user messages (with those of their images in ``images``) and complete answers (not those a
-    regenerate replaced), then the new message, as providers want them: roles alternating, so two user messages in a
+    """Earlier user messages (with those of their images in ``images``), each with the answer it stands with
+    (`_answer_sent`), then the new message, as providers want them: roles alternating, so two user messages in a
     row (the answer between them failed) become one; the oldest are left out until the whole fits in
     ``max_chars``."""
     history: list[ChatMessage] = []
-    for message in [*conversation.history, None]:
-        if message is None:
-            turn = new
-        elif message.role == "user":
-            turn = ChatMessage("user", message.content, _images_of(message, images or {}))
-        elif message.status == COMPLETE and message.content and message.superseded_by is None:
-            turn = ChatMessage("assistant", message.content)
+    answers: list[StoredMessage] = []
+    turns: list[ChatMessage] = []
+    for message in conversation.history:
+        if message.role == "user":
+            turns += _answer_sent(answers)
+            answers = []
+            turns.append(ChatMessage("user", message.content, _images_of(message, images or {})))
         else:
-            continue
+            answers.append(message)
+    for turn in [*turns, *_answer_sent(answers), new]:
         if history and history[-1].role == turn.role:
             earlier = history.pop()
             text = "\n\n".join(content for content in (earlier.content, turn.content) if content)
@@ -466,3 +477,12 @@ def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: i
     if history[0].role == "assistant" and len(history) > 1:
         history.pop(0)  # providers want the conversation to open with the user
     return history
+
+
+def _answer_sent(answers: list[StoredMessage]) -> list[ChatMessage]:
+    """The answer a user message stands with in the history, if any: its current answer when complete; else the
+    newest complete one a regenerate replaced, so a regenerate that failed or was stopped does not take the answer
+    the user had out of the conversation."""
+    complete = [answer for answer in answers if answer.status == COMPLETE and answer.content]
+    current = [answer for answer in complete if answer.superseded_by is None]
+    return [ChatMessage("assistant", answer.content) for answer in (current or complete)[-1:]]

@@ -24,9 +24,17 @@ from relay.config import Settings
 from relay.dynamodb import TTL_ATTRIBUTE, DynamoDB
 from relay.errors import BUDGET_EXCEEDED, RequestRejected
 
-__all__ = ["BudgetExceeded", "Period", "Spending", "UsageLedger", "UserSpending"]
+__all__ = ["BudgetExceeded", "Period", "Spending", "UsageLedger", "UserSpending", "estimated_tokens"]
 
 COUNTERS = ("inputTokens", "outputTokens", "requests")
+# A token is about 4 characters of English text (OpenAI's rule of thumb): the estimate of a request's input for a turn
+# with no count from its provider (one stopped before the count came, which most providers send last, or a server
+# that sends none), so that its input is not spent for free.
+CHARS_PER_TOKEN = 4
+
+
+def estimated_tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 class BudgetExceeded(RequestRejected):

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from relay import config
 from relay.errors import PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import (
     Finish,
@@ -35,9 +36,7 @@ from relay.providers.keys import KeySource
 from relay.providers.streaming import error_detail, parse_json, sse_stream
 from relay.reasoning import ReasoningOption
 
-ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_BASE_URL = "https://api.anthropic.com"
-DEFAULT_MAX_TOKENS = 4096
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this module's parser is written against
 # Claude models that cannot think (the API refuses a thinking parameter); every later model can, from
 # claude-3-7-sonnet on.
 NON_THINKING_MODELS = ("claude-2", "claude-instant", "claude-3-haiku", "claude-3-opus", "claude-3-sonnet",
@@ -153,8 +152,8 @@ def request_body(request: ChatRequest, max_tokens: int) -> dict[str, Any]:
 
 class AnthropicMessages:
     def __init__(
-        self, http: httpx.AsyncClient, *, key: KeySource, base_url: str = DEFAULT_BASE_URL,
-        max_tokens: int = DEFAULT_MAX_TOKENS, name: str = "anthropic",
+        self, http: httpx.AsyncClient, *, key: KeySource, base_url: str = config.DEFAULT_ANTHROPIC_BASE_URL,
+        max_tokens: int = config.DEFAULT_ANTHROPIC_MAX_TOKENS, name: str = "anthropic",
     ) -> None:
         self.name = name
         self._http = http

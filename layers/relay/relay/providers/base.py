@@ -1,7 +1,8 @@
 """What every provider shares: the request it is given, and the shape it answers in.
 
-The relay loop sees only ``ChatProvider.stream``; each provider module turns its own wire format into
-``relay.events``, and a message's images into its own image parts.
+A turn sees only ``ChatProvider``: ``stream`` for the answer, ``reasoning_unsupported`` for why a session's
+reasoning option is left out, and ``takes_images`` for whether a model takes images; each provider module turns its
+own wire format into ``relay.events``, and a message's images into its own image parts.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Any
 
+from relay import config
 from relay.errors import (
     PROVIDER_AUTH,
     PROVIDER_BAD_REQUEST,
@@ -44,8 +45,8 @@ from relay.events import (
     TextDelta,
     Usage,
 )
-from relay.providers.anthropic import DEFAULT_MAX_TOKENS, takes_thinking, thinking
 from relay.providers.anthropic import takes_images as claude_takes_images
+from relay.providers.anthropic import takes_thinking, thinking
 from relay.providers.base import ChatMessage, ChatRequest
 
 AUTH_CODES = {"accessdeniedexception", "unrecognizedclientexception", "expiredtokenexception",
@@ -116,7 +117,7 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return {"role": message.role, "content": blocks}
 
 
-def request_kwargs(request: ChatRequest, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
+def request_kwargs(request: ChatRequest, max_tokens: int = config.DEFAULT_ANTHROPIC_MAX_TOKENS) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "modelId": request.model,
         "messages": [_message(m) for m in request.messages],
@@ -182,12 +183,14 @@ def create_bedrock_client(read_timeout: float) -> Any:
     from botocore.config import Config
 
     # The relay decides about retries; boto3 makes one attempt.
-    config = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=read_timeout, connect_timeout=10)
-    return boto3.client("bedrock-runtime", config=config)
+    one_attempt = Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=read_timeout,
+                         connect_timeout=config.PROVIDER_CONNECT_TIMEOUT_SECONDS)
+    return boto3.client("bedrock-runtime", config=one_attempt)
 
 
 class BedrockConverseStream:
-    def __init__(self, *, read_timeout: float, name: str = "bedrock", max_tokens: int = DEFAULT_MAX_TOKENS,
+    def __init__(self, *, read_timeout: float, name: str = "bedrock",
+                 max_tokens: int = config.DEFAULT_ANTHROPIC_MAX_TOKENS,
                  client_factory: Callable[[], Any] | None = None) -> None:
         self.name = name
         self._max_tokens = max_tokens  # a Claude answer's own room when it thinks (ANTHROPIC_MAX_TOKENS)

@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 
+from relay import config
 from relay.errors import PROVIDER_BAD_REQUEST, PROVIDER_ERROR, PROVIDER_INCOMPLETE, ProviderError
 from relay.events import Finish, ProviderEvent, ReasoningDelta, TextDelta, Usage
 from relay.providers.base import ChatMessage, ChatRequest
 from relay.providers.keys import KeySource
 from relay.providers.streaming import error_detail, parse_json, sse_stream
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 # Gemini models that do not think (thinkingConfig is refused); the 2.5 models and later do.
 NON_THINKING_MODELS = ("gemini-1", "gemini-2.0", "gemma")
 TEXT_ONLY_MODELS = ("gemini-1.0-pro", "text-embedding", "embedding", "aqa")
@@ -102,7 +102,8 @@ def reasoning_unsupported(model: str) -> str | None:
 
 class GeminiStreamGenerateContent:
     def __init__(
-        self, http: httpx.AsyncClient, *, key: KeySource, base_url: str = DEFAULT_BASE_URL, name: str = "gemini"
+        self, http: httpx.AsyncClient, *, key: KeySource, base_url: str = config.DEFAULT_GEMINI_BASE_URL,
+        name: str = "gemini",
     ) -> None:
         self.name = name
         self._http = http

@@ -24,10 +24,10 @@ class ProviderRegistry:
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         secret = settings.provider_keys_secret_arn
-        openai_key = key_source("OPENAI_API_KEY", settings.openai_api_key, secret)
-        anthropic_key = key_source("ANTHROPIC_API_KEY", settings.anthropic_api_key, secret)
-        gemini_key = key_source("GEMINI_API_KEY", settings.gemini_api_key, secret)
-        azure_key = key_source("AZURE_OPENAI_API_KEY", settings.azure_openai_api_key, secret)
+        openai_key = key_source(config.OPENAI_API_KEY_ENV, settings.openai_api_key, secret)
+        anthropic_key = key_source(config.ANTHROPIC_API_KEY_ENV, settings.anthropic_api_key, secret)
+        gemini_key = key_source(config.GEMINI_API_KEY_ENV, settings.gemini_api_key, secret)
+        azure_key = key_source(config.AZURE_OPENAI_API_KEY_ENV, settings.azure_openai_api_key, secret)
         self.models = settings.models
         self._settings = settings
         self._metrics_any_model = settings.metrics_any_model
@@ -102,7 +102,7 @@ class ProviderRegistry:
 
     async def configured(self) -> list[dict[str, object]]:
         """The providers this deployment can serve now, with their models: for a UI's picker."""
-        listed = []
+        listed: list[dict[str, object]] = []
         for name, key in sorted(self._keys.items()):
             if key is not None:
                 try:
