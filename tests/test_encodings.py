@@ -59,11 +59,17 @@ def test_sse_event_ids_count_characters_from_where_a_resume_starts():
     turn = Turn(Reasoning(["ab"]), Tokens(["héllo", "🙂"]), Reasoning(["c"]), DONE)
     body = encoded(encodings.SseEvents(offset=10, reasoning_offset=3), turn).decode()
     ids = [line.removeprefix("id: ") for line in body.splitlines() if line.startswith("id: ")]
-    assert ids == ["10:5", "15", "16", "16:6"]
+    assert ids == ["10:5", "15:5", "16:5", "16:6"]  # a token's id names the reasoning's offset once there is some
     assert body.endswith('event: done\ndata: {"messageId":"a1","finishReason":"end_turn","usage":{"inputTokens":3,'
                          '"outputTokens":4,"reasoningTokens":2},"ttftMs":12.5,"tokensPerSecond":40.0,'
                          '"timeToFirstReasoningMs":5.0}\n\n')
     assert turn.closed
+
+
+def test_a_tokens_id_is_the_text_offset_alone_while_there_is_no_reasoning():
+    body = encoded(encodings.SseEvents(), Turn(Tokens(["ab", "c"]), Reasoning(["r"]), Tokens(["d"]), DONE)).decode()
+    assert [line.removeprefix("id: ") for line in body.splitlines() if line.startswith("id: ")] == [
+        "2", "3", "3:1", "4:1"]
 
 
 def test_plain_text_is_the_answer_alone_with_a_failure_on_a_last_line():

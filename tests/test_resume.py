@@ -115,13 +115,14 @@ def test_an_answer_longer_than_one_item_holds_is_stored_and_replayed_whole(clien
     assert "".join(resumed.tokens) == full[250_000:]
 
 
-def test_a_reasoning_events_id_is_both_offsets_and_a_tokens_stays_the_texts(client):
+def test_a_reasoning_events_id_is_both_offsets_and_so_is_a_tokens_after_it(client):
     chat_session_id = new_session(client, "sim:first_token_ms=0,tokens_per_second=0,tokens=4,reasoning=5")
     received = stream_chat(client, chat_session_id)
     reasoning_ids = [i for (name, _), i in zip(received.events, received.ids, strict=True) if name == "reasoning"]
     token_ids = [i for (name, _), i in zip(received.events, received.ids, strict=True) if name == "token"]
     assert reasoning_ids == [f"0:{len(''.join(reasoning_tokens(n)))}" for n in range(1, 6)]
-    assert token_ids == [str(len("".join(answer_tokens(n)))) for n in range(1, 5)]  # what old clients read
+    thought = len("".join(reasoning_tokens(5)))
+    assert token_ids == [f"{len(''.join(answer_tokens(n)))}:{thought}" for n in range(1, 5)]  # parseInt: the text's
 
 
 def test_a_finished_answer_resumes_its_reasoning_and_its_text_each_from_its_own_offset(client):
@@ -138,9 +139,12 @@ def test_a_finished_answer_resumes_its_reasoning_and_its_text_each_from_its_own_
     # the same by query
     by_query = resume(client, f"{path}?offset=0&reasoningOffset=7")
     assert by_query.events == from_reasoning.events
-    # a token's id: the text from there, and no reasoning (it came before the text, so the client has it)
-    from_token = resume(client, path, {"Last-Event-ID": "5"})
+    # a token's id: the text from there, and no reasoning (the client has had all there was when the token came)
+    from_token = resume(client, path, {"Last-Event-ID": f"5:{len(thought)}"})
     assert (from_token.reasoning, "".join(from_token.tokens)) == ([], text[5:])
+    # a plain text offset says no reasoning was seen: all of it, then the text from there
+    from_offset = resume(client, path, {"Last-Event-ID": "5"})
+    assert ("".join(from_offset.reasoning), "".join(from_offset.tokens)) == (thought, text[5:])
     # from the start: everything
     from_start = resume(client, path)
     assert ("".join(from_start.reasoning), "".join(from_start.tokens)) == (thought, text)

@@ -419,8 +419,8 @@ class AnswerReader {
 
   /**
    * The answer from the last offsets received on: the stored reasoning and text, then the rest as it is generated.
-   * Once there is reasoning, both offsets go ("<text>:<reasoning>", a reasoning event's id); before, the text's
-   * alone, which is what a relay that knows no reasoning understands.
+   * Once there is reasoning, both offsets go ("<text>:<reasoning>", as the relay's ids then are); before, the
+   * text's alone, which is what a relay that knows no reasoning understands.
    */
   resume() {
     const path = `${sessionPath(this.options.chatSessionId)}/messages/${encodeURIComponent(this.messageId)}/stream`;
@@ -554,7 +554,7 @@ function codePoints(text) {
   return count;
 }
 
-/** Offset `index` of an event id: a token's is "<text offset>", a reasoning event's "<text>:<reasoning>". */
+/** Offset `index` of an event id: "<text offset>", or "<text>:<reasoning>" once the answer has reasoning. */
 function idOffset(id, index) {
   const part = id?.split(":")[index];
   return part !== undefined && /^\d+$/.test(part) ? Number(part) : null;

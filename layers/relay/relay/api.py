@@ -345,7 +345,8 @@ class StartEvent(TypedDict):
 
 
 class TokenEvent(TypedDict):
-    """``event: token``; its ``id`` is the answer's offset after it, in characters (code points)."""
+    """``event: token``; its ``id`` is the answer's offset after it, in characters (code points), and once the answer
+    has reasoning ``<text offset>:<reasoning offset>``."""
 
     text: str
 

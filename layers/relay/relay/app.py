@@ -391,19 +391,19 @@ async def resume_message(request: Request) -> Response:
         raise RequestRejected(404, MESSAGE_NOT_FOUND, "no such answer in a session of yours")
     if message.status not in LIVE:  # live: the client may be ahead of a checkpoint
         for name, at, stored in (("offset", offset, message.content),
-                                 ("reasoning offset", reasoning_offset or 0, message.reasoning)):
+                                 ("reasoning offset", reasoning_offset, message.reasoning)):
             if at > len(stored):
                 raise bodies.invalid(f"{name} {at} is beyond the {len(stored)} characters stored")
     lease = await request.app.state.admission.stream(user_id, invocation.deadline_ms)
     events = held(follow_message(store, chat_session_id, message, offset, reasoning_offset=reasoning_offset), lease)
-    return _streamed(encodings.SseEvents(offset, reasoning_offset or 0), events, Connection(),
+    return _streamed(encodings.SseEvents(offset, reasoning_offset), events, Connection(),
                      config.ON_DISCONNECT_CANCEL)
 
 
-def _resume_position(request: Request) -> tuple[int, int | None]:
-    """The answer's text offset to resume from, and its reasoning's: both from a reasoning event's id (or
-    ``reasoningOffset``); from a token's id, none of the reasoning unless the text starts at 0 (None), since every
-    provider sends its reasoning before the answer's text, so a client that has had text has had the reasoning."""
+def _resume_position(request: Request) -> tuple[int, int]:
+    """The answer's text offset to resume from, and its reasoning's: both from an id ``<text>:<reasoning>`` (a
+    reasoning event's, or a token's once there is reasoning) or ``?offset=&reasoningOffset=``; a plain id is a text
+    offset with none of the reasoning seen (a token's id before any reasoning)."""
     query = request.query_params
     offset, reasoning_offset = query.get("offset"), query.get("reasoningOffset")
     if offset or reasoning_offset:
@@ -413,10 +413,7 @@ def _resume_position(request: Request) -> tuple[int, int | None]:
     position = RESUME_POSITION.fullmatch(raw)
     if position is None:
         raise bodies.invalid("offset (or Last-Event-ID) must be a whole number, or a reasoning event's id")
-    text_at = int(position[1])
-    if position[2] is not None:
-        return text_at, int(position[2])
-    return text_at, 0 if text_at == 0 else None
+    return int(position[1]), int(position[2] or 0)
 
 
 async def chat_stream(request: Request) -> Response:

@@ -87,7 +87,7 @@ class SseEvents:
                         frames = []
                         for text in texts:
                             offset += len(text)
-                            frames.append(sse.token_event(text, offset))
+                            frames.append(sse.token_event(text, offset, reasoning_offset))
                         yield b"".join(frames)
                     case Reasoning(texts):
                         frames = []

@@ -26,13 +26,12 @@ STORE_OUTAGE_SECONDS = 10.0  # polls failing this long end the stream (the gener
 
 async def follow_message(
     store: ChatStore, chat_session_id: str, message: StoredMessage, offset: int, poll_seconds: float = POLL_SECONDS,
-    *, reasoning_offset: int | None = 0,
+    *, reasoning_offset: int = 0,
 ) -> AsyncGenerator[TurnEvent, None]:
-    """The answer from character ``offset`` of its text and ``reasoning_offset`` of its reasoning (None: none of
-    its reasoning, for a client that has had it all)."""
+    """The answer from character ``offset`` of its text and ``reasoning_offset`` of its reasoning."""
     failing_since: float | None = None
     while True:
-        if reasoning_offset is not None and len(message.reasoning) > reasoning_offset:
+        if len(message.reasoning) > reasoning_offset:
             yield Reasoning([message.reasoning[reasoning_offset:]])
             reasoning_offset = len(message.reasoning)
         if len(message.content) > offset:

@@ -150,7 +150,10 @@ def reasoning_event(text: str, offset: int, reasoning_offset: int) -> bytes:
     return f'id: {offset}:{reasoning_offset}\nevent: reasoning\ndata: {{"text":{encode_json(text)}}}\n\n'.encode()
 
 
-def token_event(text: str, offset: int) -> bytes:
-    """``format_event("token", {"text": text}, event_id=str(offset))``, on the hot path: one per token. The id is
-    the character offset after the token, which a reconnecting client sends back as ``Last-Event-ID``."""
-    return f'id: {offset}\nevent: token\ndata: {{"text":{encode_json(text)}}}\n\n'.encode()
+def token_event(text: str, offset: int, reasoning_offset: int = 0) -> bytes:
+    """``format_event("token", {"text": text}, event_id=...)``, on the hot path: one per token. The id is the
+    character offset after the token, which a reconnecting client sends back as ``Last-Event-ID``; once the answer
+    has reasoning, the reasoning's offset too (``<text>:<reasoning>``, as a reasoning event's), so that reasoning a
+    provider sends between text deltas is not lost to a client that resumes from a token's id."""
+    position = f"{offset}:{reasoning_offset}" if reasoning_offset else str(offset)
+    return f'id: {position}\nevent: token\ndata: {{"text":{encode_json(text)}}}\n\n'.encode()
