@@ -11,9 +11,10 @@ The modules, each one concern, from the top down (a module imports only those be
 - ``turn``: one chat turn in named steps; ``resume``: following a stored answer from an offset; ``titles``: a
   session's title, from its first message or from ``TITLE_MODEL`` after its first answer.
 - ``reader``: a provider's stream under the turn's clocks; ``tally``: what a turn received, stored and reported.
-- ``store``: the chat table; ``limits``: the limits table's requests per minute and stream leases; ``usage``: the
-  limits table's tokens and requests per day and month, and the budgets; ``dynamodb``: the client, bounded calls,
-  the codec.
+- ``store``: the chat table; ``attachments``: the images bucket (presigned uploads, images read back and sniffed,
+  a conversation's erased); ``limits``: the limits table's requests per minute and stream leases; ``usage``: the
+  limits table's tokens and requests per day and month, and the budgets; ``dynamodb``: the client and the codec;
+  ``aws``: the AWS clients (DynamoDB's, S3's) made in the background, and calls bounded in time.
 - ``providers``: one module per provider, each turning its wire format into ``events``; ``connections``: the one
   HTTP client, its provider connections opened ahead and kept fresh; ``sse``: the decoder; ``reasoning``: a
   session's reasoning option, validated once and mapped by each provider.
