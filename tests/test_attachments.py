@@ -232,6 +232,41 @@ def test_earlier_images_go_with_later_messages_within_the_budget_oldest_dropped_
             "image 0", "image 1", "and now?", "image 2"]
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "bedrock", "gemini"])  # each refuses a user message of no text
+def test_a_message_of_images_alone_sent_later_without_them_still_says_something(dynamodb, stack, provider):
+    # GIVEN a relay whose provider requests carry one image, and a message of images alone
+    with app_client(dynamodb, history_max_images=1) as client:
+        model = f"sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at={len(provider) + 80}"
+        chat_session_id = session(client, provider, model)
+        assert isinstance(chat(client, chat_session_id, [upload_image(client, chat_session_id, png(1, 1))],
+                               content=None), Received)
+        # WHEN the next message brings an image of its own, so the first one's is left out
+        second = png(1, 2)
+        assert isinstance(chat(client, chat_session_id, [upload_image(client, chat_session_id, second)],
+                               "and this one?"), Received)
+        # THEN the first message still goes as text that says what it was, not as an empty one (which Anthropic,
+        # Bedrock and Gemini answer with a 400, every turn of the conversation from then on)
+        record = last_record(stack, model)
+        assert record.images == [("image/png", second)]
+        first, *_ = [message["content"] for message in record.messages if message["role"] == "user"]
+        assert first == "[an image, not sent again]"
+
+
+def test_a_regenerate_of_images_alone_that_are_gone_says_so_rather_than_nothing(client, stack):
+    # GIVEN a message of images alone, whose image the bucket has since expired (its lifecycle rule)
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at=89"
+    chat_session_id = session(client, "anthropic", model)
+    attachment = upload_image(client, chat_session_id, GIF, "image/gif")
+    assert isinstance(chat(client, chat_session_id, [attachment], content=None), Received)
+    stack.s3_client().delete_object(Bucket=ATTACHMENTS_BUCKET, Key=f"{chat_session_id}/{attachment}")
+    # WHEN its answer is asked for again THEN the provider is told there was an image, not sent an empty message
+    with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id,
+                                                          "regenerate": True}) as source:
+        assert [event.event for event in source.iter_sse()][-1] == "done"
+    record = last_record(stack, model)
+    assert (record.images, record.messages[-1]["content"]) == ([], "[an image, not sent again]")
+
+
 def test_a_regenerate_sends_the_images_of_the_message_it_answers_again(client, stack):
     model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at=74"
     chat_session_id = session(client, "bedrock", model)
