@@ -5,6 +5,7 @@ nothing stored and no provider asked. The module's I/O-free parts (sniffing, the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +16,7 @@ from httpx_sse import connect_sse
 from devtools.local_run import ATTACHMENTS_BUCKET
 from devtools.simulated_provider import answer_tokens
 from relay import config
-from relay.attachments import earlier_attachments, sniff_media_type
+from relay.attachments import AttachmentStore, earlier_attachments, sniff_media_type
 from relay.records import Attachment, StoredMessage
 from tests.conftest import app_client, count_items, png, upload_image
 from tests.test_turn import Received, last_record, messages_of
@@ -115,6 +116,25 @@ def test_an_upload_url_takes_exactly_the_image_declared_with_a_real_put(client, 
     assert put.status_code == 200
     stored = stack.s3_client().get_object(Bucket=ATTACHMENTS_BUCKET, Key=f"{chat_session_id}/{upload['attachmentId']}")
     assert (stored["Body"].read(), stored["ContentType"]) == (image, "image/png")
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_upload_and_view_urls_name_the_bucket_by_the_regional_origin_the_page_policy_lists(monkeypatch, region):
+    # GIVEN the relay in a region, on AWS's own endpoints (signing needs no network)
+    for variable in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    bucket = "chat-relay-attachmentsbucket-1a2b3c4d5e6f"
+    store = AttachmentStore(bucket)
+    # WHEN it hands out an upload URL and a URL to show a stored image by
+    upload = asyncio.run(store.upload("01HZY00000000000000000SESS", "image/png", 10))
+    shown = asyncio.run(store.view_urls("01HZY00000000000000000SESS", [Attachment("A", "image/png", 10)]))["A"]
+    # THEN both are at https://<AttachmentsBucketName>.s3.<region>.amazonaws.com, the origin the README has a
+    # deployer add to the page's connect-src and img-src: us-east-1's global name would be blocked by that policy
+    for url in (upload.url, shown):
+        assert f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" == f"https://{bucket}.s3.{region}.amazonaws.com"
 
 
 def test_the_bucket_lets_the_pages_origin_put_and_no_other(client, stack):
