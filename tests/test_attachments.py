@@ -5,6 +5,7 @@ nothing stored and no provider asked. The module's I/O-free parts (sniffing, the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +16,7 @@ from httpx_sse import connect_sse
 from devtools.local_run import ATTACHMENTS_BUCKET
 from devtools.simulated_provider import answer_tokens
 from relay import config
-from relay.attachments import earlier_attachments, sniff_media_type
+from relay.attachments import AttachmentStore, earlier_attachments, sniff_media_type
 from relay.records import Attachment, StoredMessage
 from tests.helpers import Received, app_client, count_items, last_record, messages_of, png, upload_image
 
@@ -114,6 +115,25 @@ def test_an_upload_url_takes_exactly_the_image_declared_with_a_real_put(client, 
     assert put.status_code == 200
     stored = stack.s3_client().get_object(Bucket=ATTACHMENTS_BUCKET, Key=f"{chat_session_id}/{upload['attachmentId']}")
     assert (stored["Body"].read(), stored["ContentType"]) == (image, "image/png")
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_upload_and_view_urls_name_the_bucket_by_the_regional_origin_the_page_policy_lists(monkeypatch, region):
+    # GIVEN the relay in a region, on AWS's own endpoints (signing needs no network)
+    for variable in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    bucket = "chat-relay-attachmentsbucket-1a2b3c4d5e6f"
+    store = AttachmentStore(bucket)
+    # WHEN it hands out an upload URL and a URL to show a stored image by
+    upload = asyncio.run(store.upload("01HZY00000000000000000SESS", "image/png", 10))
+    shown = asyncio.run(store.view_urls("01HZY00000000000000000SESS", [Attachment("A", "image/png", 10)]))["A"]
+    # THEN both are at https://<AttachmentsBucketName>.s3.<region>.amazonaws.com, the origin the README has a
+    # deployer add to the page's connect-src and img-src: us-east-1's global name would be blocked by that policy
+    for url in (upload.url, shown):
+        assert f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" == f"https://{bucket}.s3.{region}.amazonaws.com"
 
 
 def test_the_bucket_lets_the_pages_origin_put_and_no_other(client, stack):
@@ -229,6 +249,41 @@ def test_earlier_images_go_with_later_messages_within_the_budget_oldest_dropped_
         last = [record for record in stack.provider.records if record.model == model][-1]
         assert [message["content"] for message in last.messages if message["role"] == "user"] == [
             "image 0", "image 1", "and now?", "image 2"]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "bedrock", "gemini"])  # each refuses a user message of no text
+def test_a_message_of_images_alone_sent_later_without_them_still_says_something(dynamodb, stack, provider):
+    # GIVEN a relay whose provider requests carry one image, and a message of images alone
+    with app_client(dynamodb, history_max_images=1) as client:
+        model = f"sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at={len(provider) + 80}"
+        chat_session_id = session(client, provider, model)
+        assert isinstance(chat(client, chat_session_id, [upload_image(client, chat_session_id, png(1, 1))],
+                               content=None), Received)
+        # WHEN the next message brings an image of its own, so the first one's is left out
+        second = png(1, 2)
+        assert isinstance(chat(client, chat_session_id, [upload_image(client, chat_session_id, second)],
+                               "and this one?"), Received)
+        # THEN the first message still goes as text that says what it was, not as an empty one (which Anthropic,
+        # Bedrock and Gemini answer with a 400, every turn of the conversation from then on)
+        record = last_record(stack, model)
+        assert record.images == [("image/png", second)]
+        first, *_ = [message["content"] for message in record.messages if message["role"] == "user"]
+        assert first == "[an image, not sent again]"
+
+
+def test_a_regenerate_of_images_alone_that_are_gone_says_so_rather_than_nothing(client, stack):
+    # GIVEN a message of images alone, whose image the bucket has since expired (its lifecycle rule)
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=3,fault_at=89"
+    chat_session_id = session(client, "anthropic", model)
+    attachment = upload_image(client, chat_session_id, GIF, "image/gif")
+    assert isinstance(chat(client, chat_session_id, [attachment], content=None), Received)
+    stack.s3_client().delete_object(Bucket=ATTACHMENTS_BUCKET, Key=f"{chat_session_id}/{attachment}")
+    # WHEN its answer is asked for again THEN the provider is told there was an image, not sent an empty message
+    with connect_sse(client, "POST", "/chat/stream", json={"chatSessionId": chat_session_id,
+                                                          "regenerate": True}) as source:
+        assert [event.event for event in source.iter_sse()][-1] == "done"
+    record = last_record(stack, model)
+    assert (record.images, record.messages[-1]["content"]) == ([], "[an image, not sent again]")
 
 
 def test_a_regenerate_sends_the_images_of_the_message_it_answers_again(client, stack):

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devtools.simulated_provider import answer_tokens
@@ -262,3 +263,26 @@ def test_the_pages_caps_are_the_relays():
     assert int(constant("MAX_IMAGES")) == config.MAX_IMAGES_PER_MESSAGE
     assert int(constant("MAX_MESSAGE_IMAGE_BYTES").replace("_", "")) == config.MAX_MESSAGE_IMAGE_BYTES
     assert tuple(re.findall(r'"(image/[a-z]+)"', constant("IMAGE_TYPES"))) == config.IMAGE_MEDIA_TYPES
+
+
+def test_the_images_of_a_long_conversations_first_messages_load_with_it_while_their_urls_last(page, stack, client):
+    # GIVEN a conversation whose first message carried an image, then long answers below it, so that the image
+    # is far above what the thread shows once the page has opened it at its end
+    model = "sim:first_token_ms=0,tokens_per_second=0,tokens=600,fault_at=204"
+    chat_session_id = client.post("/sessions", json={"provider": "openai", "model": model}).json()["chatSessionId"]
+    image = png(4, 3)
+    upload = client.post(f"/sessions/{chat_session_id}/attachments", json={"mediaType": "image/png",
+                                                                           "size": len(image)}).json()
+    assert httpx.put(upload["uploadUrl"], content=image, headers=upload["uploadHeaders"]).status_code == 200
+    for index in range(4):
+        attachments = {"attachments": [upload["attachmentId"]]} if index == 0 else {}
+        client.post("/chat/stream", json={"chatSessionId": chat_session_id, "content": f"{index}", **attachments})
+    # WHEN the page opens it, and nobody scrolls
+    requests = uploads_and_chats(page)
+    page.goto(f"{stack.url}/#session={chat_session_id}")
+    page.wait_for_selector(".message.user .images img")
+    page.wait_for_load_state("networkidle")
+    # THEN the image is fetched at once, while its URL (GET …/messages's, valid 5 minutes) is good: fetched only
+    # when scrolled to, minutes later, it would be refused by S3 and show broken
+    assert [request for request in requests if request.startswith(f"GET {stack.dynamodb.url}/")]
+    assert page.eval_on_selector(".message.user .images img", "(image) => image.naturalWidth") == 4

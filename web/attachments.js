@@ -204,7 +204,7 @@ export class ImageTray {
 }
 
 /**
- * The images a message carries, above its text (the relay sends them to the model before it too).
+ * The images a message carries, above its text (the relay sends them to the model before it too), loaded at once.
  *
  * @param {HTMLElement} message the message's element
  * @param {Array<{src: string, alt: string}>} images
@@ -218,7 +218,8 @@ export function showImages(message, images) {
     const image = document.createElement("img");
     image.src = src;
     image.alt = alt;
-    image.loading = "lazy";
+    // Loaded now, not lazily: a stored image's URL (GET …/messages) is good for 5 minutes, and one far up a long
+    // conversation, fetched only when scrolled to, would by then be refused by S3 and show broken.
     const item = document.createElement("li");
     item.append(image);
     return item;

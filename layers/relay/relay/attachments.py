@@ -79,8 +79,11 @@ def create_s3_client() -> Any:
     # Signature V4 signs a presigned PUT's Content-Type and Content-Length, which S3 then enforces (V2 cannot).
     # Virtual-hosted addressing names the bucket's region (<bucket>.s3.<region>.amazonaws.com): botocore's default
     # presigns the global name, which S3 redirects for a day or so after a bucket outside us-east-1 is created, and
-    # a browser's preflight cannot follow a redirect. An IP endpoint (the local run's moto) stays path-style.
-    return create_client("s3", signature_version="s3v4", s3={"addressing_style": "virtual"})
+    # a browser's preflight cannot follow a redirect. In us-east-1 too (botocore's default there is the global
+    # <bucket>.s3.amazonaws.com): the page's policy lists the regional origin (README), and would block the other.
+    # An IP endpoint (the local run's moto) stays path-style.
+    return create_client("s3", signature_version="s3v4",
+                         s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"})
 
 
 class S3(BoundedClient):

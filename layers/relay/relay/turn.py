@@ -169,7 +169,7 @@ class Turn:
                                                             message_ids)
         if regeneration is not None:
             self.user_message = regeneration.user_message
-        new = ChatMessage("user", content, _images_of(self.user_message, images))
+        new = _user_message(self.user_message, images)
         self.messages = _provider_history(conversation, new, settings.history_max_chars, images)
         # A session with no title takes one from its first message (a regenerate brings no new message; a message
         # of images alone gives none, and the next one does).
@@ -445,9 +445,17 @@ def _new_turn_messages(content: str, attachments: tuple[Attachment, ...], deadli
     )
 
 
-def _images_of(message: StoredMessage, images: Mapping[str, Image]) -> tuple[Image, ...]:
-    return tuple(images[attachment.attachment_id] for attachment in message.attachments
-                 if attachment.attachment_id in images)
+def _user_message(message: StoredMessage, images: Mapping[str, Image]) -> ChatMessage:
+    """A user message as the provider is sent it: with those of its images in ``images``. One of images alone sent
+    without them (past the request's budget, expired from the bucket, or for a model that takes none) says so in
+    words: Anthropic, Bedrock and Gemini answer a user message of no text with a 400, every turn from then on."""
+    carried = tuple(images[attachment.attachment_id] for attachment in message.attachments
+                    if attachment.attachment_id in images)
+    text = message.content
+    if not text and not carried and message.attachments:
+        count = len(message.attachments)
+        text = f"[{'an image' if count == 1 else f'{count} images'}, not sent again]"
+    return ChatMessage("user", text, carried)
 
 
 def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: int,
@@ -463,7 +471,7 @@ def _provider_history(conversation: Conversation, new: ChatMessage, max_chars: i
         if message.role == "user":
             turns += _answer_sent(answers)
             answers = []
-            turns.append(ChatMessage("user", message.content, _images_of(message, images or {})))
+            turns.append(_user_message(message, images or {}))
         else:
             answers.append(message)
     for turn in [*turns, *_answer_sent(answers), new]:
