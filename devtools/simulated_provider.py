@@ -314,7 +314,7 @@ class SimulatedProvider:
         if not isinstance(model, str) or not isinstance(messages, list) or not messages:
             return errors(400)
         try:
-            messages, images = _read_messages(messages, parts)
+            messages, images = _read_messages(messages, parts, refuse_empty=wire_format in REFUSE_EMPTY_TEXT)
         except (BadImage, ValueError, TypeError, AttributeError, KeyError, binascii.Error):
             return errors(400)
         try:
@@ -370,6 +370,12 @@ class SimulatedProvider:
 
 # Images: each format's message content, as text and the images its parts carry
 
+# Wire formats whose real API answers a user message with no text (and no image) with a 400: Anthropic ("all
+# messages must have non-empty content"), Gemini ("empty text parameter"), Bedrock Converse ("The text field in the
+# ContentBlock object ... is blank"). OpenAI's take it.
+REFUSE_EMPTY_TEXT = frozenset({"anthropic", "gemini", "bedrock"})
+
+
 class BadImage(ValueError):
     """An image part the format's API would refuse with a 400."""
 
@@ -378,12 +384,15 @@ Image = tuple[str, bytes]  # media type, bytes
 PartReader = Callable[[Any], tuple[str, list[Image]]]  # a message's content -> its text and its images
 
 
-def _read_messages(messages: list[Any], parts: PartReader) -> tuple[list[dict[str, Any]], list[Image]]:
+def _read_messages(messages: list[Any], parts: PartReader, *, refuse_empty: bool = False,
+                   ) -> tuple[list[dict[str, Any]], list[Image]]:
     """The messages with their content as text (what the scenarios read: echo, the prompt's tokens), and every image
-    they carry, in order."""
+    they carry, in order. With ``refuse_empty``, a user message of no text and no image is a ValueError (a 400)."""
     read, images = [], []
     for message in messages:
         text, carried = parts(message["content"]) if message.get("role") != "system" else (message["content"], [])
+        if refuse_empty and message.get("role") == "user" and not text and not carried:
+            raise ValueError("a user message with no content")
         read.append({"role": message["role"], "content": text})
         images += carried
     return read, images
