@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import socket
 import threading
@@ -65,6 +66,7 @@ class DynamoDBThread:
         from moto.server import ThreadedMotoServer
 
         _one_dynamodb_request_at_a_time()
+        _transactions_back_up_their_items_not_their_tables()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per DynamoDB call otherwise
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self._address = (host, port)
@@ -101,6 +103,54 @@ def _one_dynamodb_request_at_a_time() -> None:
 
     one_at_a_time.one_at_a_time = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
+
+
+def _transactions_back_up_their_items_not_their_tables() -> None:
+    """moto backs a transaction up by deep-copying each table it touches, once per item, so a transaction's cost grows
+    with the table: late in the test suite (thousands of items) one took over the relay's 4-second bound, and a long
+    `make dev` would slow the same way. Requests are taken one at a time (above), so the items a transaction names
+    are all it can change: those are backed up instead, and put back if it fails."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "items_backed_up", False):
+        return
+    transact_write_items = backend.transact_write_items
+
+    class TablesUncopied:
+        """The ``copy`` module as moto's backend sees it, except that a table "copied" is the table itself."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def items_backed_up(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups = []
+        for entry in transact_items:
+            try:
+                operation = next(iter(entry.values()))
+                table = self.tables[operation["TableName"]]
+                key = operation.get("Key") or {name: operation["Item"][name]
+                                               for name in (table.hash_key_attr, table.range_key_attr) if name}
+                backups.append((table.name, key, copy.deepcopy(self.get_item(table.name, key))))
+            except Exception:  # malformed: moto's own checks answer it, having changed nothing
+                continue
+        try:
+            transact_write_items(self, transact_items)
+        except Exception:
+            for table_name, key, item in reversed(backups):
+                self.delete_item(table_name, key)
+                if item is not None:
+                    self.put_item(table_name, item.to_json()["Attributes"])
+            raise
+
+    items_backed_up.items_backed_up = True  # type: ignore[attr-defined]
+    setattr(models, "copy", TablesUncopied())  # noqa: B010 - the module's own name for copy, replaced
+    backend.transact_write_items = items_backed_up  # type: ignore[method-assign]
 
 
 def _ensure_free(host: str, port: int) -> None:
