@@ -197,25 +197,27 @@ def _operation(operation: Operation) -> dict[str, Any]:
     return described
 
 
-def _event(name: str, schema: str) -> dict[str, Any]:
-    """One server-sent event named ``name`` whose ``data`` is JSON of the component ``schema``."""
+def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event named ``name`` whose ``data`` is as the schema ``data`` says."""
     return {"type": "object", "required": ["event", "data"],
-            "properties": {"event": {"const": name}, "id": {"type": "string"},
-                           "data": {"type": "string", "contentMediaType": "application/json",
-                                    "contentSchema": _ref(schema)}}}
+            "properties": {"event": {"const": name}, "id": {"type": "string"}, "data": data}}
+
+
+def _json_text(schema: str) -> dict[str, Any]:
+    """A string of JSON of the component ``schema``."""
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(schema)}
 
 
 def _answer(operation: Operation) -> dict[str, Any]:
     if operation.stream:
-        one_of = [_event(name, schema) for name, schema in EVENTS.items()]
-        events: dict[str, Any] = {"x-sse-events": {name: _ref(schema) for name, schema in EVENTS.items()}}
+        one_of = [_event(name, _json_text(schema)) for name, schema in EVENTS.items()]
+        extensions: dict[str, Any] = {"x-sse-events": {name: _ref(schema) for name, schema in EVENTS.items()}}
         if operation.body is not None:
-            chunk = _event("message", "UiMessageChunk")
-            data = chunk["properties"]["data"]
-            chunk["properties"]["data"] = {"type": "string", "anyOf": [data, {"const": "[DONE]"}]}
-            one_of.append(chunk | {"description": "?protocol=ai-sdk: a UI message chunk, and [DONE] last"})
-            events["x-ui-message-stream"] = _ref("UiMessageChunk")
-        events = {"schema": {"oneOf": one_of}} | events
+            chunk = {"type": "string", "anyOf": [_json_text("UiMessageChunk"), {"const": "[DONE]"}]}
+            one_of.append(_event("message", chunk) | {"description": "?protocol=ai-sdk: a UI message chunk, and "
+                                                                     "[DONE] last"})
+            extensions["x-ui-message-stream"] = _ref("UiMessageChunk")
+        events = {"schema": {"oneOf": one_of}, **extensions}
         content = {"text/event-stream": events}
         if operation.body is not None:
             content["text/plain"] = {"schema": {"type": "string"}}
