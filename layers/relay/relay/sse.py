@@ -150,7 +150,7 @@ def reasoning_event(text: str, offset: int, reasoning_offset: int) -> bytes:
     return f'id: {offset}:{reasoning_offset}\nevent: reasoning\ndata: {{"text":{encode_json(text)}}}\n\n'.encode()
 
 
-def token_event(text: str, offset: int, reasoning_offset: int = 0) -> bytes:
+def token_event(text: str, offset: int, reasoning_offset: int) -> bytes:
     """``format_event("token", {"text": text}, event_id=...)``, on the hot path: one per token. The id is the
     character offset after the token, which a reconnecting client sends back as ``Last-Event-ID``; once the answer
     has reasoning, the reasoning's offset too (``<text>:<reasoning>``, as a reasoning event's), so that reasoning a
